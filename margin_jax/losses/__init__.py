@@ -1,0 +1,53 @@
+"""Large-margin softmax losses as pure JAX functions.
+
+Every loss returns the per-example loss ``[batch_size]`` (no reduction);
+hyperparameters are keyword-only; float hyperparameters may be traced scalars.
+Out-of-range label values cannot be checked inside ``jit``: the target gather
+then fills NaN, so the loss is NaN (a trainer's non-finite check stops there).
+"""
+
+from margin_jax.losses._ensemble import ensemble_soft_margin_softmax_loss
+from margin_jax.losses._ensemble import hsic_diversity
+from margin_jax.losses._feature_losses import a_softmax_loss
+from margin_jax.losses._feature_losses import arcface_loss
+from margin_jax.losses._feature_losses import center_loss
+from margin_jax.losses._feature_losses import cosface_loss
+from margin_jax.losses._feature_losses import large_margin_softmax_loss
+from margin_jax.losses._feature_losses import noisy_softmax_loss
+from margin_jax.losses._feature_losses import normface_loss
+from margin_jax.losses._feature_losses import psi
+from margin_jax.losses._feature_losses import target_cosine
+from margin_jax.losses._feature_losses import virtual_softmax_loss
+from margin_jax.losses._inference import ensemble_weights
+from margin_jax.losses._inference import inference_logits
+from margin_jax.losses._logit_losses import label_smoothing_loss
+from margin_jax.losses._logit_losses import multiclass_hinge_loss
+from margin_jax.losses._logit_losses import rho_hat
+from margin_jax.losses._logit_losses import soft_margin_softmax_loss
+from margin_jax.losses._logit_losses import softmax_loss
+from margin_jax.losses._logit_losses import uniformity_regularized_softmax_loss
+from margin_jax.losses._schedules import lambda_schedule
+
+__all__ = (
+    "a_softmax_loss",
+    "arcface_loss",
+    "center_loss",
+    "cosface_loss",
+    "ensemble_soft_margin_softmax_loss",
+    "ensemble_weights",
+    "hsic_diversity",
+    "inference_logits",
+    "label_smoothing_loss",
+    "lambda_schedule",
+    "large_margin_softmax_loss",
+    "multiclass_hinge_loss",
+    "noisy_softmax_loss",
+    "normface_loss",
+    "psi",
+    "rho_hat",
+    "soft_margin_softmax_loss",
+    "softmax_loss",
+    "target_cosine",
+    "uniformity_regularized_softmax_loss",
+    "virtual_softmax_loss",
+)

@@ -1,0 +1,216 @@
+"""Losses that are functions of the logits alone.
+
+Softmax cross-entropy, the soft-margin softmax of EM-Softmax (M-Softmax), and
+the losses of Kobayashi (BMVC 2019): the uniformity regulariser, the
+multiclass hinge loss, label smoothing and the bias rho-hat.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from margin_jax.losses import _common
+
+DIVERGENCES = ("symmetric", "q_u", "u_q")
+
+
+def softmax_loss(logits, labels) -> jax.Array:
+  r"""Softmax cross-entropy with integer labels.
+
+  .. math::
+    \ell_i = -\log \frac{e^{f_{y_i}}}{\sum_j e^{f_j}}
+           = \operatorname{LSE}(f) - f_{y_i}
+
+  Args:
+    logits: class scores ``f``, shape ``[batch_size, num_classes]``.
+    labels: integer targets, shape ``[batch_size]``.
+
+  Returns:
+    Per-example loss, shape ``[batch_size]``.
+
+  Example:
+    >>> softmax_loss(jnp.array([[2.0, 0.0]]), jnp.array([0]))  # ~0.127
+
+  References:
+    Liu et al., Large-Margin Softmax Loss for CNNs, ICML 2016, eq. 1-2.
+  """
+  logits, labels, out_dtype = _common.prepare_logits(logits, labels)
+  loss = jax.nn.logsumexp(logits, axis=-1) - _common.take_target(logits, labels)
+  return loss.astype(out_dtype)
+
+
+def soft_margin_softmax_loss(logits, labels, *, margin) -> jax.Array:
+  r"""Soft-margin softmax (M-Softmax): an additive margin on the target logit.
+
+  .. math::
+    \ell_i = -\log \frac{e^{f_{y_i} - m}}{e^{f_{y_i} - m} + \sum_{k \ne y_i} e^{f_k}}
+
+  ``margin=0`` is the softmax loss; ``margin=1`` is Kobayashi's modified loss
+  (eq. 15).
+
+  Args:
+    logits: ``[batch_size, num_classes]``.
+    labels: ``[batch_size]`` integers.
+    margin: the non-negative distance margin m (may be a traced scalar).
+
+  Returns:
+    Per-example loss, shape ``[batch_size]``.
+
+  Example:
+    >>> soft_margin_softmax_loss(logits, labels, margin=0.5)
+
+  References:
+    Wang et al., Ensemble Soft-Margin Softmax Loss for Image Classification,
+    IJCAI 2018, eq. 4; Kobayashi, Large Margin In Softmax Cross-Entropy Loss,
+    BMVC 2019, eq. 15.
+  """
+  logits, labels, out_dtype = _common.prepare_logits(logits, labels)
+  target = _common.take_target(logits, labels) - margin
+  return _common.cross_entropy_with_target(logits, labels, target).astype(out_dtype)
+
+
+def _non_target_log_posterior(logits, labels):
+  """log q_c = f_c - LSE_{c' != y}(f) on non-target classes, 0 on the target.
+
+  The target entry is set to a finite 0 (not -inf) so that products with it
+  have finite gradients; callers mask it out of every sum.
+  """
+  is_target = _common.target_mask(labels, logits.shape[1])
+  masked = jnp.where(is_target, -jnp.inf, logits)
+  log_q = masked - jax.nn.logsumexp(masked, axis=-1, keepdims=True)
+  return jnp.where(is_target, 0.0, log_q), is_target
+
+
+def rho_hat(logits, labels) -> jax.Array:
+  r"""Kobayashi's bias rho-hat, the margin softmax implicitly adds.
+
+  .. math::
+    \hat\rho = \log \sum_{c \ne y} e^{f_c - f_{c^*}}, \qquad
+    f_{c^*} = \max_{c \ne y} f_c
+
+  It lies in ``[0, log(C-1)]``: 0 when one non-target logit dominates,
+  ``log(C-1)`` when the non-target logits are uniform.
+
+  Args:
+    logits: ``[batch_size, num_classes]`` with ``num_classes >= 2``.
+    labels: ``[batch_size]`` integers.
+
+  Returns:
+    Per-example bias, shape ``[batch_size]``.
+
+  References:
+    Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019, eq. 7.
+  """
+  logits, labels, out_dtype = _common.prepare_logits(logits, labels, min_classes=2)
+  masked = jnp.where(_common.target_mask(labels, logits.shape[1]), -jnp.inf, logits)
+  lse = jax.nn.logsumexp(masked, axis=-1)
+  return (lse - jnp.max(masked, axis=-1)).astype(out_dtype)
+
+
+def uniformity_regularized_softmax_loss(logits, labels, *, lam=0.3,
+                                        divergence="symmetric") -> jax.Array:
+  r"""Softmax loss plus Kobayashi's uniformity regulariser on non-target logits.
+
+  With the non-target posterior :math:`q_c = e^{f_c} / \sum_{c' \ne y} e^{f_{c'}}`
+  and the uniform :math:`u_c = 1/(C-1)` over the ``C-1`` non-target classes:
+
+  .. math::
+    \ell = -\log p_y + \lambda\, D(q), \quad
+    D(q) = \begin{cases}
+      \tfrac12 \sum_{c \ne y} (q_c - u_c) \log q_c & \text{symmetric (eq. 8)} \\
+      \sum_{c \ne y} q_c \log[(C-1) q_c] & \texttt{q\_u}: D(q\|u) \text{ (eq. 10)} \\
+      \sum_{c \ne y} u_c \log[1 / ((C-1) q_c)] & \texttt{u\_q}: D(u\|q) \text{ (eq. 10)}
+    \end{cases}
+
+  The symmetric case is eq. 11 of the paper. Its gradient (eq. 12) is
+  :math:`p_c + \tfrac{\lambda}{2}[q_c(f_c - \sum_{d \ne y} f_d q_d) + q_c - u_c]`
+  for ``c != y`` and ``p_y - 1`` for the target; the paper prints ``x_c`` where
+  the logit ``f_c`` is meant (a notation slip: ``x`` is the feature elsewhere).
+
+  Args:
+    logits: ``[batch_size, num_classes]`` with ``num_classes >= 3``.
+    labels: ``[batch_size]`` integers.
+    lam: regularisation weight lambda (paper: 0.3); may be traced.
+    divergence: ``"symmetric"``, ``"q_u"`` or ``"u_q"`` (Table 1), static.
+
+  Returns:
+    Per-example loss, shape ``[batch_size]``.
+
+  Example:
+    >>> uniformity_regularized_softmax_loss(logits, labels, lam=0.3)
+
+  References:
+    Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019,
+    eqs. 8, 10, 11, 12 and Table 1.
+  """
+  _common.check_choice("divergence", divergence, DIVERGENCES)
+  logits, labels, out_dtype = _common.prepare_logits(logits, labels, min_classes=3)
+  num_others = logits.shape[1] - 1
+  log_q, is_target = _non_target_log_posterior(logits, labels)
+  q = jnp.where(is_target, 0.0, jnp.exp(log_q))
+  uniform = jnp.where(is_target, 0.0, 1.0 / num_others)
+  log_others = jnp.log(num_others)
+  if divergence == "symmetric":
+    penalty = 0.5 * jnp.sum((q - uniform) * log_q, axis=-1)
+  elif divergence == "q_u":
+    penalty = jnp.sum(q * log_q, axis=-1) + log_others
+  else:  # "u_q"
+    penalty = -jnp.sum(uniform * log_q, axis=-1) - log_others
+  cross_entropy = jax.nn.logsumexp(logits, axis=-1) - _common.take_target(logits, labels)
+  return (cross_entropy + lam * penalty).astype(out_dtype)
+
+
+def multiclass_hinge_loss(logits, labels, *, margin=1.0) -> jax.Array:
+  r"""Multiclass hinge loss averaged over the non-target classes.
+
+  .. math::
+    \ell = \frac{1}{C-1} \sum_{c \ne y} \max(0, f_c - f_y + \rho)
+
+  Args:
+    logits: ``[batch_size, num_classes]`` with ``num_classes >= 2``.
+    labels: ``[batch_size]`` integers.
+    margin: the constant bias rho (paper: 1); may be traced.
+
+  Returns:
+    Per-example loss, shape ``[batch_size]``.
+
+  Example:
+    >>> multiclass_hinge_loss(logits, labels)
+
+  References:
+    Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019, eq. 14.
+  """
+  logits, labels, out_dtype = _common.prepare_logits(logits, labels, min_classes=2)
+  target = _common.take_target(logits, labels)
+  hinge = jnp.maximum(0.0, logits - target[:, None] + margin)
+  hinge = jnp.where(_common.target_mask(labels, logits.shape[1]), 0.0, hinge)
+  return (jnp.sum(hinge, axis=-1) / (logits.shape[1] - 1)).astype(out_dtype)
+
+
+def label_smoothing_loss(logits, labels, *, smoothing) -> jax.Array:
+  r"""Cross-entropy against labels smoothed toward the uniform distribution (LSR).
+
+  .. math::
+    \ell = -(1 - \lambda) \log p_y - \frac{\lambda}{C} \sum_{c=1}^C \log p_c
+
+  Args:
+    logits: ``[batch_size, num_classes]``.
+    labels: ``[batch_size]`` integers.
+    smoothing: lambda in ``[0, 1]`` (usually 0.1); may be traced.
+
+  Returns:
+    Per-example loss, shape ``[batch_size]``.
+
+  Example:
+    >>> label_smoothing_loss(logits, labels, smoothing=0.1)
+
+  References:
+    Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019, eq. 13;
+    Szegedy et al., Rethinking the Inception Architecture, CVPR 2016.
+  """
+  logits, labels, out_dtype = _common.prepare_logits(logits, labels)
+  lse = jax.nn.logsumexp(logits, axis=-1)
+  nll_target = lse - _common.take_target(logits, labels)
+  nll_uniform = lse - jnp.mean(logits, axis=-1)
+  return ((1.0 - smoothing) * nll_target + smoothing * nll_uniform).astype(out_dtype)
