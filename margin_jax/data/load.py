@@ -1,0 +1,71 @@
+"""Whole splits as in-memory uint8 arrays, read through tfds without TensorFlow."""
+
+import os
+import pathlib
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from margin_jax.data import prepare as prepare_lib
+from margin_jax.data import raw
+from margin_jax.data import registry
+
+
+def _ensure_prepared(name, spec, data_dir, source_dir) -> None:
+  """Prepares ``name`` offline from raw files, else through tfds' download."""
+  if tfds.builder(name, data_dir=data_dir).is_prepared():
+    return
+  raw_dir = pathlib.Path(source_dir) / name if source_dir else None
+  if spec.offline and raw_dir and raw.raw_files_present(name, raw_dir):
+    prepare_lib.prepare(name, source_dir=source_dir, data_dir=data_dir)
+    return
+  checked = (
+      f"no prepared dataset in {pathlib.Path(data_dir) / name} and no raw files"
+      f" in {raw_dir or '(no source directory: $MARGIN_JAX_DATA is unset)'}"
+  )
+  if not spec.download:
+    raise FileNotFoundError(f"Cannot load {name!r}: {checked}.")
+  try:
+    builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare()
+  except Exception as e:  # Network, TensorFlow or disk: one clear message.
+    raise FileNotFoundError(
+        f"Cannot load {name!r}: {checked}, and tfds' download failed: {e!r}."
+    ) from e
+
+
+def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
+  """Loads the train and test splits of a dataset as whole uint8 arrays.
+
+  Reading goes through ``tfds.data_source`` (ArrayRecord, no TensorFlow). If
+  the dataset is not prepared in ``data_dir`` it is first prepared offline from
+  raw files in ``<source_dir>/<name>/`` (atomically, see
+  `margin_jax.data.prepare.prepare`), else downloaded by tfds.
+
+  Args:
+    name: a dataset of `DATASETS`, e.g. ``"mnist"`` or ``"cifar10_jpeg"``.
+    data_dir: the tfds data directory; default ``$TFDS_DATA_DIR``, else
+      ``~/tensorflow_datasets``.
+    source_dir: the raw-file directory; default ``$MARGIN_JAX_DATA``.
+
+  Returns:
+    ``{"train": (images, labels), "test": (images, labels), "num_classes": int,
+    "name": name}`` with images uint8 ``[N, H, W, C]`` and labels int32
+    ``[N]``, in tfds' stored order.
+
+  Example:
+    >>> data = load_arrays("mnist")  # doctest: +SKIP
+    >>> images, labels = data["train"]  # (60000, 28, 28, 1), (60000,)
+  """
+  spec = registry.get_spec(name)
+  data_dir = str(data_dir or prepare_lib.default_data_dir())
+  source_dir = source_dir or os.environ.get("MARGIN_JAX_DATA")
+  _ensure_prepared(name, spec, data_dir, source_dir)
+  sources = tfds.data_source(name, data_dir=data_dir, download=False)
+  result = {"num_classes": spec.num_classes, "name": name}
+  for split in ("train", "test"):
+    examples = sources[split].__getitems__(range(len(sources[split])))
+    images = np.stack([e["image"] for e in examples]).astype(np.uint8, copy=False)
+    labels = np.array([e["label"] for e in examples], np.int32)
+    result[split] = (images.reshape(-1, *spec.image_shape), labels)
+  return result
