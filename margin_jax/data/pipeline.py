@@ -1,0 +1,102 @@
+"""Epoch iterators over in-memory arrays, shaped ``[num_devices, per_device, ...]``.
+
+``batch_size`` is always the global batch over all processes. Process ``p`` of
+``P`` takes the ``p``-th contiguous slice of every global batch and reshapes it
+to ``[num_devices, per_device]`` for ``jax.pmap``, so the union over processes
+is exactly the single-process batch.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+
+
+def _per_device(batch_size, num_devices, process_index, process_count) -> int:
+  if not 0 <= process_index < process_count:
+    raise ValueError(
+        f"process_index={process_index} is not in [0, process_count="
+        f"{process_count})."
+    )
+  shards = num_devices * process_count
+  if batch_size <= 0 or num_devices <= 0 or batch_size % shards:
+    raise ValueError(
+        f"batch_size={batch_size} must be a positive multiple of num_devices *"
+        f" process_count = {num_devices} * {process_count} = {shards}."
+    )
+  return batch_size // shards
+
+
+def _batch(images, labels, indices, num_devices, per_device) -> dict:
+  return {
+      "image": images[indices].reshape(num_devices, per_device, *images.shape[1:]),
+      "label": labels[indices].reshape(num_devices, per_device),
+  }
+
+
+def train_batches(
+    images, labels, *, batch_size, num_devices, seed, epoch,
+    process_index=0, process_count=1,
+) -> Iterator[dict]:
+  """Yields one epoch of shuffled training batches; drops the remainder.
+
+  Args:
+    images: uint8 array ``[N, H, W, C]`` (or any ``[N, ...]`` array).
+    labels: int array ``[N]``.
+    batch_size: global batch size over all processes.
+    num_devices: local devices of this process (leading batch axis).
+    seed: the run's data seed.
+    epoch: epoch number; the permutation is a pure function of (seed, epoch).
+    process_index: this process, in ``[0, process_count)``.
+    process_count: number of processes.
+
+  Yields:
+    ``{"image": [num_devices, per_device, H, W, C], "label": int32
+    [num_devices, per_device]}`` with ``per_device = batch_size //
+    (num_devices * process_count)``; ``N // batch_size`` batches.
+  """
+  per_device = _per_device(batch_size, num_devices, process_index, process_count)
+  if len(images) != len(labels) or len(images) < batch_size:
+    raise ValueError(
+        f"Got {len(images)} images and {len(labels)} labels; expected equal"
+        f" counts of at least batch_size={batch_size}."
+    )
+  labels = np.asarray(labels, np.int32)
+  order = np.random.default_rng([seed, epoch]).permutation(len(images))
+  per_process = batch_size // process_count
+  for start in range(0, len(images) - batch_size + 1, batch_size):
+    first = start + process_index * per_process
+    yield _batch(images, labels, order[first:first + per_process], num_devices, per_device)
+
+
+def eval_batches(
+    images, labels, *, batch_size, num_devices, process_index=0, process_count=1,
+) -> Iterator[dict]:
+  """Yields evaluation batches in order; pads the last one and masks padding.
+
+  Every process yields the same number of batches, ``ceil(N / batch_size)``,
+  and every example has ``mask=True`` in exactly one place over all batches,
+  devices and processes. Padding repeats the last example.
+
+  Args:
+    images: array ``[N, ...]``.
+    labels: int array ``[N]``.
+    batch_size: global batch size over all processes.
+    num_devices: local devices of this process.
+    process_index: this process, in ``[0, process_count)``.
+    process_count: number of processes.
+
+  Yields:
+    ``{"image", "label", "mask"}`` with leading axes ``[num_devices,
+    per_device]``; ``mask`` is bool, False on padding.
+  """
+  per_device = _per_device(batch_size, num_devices, process_index, process_count)
+  if len(images) != len(labels):
+    raise ValueError(f"Got {len(images)} images but {len(labels)} labels.")
+  labels = np.asarray(labels, np.int32)
+  per_process = batch_size // process_count
+  for start in range(0, len(images), batch_size):
+    first = start + process_index * per_process
+    indices = np.arange(first, first + per_process)
+    batch = _batch(images, labels, np.minimum(indices, len(images) - 1), num_devices, per_device)
+    batch["mask"] = (indices < len(images)).reshape(num_devices, per_device)
+    yield batch
