@@ -1,0 +1,19 @@
+"""Training: objectives by name, optax SGD, pmap steps, checkpoints, metrics."""
+
+from margin_jax.training.checkpoint import ConfigMismatchError
+from margin_jax.training.objectives import LOSSES
+from margin_jax.training.objectives import Objective
+from margin_jax.training.objectives import get_objective
+from margin_jax.training.train import NonFiniteLossError
+from margin_jax.training.train import TrainState
+from margin_jax.training.train import train_and_evaluate
+
+__all__ = [
+    "ConfigMismatchError",
+    "LOSSES",
+    "NonFiniteLossError",
+    "Objective",
+    "TrainState",
+    "get_objective",
+    "train_and_evaluate",
+]

@@ -1,0 +1,253 @@
+"""Data-parallel training and evaluation, in the style of flax examples/imagenet.
+
+``train_and_evaluate(config, workdir)`` trains a :class:`MarginNet` with the
+loss named by ``config.loss`` under ``jax.pmap`` (axis ``"batch"``): gradients
+and metrics averaged with ``lax.pmean``, batch norm statistics synchronised,
+PRNG keys folded per step and per device, checkpoints every
+``checkpoint_every_steps`` and at the end, metrics to ``workdir/metrics.jsonl``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training import train_state
+
+from margin_jax import data
+from margin_jax import models
+from margin_jax.data import preprocess as preprocessing
+from margin_jax.training import devices
+from margin_jax.training import metrics as metrics_lib
+from margin_jax.training import objectives
+from margin_jax.training import optim
+from margin_jax.training.checkpoint import Checkpointer
+
+
+class TrainState(train_state.TrainState):
+  """Params, optimiser state and the ``batch_stats`` collection (batch norm
+  running statistics and, for ``center``, the class centers)."""
+
+  batch_stats: Any
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The training loss became NaN or infinite."""
+
+
+def create_model(config, num_classes: int) -> models.MarginNet:
+  return models.margin_net(
+      config.model, num_classes=num_classes, width=config.width,
+      feature_dim=config.feature_dim or None, num_weak=config.num_weak,
+      use_bias=config.use_bias,
+      center_alpha=config.center_alpha if config.loss == "center" else 0.0,
+      axis_name=devices.AXIS_NAME)
+
+
+def create_train_state(config, model, image_shape, key) -> TrainState:
+  """Initialises the model on ``[1, *image_shape]`` inputs, on the host."""
+  variables = model.init(key, jnp.zeros((1, *image_shape)), train=False)
+  return TrainState.create(
+      apply_fn=model.apply, params=variables["params"],
+      tx=optim.create_optimizer(config),
+      batch_stats=variables.get("batch_stats", {}))
+
+
+def train_step(state, batch, *, objective, preprocess, learning_rate, key):
+  """One SGD step on one device's shard; collectives over axis ``"batch"``.
+
+  Args:
+    state: this device's replica of the :class:`TrainState`.
+    batch: ``{"image": uint8 [b, H, W, C], "label": int [b]}``.
+    objective: a :class:`~margin_jax.training.objectives.Objective`.
+    preprocess: ``(key, images, train) -> float images``.
+    learning_rate: the schedule, for the metrics only.
+    key: the run's base PRNG key; folded with the step and the device index,
+      so augmentation and loss noise differ across devices yet are
+      reproducible.
+
+  Returns:
+    The new state and the device-averaged metrics.
+  """
+  key = jax.random.fold_in(jax.random.fold_in(key, state.step),
+                           jax.lax.axis_index(devices.AXIS_NAME))
+  aug_key, loss_key = jax.random.split(key)
+  labels = batch["label"]
+  images = preprocess(aug_key, batch["image"], train=True)
+
+  def loss_fn(params):
+    outputs, new_model_state = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, images, labels,
+        train=True, mutable=["batch_stats"])
+    loss = objective.loss(outputs, labels, step=state.step, key=loss_key)
+    return loss.mean(), (outputs, new_model_state)
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  (loss, (outputs, new_model_state)), grads = grad_fn(state.params)
+  grads = jax.lax.pmean(grads, devices.AXIS_NAME)
+  logits = objective.logits(outputs)
+  metrics = {
+      "loss": loss,
+      "accuracy": (logits.argmax(-1) == labels).mean(),
+      "learning_rate": learning_rate(state.step),
+      **objective.diagnostics(outputs, labels, state.step),
+  }
+  metrics = jax.lax.pmean(metrics, devices.AXIS_NAME)
+  state = state.apply_gradients(
+      grads=grads, batch_stats=new_model_state["batch_stats"])
+  return state, metrics
+
+
+def eval_step(state, batch, *, objective, preprocess):
+  """Counts correct test predictions (``mask`` drops padding), summed over
+  all devices."""
+  images = preprocess(None, batch["image"], train=False)
+  outputs = state.apply_fn(
+      {"params": state.params, "batch_stats": state.batch_stats}, images,
+      train=False)
+  correct = (objective.logits(outputs).argmax(-1) == batch["label"])
+  counts = {"correct": (correct * batch["mask"]).sum(),
+            "count": batch["mask"].sum()}
+  return jax.lax.psum(counts, devices.AXIS_NAME)
+
+
+def load_dataset(config):
+  """Train/test uint8 arrays of ``config.dataset``, degraded as configured.
+
+  ``train_fraction`` < 1 keeps a class-balanced subset (Noisy Softmax Sec 5.4,
+  Kobayashi Table 3a); ``label_noise`` > 0 flips that fraction of training
+  labels (Kobayashi Table 3b).
+  """
+  arrays = data.load_arrays(config.dataset, data_dir=config.data_dir or None)
+  images, labels = arrays["train"]
+  if config.train_fraction < 1:
+    keep = data.class_balanced_subset(labels, config.train_fraction,
+                                      seed=config.seed)
+    images, labels = images[keep], labels[keep]
+  if config.label_noise > 0:
+    labels, _ = data.pollute_labels(labels, config.label_noise,
+                                    num_classes=arrays["num_classes"],
+                                    seed=config.seed)
+  return {"train": (images, labels), "test": arrays["test"],
+          "num_classes": arrays["num_classes"]}
+
+
+def _train_batches(config, images, labels, start_step):
+  """Endless training batches from ``start_step`` on: epoch e is the data
+  pipeline's permutation for (seed, e), so a resumed run sees the same data."""
+  steps_per_epoch = len(labels) // config.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"{len(labels)} training examples < batch_size "
+                     f"{config.batch_size}")
+  epoch, skip = divmod(start_step, steps_per_epoch)
+  while True:
+    batches = data.train_batches(
+        images, labels, batch_size=config.batch_size,
+        num_devices=devices.local_device_count(), seed=config.seed,
+        epoch=epoch, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    for i, batch in enumerate(batches):
+      if i >= skip:
+        yield batch
+    epoch, skip = epoch + 1, 0
+
+
+def evaluate(p_eval, state, config, images, labels) -> float:
+  """Test error (fraction) over the whole split, every example once."""
+  correct = count = 0
+  for batch in data.eval_batches(
+      images, labels, batch_size=config.eval_batch_size,
+      num_devices=devices.local_device_count(),
+      process_index=jax.process_index(), process_count=jax.process_count()):
+    counts = devices.unreplicate(p_eval(state, devices.put_batch(batch)))
+    correct, count = correct + counts["correct"], count + counts["count"]
+  return 1.0 - float(correct) / float(count)
+
+
+def train_and_evaluate(config, workdir: str, *, resume: bool = False):
+  """Trains ``config`` in ``workdir`` and returns the final host train state.
+
+  Args:
+    config: a ``ConfigDict`` as in ``experiments/configs/default.py``.
+    workdir: checkpoints (``workdir/checkpoints``) and ``metrics.jsonl``.
+    resume: continue from the latest checkpoint in ``workdir``. Without it a
+      workdir holding checkpoints is an error, so no run is overwritten.
+
+  Raises:
+    NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is
+      kept.
+    ConfigMismatchError: resuming with a config other than the checkpoint's.
+  """
+  dataset = load_dataset(config)
+  train_images, train_labels = dataset["train"]
+  objective = objectives.get_objective(config)
+  mean = preprocessing.pixel_mean(train_images)
+  preprocess = functools.partial(preprocessing.preprocess,
+                                 recipe=config.preprocess, mean=mean)
+
+  model = create_model(config, dataset["num_classes"])
+  init_key, train_key = jax.random.split(jax.random.key(config.seed))
+  image_shape = jax.eval_shape(
+      lambda: preprocess(jax.random.key(0), train_images[:1], train=True)
+  ).shape[1:]
+  state = create_train_state(config, model, image_shape, init_key)
+
+  checkpointer = Checkpointer(f"{workdir}/checkpoints", config)
+  if checkpointer.latest_step() is not None:
+    if not resume:
+      raise FileExistsError(
+          f"{workdir} already holds checkpoints (latest step "
+          f"{checkpointer.latest_step()}); pass resume=True (--resume) to "
+          "continue that run or use a new workdir")
+    state = checkpointer.restore(state)
+  start_step = int(state.step)
+
+  learning_rate = optim.learning_rate_schedule(config)
+  p_train = devices.parallelize(
+      functools.partial(train_step, objective=objective,
+                        preprocess=preprocess, learning_rate=learning_rate,
+                        key=train_key),
+      donate_state=True)
+  p_eval = devices.parallelize(
+      functools.partial(eval_step, objective=objective,
+                        preprocess=preprocess))
+
+  writer = metrics_lib.MetricWriter(workdir)
+  progress = metrics_lib.Progress(config.num_train_steps, start_step)
+  state = devices.replicate(state)
+  batches = _train_batches(config, train_images, train_labels, start_step)
+  test_images, test_labels = dataset["test"]
+  start_time = time.time()
+  try:
+    for step in range(start_step + 1, config.num_train_steps + 1):
+      state, metrics = p_train(state, devices.put_batch(next(batches)))
+      final = step == config.num_train_steps
+      save = final or step % config.checkpoint_every_steps == 0
+      evaluate_now = final or step % config.eval_every_steps == 0
+      if not (save or evaluate_now or step % config.log_every_steps == 0):
+        continue
+      scalars = {k: float(v) for k, v in devices.unreplicate(metrics).items()}
+      if not math.isfinite(scalars["loss"]):
+        raise NonFiniteLossError(
+            f"loss is {scalars['loss']} at step {step} ({config.loss}); "
+            f"stopping. The last good checkpoint is step "
+            f"{checkpointer.latest_step()} in {workdir}/checkpoints.")
+      if evaluate_now:
+        scalars["test_error"] = evaluate(p_eval, state, config, test_images,
+                                         test_labels)
+      scalars["wall_time"] = time.time() - start_time
+      writer.write(step, scalars)
+      progress.update(step, scalars)
+      if save:
+        checkpointer.save(step, devices.unreplicate(state))
+  finally:
+    progress.close()
+    writer.close()
+    checkpointer.close()
+  return devices.unreplicate(state)
