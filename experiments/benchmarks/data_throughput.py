@@ -37,7 +37,8 @@ def main() -> None:
   labels = rng.integers(0, 10, 50_000).astype(np.int32)
   mean = data.pixel_mean(images)
   augment = jax.pmap(
-      lambda key, x, mean: data.preprocess(key, x, recipe="cifar_plus", mean=mean, train=True),
+      lambda key, x, mean: data.preprocess.preprocess(
+          key, x, recipe="cifar_plus", mean=mean, train=True),
       in_axes=(0, 0, None),
   )
 

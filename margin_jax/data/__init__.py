@@ -1,15 +1,18 @@
-"""Datasets through tensorflow-datasets, epoch iterators and the papers' preprocessing."""
+"""Datasets through tensorflow-datasets, epoch iterators and the papers' preprocessing.
+
+Submodules ``margin_jax.data.prepare`` (offline preparation, also a command)
+and ``margin_jax.data.preprocess`` (the recipes, `preprocess.preprocess`) keep
+their module names here; their other public functions are re-exported.
+"""
 
 from margin_jax.data.degrade import class_balanced_subset
 from margin_jax.data.degrade import pollute_labels
 from margin_jax.data.load import load_arrays
 from margin_jax.data.pipeline import eval_batches
 from margin_jax.data.pipeline import train_batches
-from margin_jax.data.prepare import prepare
 from margin_jax.data.preprocess import center_crop
 from margin_jax.data.preprocess import cifar_augment
 from margin_jax.data.preprocess import pixel_mean
-from margin_jax.data.preprocess import preprocess
 from margin_jax.data.preprocess import random_crop
 from margin_jax.data.preprocess import RECIPES
 from margin_jax.data.preprocess import subtract_mean
@@ -30,8 +33,6 @@ __all__ = (
     "load_arrays",
     "pixel_mean",
     "pollute_labels",
-    "prepare",
-    "preprocess",
     "random_crop",
     "subtract_mean",
     "to_float",

@@ -86,6 +86,7 @@ def _per_image(fn):
   return wrapped
 
 
+@functools.partial(jax.jit, static_argnames="size")
 @_per_image
 def random_crop(key, x, size: int) -> jax.Array:
   """A random ``size x size`` crop of every image ([Noisy] Sec. 6.3: 30x30).
@@ -125,6 +126,7 @@ def center_crop(x, size: int) -> jax.Array:
   return x[..., top:top + size, left:left + size, :]
 
 
+@jax.jit
 @_per_image
 def cifar_augment(key, x) -> jax.Array:
   """CIFAR "+" augmentation: pad 4, random crop back to size, random mirror.
