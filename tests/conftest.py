@@ -4,9 +4,47 @@ Every test process then sees ``jax.local_devices()`` == 4 CPU devices, so the
 pmap tests run the same multi-device code as a GPU host would.
 """
 
+import gzip
 import os
+import struct
 
+import numpy as np
+import pytest
+
+# Before anything imports JAX.
 os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""),
      "--xla_force_host_platform_device_count=4"]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+def _write_idx(path, array):
+  header = struct.pack(">I", 0x0800 | array.ndim)
+  header += struct.pack(f">{array.ndim}I", *array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory):
+  """A 256/64-example MNIST-format dataset, prepared offline once.
+
+  Returns ``(source_dir, data_dir)``: the raw IDX files (for
+  ``MARGIN_JAX_DATA``) and the prepared tfds directory (``config.data_dir``).
+  Each class draws a bright bar at its own row, so a few SGD steps learn it.
+  """
+  from margin_jax import data
+
+  root = tmp_path_factory.mktemp("tiny_mnist")
+  raw = root / "raw" / "mnist"
+  raw.mkdir(parents=True)
+  rng = np.random.default_rng(0)
+  for split, n, prefix in (("train", 256, "train"), ("test", 64, "t10k")):
+    labels = np.arange(n) % 10
+    images = rng.integers(0, 60, (n, 28, 28))
+    images[np.arange(n), 2 + 2 * labels] = 255
+    _write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images)
+    _write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
+  data_dir = root / "tfds"
+  data.load_arrays("mnist", data_dir=str(data_dir), source_dir=str(root / "raw"))
+  return str(root / "raw"), str(data_dir)

@@ -187,7 +187,7 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   dataset = load_dataset(config)
   train_images, train_labels = dataset["train"]
   objective = objectives.get_objective(config)
-  mean = preprocessing.pixel_mean(train_images)
+  mean = np.asarray(preprocessing.pixel_mean(train_images))
   preprocess = functools.partial(preprocessing.preprocess,
                                  recipe=config.preprocess, mean=mean)
 

@@ -1,0 +1,145 @@
+"""In-process training tests: mock data, compile-once, determinism, errors."""
+
+import json
+
+import chex
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from experiments.configs import smoke
+from margin_jax import training
+from margin_jax.training import objectives
+from margin_jax.training import train as train_lib
+
+
+def read_metrics(workdir):
+  with open(f"{workdir}/metrics.jsonl") as f:
+    return [json.loads(line) for line in f]
+
+
+def tiny_config(data_dir, **overrides):
+  config = smoke.get_config()
+  config.data_dir = data_dir
+  config.update(overrides)
+  return config
+
+
+class _PerItemSource:
+  """A data source read item by item (the mock's ``__getitems__`` is broken)."""
+
+  def __init__(self, source):
+    self._source = source
+
+  def __len__(self):
+    return len(self._source)
+
+  def __getitems__(self, keys):
+    return [self._source[k] for k in keys]
+
+
+@pytest.fixture
+def mock_mnist(monkeypatch):
+  """``tfds.testing.mock_data`` for MNIST, worked around for tfds 4.9.10.
+
+  Under the mock, ``tfds.data_source(name)`` without ``split`` returns an
+  empty dict (the mock knows no splits) and ``__getitems__`` raises a
+  TypeError; ask for each split by name and read items one by one.
+  """
+  real = tfds.data_source
+  monkeypatch.setattr(
+      tfds, "data_source",
+      lambda name, **kw: {s: _PerItemSource(real(name, split=s, **kw))
+                          for s in ("train", "test")})
+  with tfds.testing.mock_data(num_examples=64):
+    yield
+
+
+def test_one_step_under_mock_data(mock_mnist, tmp_path):
+  config = tiny_config("", num_train_steps=1)
+  state = training.train_and_evaluate(config, str(tmp_path))
+  assert int(state.step) == 1
+  (line,) = read_metrics(tmp_path)
+  assert line["step"] == 1 and np.isfinite(line["loss"])
+  assert 0.0 <= line["test_error"] <= 1.0
+  for key in ("accuracy", "learning_rate", "theta_y", "p_target", "saturated",
+              "rho_hat"):
+    assert key in line
+
+
+def test_train_step_compiles_once(tiny_mnist, tmp_path, monkeypatch):
+  chex.clear_trace_counter()
+  monkeypatch.setattr(train_lib, "train_step",
+                      chex.assert_max_traces(train_lib.train_step, n=1))
+  config = tiny_config(tiny_mnist[1], loss="l_softmax", num_train_steps=4,
+                       checkpoint_every_steps=2, eval_every_steps=2)
+  training.train_and_evaluate(config, str(tmp_path))
+  lambdas = [m["lambda"] for m in read_metrics(tmp_path)]
+  assert len(lambdas) == 4 and lambdas[0] > lambdas[-1]  # schedule, traced
+
+
+def test_same_seed_same_result_and_resume_rules(tiny_mnist, tmp_path):
+  config = tiny_config(tiny_mnist[1], loss="noisy_softmax", num_train_steps=2,
+                       preprocess="cifar_plus")
+  a = training.train_and_evaluate(config, str(tmp_path / "a"))
+  b = training.train_and_evaluate(config, str(tmp_path / "b"))
+  chex.assert_trees_all_equal(a.params, b.params)
+  chex.assert_trees_all_equal(a.batch_stats, b.batch_stats)
+
+  with pytest.raises(FileExistsError, match="--resume"):
+    training.train_and_evaluate(config, str(tmp_path / "a"))
+  changed = tiny_config(tiny_mnist[1], loss="virtual_softmax",
+                        num_train_steps=2, preprocess="cifar_plus", width=0.25)
+  with pytest.raises(training.ConfigMismatchError) as e:
+    training.train_and_evaluate(changed, str(tmp_path / "a"), resume=True)
+  assert "loss: checkpoint 'noisy_softmax', now 'virtual_softmax'" in str(e.value)
+  assert "width" in str(e.value)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_mnist,
+                                                              tmp_path):
+  config = tiny_config(tiny_mnist[1], learning_rate=1e30, num_train_steps=20,
+                       checkpoint_every_steps=1, lr_boundaries=())
+  with pytest.raises(training.NonFiniteLossError, match="last good checkpoint"):
+    training.train_and_evaluate(config, str(tmp_path))
+  steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
+                 if p.name.isdigit())
+  assert steps, "no checkpoint was kept"
+  # Resuming loads the last good (finite) state.
+  config.num_train_steps = steps[-1]
+  state = training.train_and_evaluate(config, str(tmp_path), resume=True)
+  assert int(state.step) == steps[-1]
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))
+
+
+@pytest.mark.parametrize("loss", objectives.LOSSES)
+def test_every_objective_gives_per_example_loss(loss):
+  config = smoke.get_config()
+  config.loss = loss
+  config.num_weak = 2 if loss in ("e_softmax", "em_softmax") else 0
+  objective = objectives.get_objective(config)
+  k = jax.random.split(jax.random.key(0), 3)
+  weights_shape = (2, 8, 5) if config.num_weak else (8, 5)
+  outputs = {"features": jax.random.normal(k[0], (6, 8)),
+             "weights": jax.random.normal(k[1], weights_shape),
+             "centers": jax.random.normal(k[2], (5, 8))}
+  labels = np.arange(6) % 5
+  per_example = objective.loss(outputs, labels, step=0, key=k[0])
+  assert per_example.shape == (6,)
+  assert np.isfinite(per_example).all()
+  assert objective.logits(outputs).shape == (6, 5)
+  diagnostics = objective.diagnostics(outputs, labels, 0)
+  assert 0 <= float(diagnostics["theta_y"]) <= 180
+  assert ("hsic" in diagnostics) == bool(config.num_weak)
+  assert ("lambda" in diagnostics) == (loss in ("l_softmax", "a_softmax"))
+
+
+def test_objective_config_errors():
+  config = smoke.get_config()
+  config.loss = "large_margin"
+  with pytest.raises(ValueError, match="unknown config.loss"):
+    objectives.get_objective(config)
+  config.loss = "em_softmax"
+  with pytest.raises(ValueError, match="num_weak"):
+    objectives.get_objective(config)
