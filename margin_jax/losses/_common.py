@@ -78,10 +78,14 @@ def check_choice(name: str, value, choices) -> None:
     raise ValueError(f"{name}={value!r} is not one of {sorted(choices)}.")
 
 
+# Norms are floored at 1e-12 (as torch's F.normalize does): below it a vector
+# counts as zero, and 1/norm^2 stays finite in float32.
+_NORM_FLOOR_SQ = 1e-24
+
+
 def safe_norm(x: jax.Array, axis: int) -> jax.Array:
-  """L2 norm whose gradient is finite (zero) at x = 0."""
-  tiny = jnp.finfo(x.dtype).tiny
-  return jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=axis), tiny))
+  """L2 norm, floored at 1e-12, whose gradient is finite (zero) at x = 0."""
+  return jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=axis), _NORM_FLOOR_SQ))
 
 
 def normalize(x: jax.Array, axis: int) -> jax.Array:

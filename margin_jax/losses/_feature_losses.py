@@ -265,10 +265,8 @@ def virtual_softmax_loss(features, weights, labels) -> jax.Array:
 
 
 def _cosine_logits(features, weights):
-  """cos(theta_j) for every class, [B, C]: x W scaled by 1/(||x|| ||W_j||)."""
-  logits = features @ weights
-  return logits / (_common.safe_norm(features, axis=1)[:, None]
-                   * _common.safe_norm(weights, axis=0)[None, :])
+  """cos(theta_j) for every class, [B, C]: unit features times unit class columns."""
+  return _common.normalize(features, axis=1) @ _common.normalize(weights, axis=0)
 
 
 def normface_loss(features, weights, labels, *, scale) -> jax.Array:

@@ -1,0 +1,571 @@
+"""Tests of margin_jax.losses: values against float64 NumPy references written
+from the papers' equations, gradients against the papers' closed forms,
+reductions to softmax, numerical safety, transformations and input errors."""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from margin_jax import losses
+
+B, D, C = 6, 5, 7
+
+
+@pytest.fixture(autouse=True)
+def float64():
+  with jax.enable_x64(True):
+    yield
+
+
+def make_inputs(seed=0, b=B, d=D, c=C):
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(b, d))
+  w = rng.normal(size=(d, c))
+  y = rng.integers(0, c, size=b)
+  y[:c] = np.arange(min(b, c))  # cover several classes
+  return x, w, y.astype(np.int32)
+
+
+# ---------------------------------------------------------------- references
+def np_log_softmax(f):
+  f = f - f.max(axis=-1, keepdims=True)
+  return f - np.log(np.exp(f).sum(axis=-1, keepdims=True))
+
+
+def np_ce_replaced(logits, y, target):
+  f = np.array(logits)
+  f[np.arange(len(y)), y] = target
+  return -np_log_softmax(f)[np.arange(len(y)), y]
+
+
+def np_target_geometry(x, w, y):
+  wy = w[:, y].T
+  nx, nw = np.linalg.norm(x, axis=1), np.linalg.norm(wy, axis=1)
+  dot = np.sum(x * wy, axis=1)
+  return dot, nx * nw, np.clip(dot / (nx * nw), -1, 1)
+
+
+def np_psi(theta, m):
+  k = np.minimum(np.floor(theta * m / np.pi), m - 1)
+  return (-1.0) ** k * np.cos(m * theta) - 2 * k
+
+
+def np_l_softmax(x, w, y, m, lam=0.0):
+  dot, norms, cos = np_target_geometry(x, w, y)
+  target = (lam * dot + norms * np_psi(np.arccos(cos), m)) / (1 + lam)
+  return np_ce_replaced(x @ w, y, target)
+
+
+def np_noisy(x, w, y, xi, alpha, noise):
+  dot, norms, cos = np_target_geometry(x, w, y)
+  sigma = alpha * norms * (1 - cos)
+  n = {"annealed": sigma * abs(xi), "amplitude": alpha * norms * abs(xi),
+       "free": alpha * abs(xi), "normal": sigma * xi, "negative": -sigma * abs(xi)}[noise]
+  return np_ce_replaced(x @ w, y, dot - n)
+
+
+def np_virtual(x, w, y):
+  _, norms, _ = np_target_geometry(x, w, y)
+  f = np.concatenate([x @ w, norms[:, None]], axis=1)
+  return -np_log_softmax(f)[np.arange(len(y)), y]
+
+
+def np_cos_matrix(x, w):
+  return (x / np.linalg.norm(x, axis=1, keepdims=True)) @ (w / np.linalg.norm(w, axis=0))
+
+
+def np_uniformity(f, y, lam, divergence):
+  out = []
+  for fi, yi in zip(f, y):
+    others = np.delete(fi, yi)
+    q = np.exp(others - others.max())
+    q /= q.sum()
+    u = np.full_like(q, 1.0 / len(q))
+    kl_qu = np.sum(q * np.log(q / u))
+    kl_uq = np.sum(u * np.log(u / q))
+    penalty = {"symmetric": 0.5 * (kl_qu + kl_uq), "q_u": kl_qu, "u_q": kl_uq}[divergence]
+    out.append(-np_log_softmax(fi[None])[0, yi] + lam * penalty)
+  return np.array(out)
+
+
+def np_hsic(ws):
+  """sum_{v} sum_{u != v} tr(K_v H K_u H), with the C x C kernels (reference only)."""
+  c = ws.shape[2]
+  h = np.eye(c) - np.ones((c, c)) / c
+  unit = ws / np.linalg.norm(ws, axis=1, keepdims=True)
+  kernels = [wv.T @ wv for wv in unit]
+  return sum(np.trace(kernels[v] @ h @ kernels[u] @ h)
+             for v in range(len(ws)) for u in range(len(ws)) if u != v)
+
+
+def np_em(x, ws, y, margin, diversity):
+  total = sum(np_ce_replaced(x @ wv, y, (x @ wv)[np.arange(len(y)), y] - margin) for wv in ws)
+  return total + diversity * np_hsic(ws)
+
+
+def stacked(w):
+  """A second classifier that depends smoothly on w, for the EM cases."""
+  return jnp.stack([w, 0.5 * w[::-1] + 0.3 * jnp.roll(w, 1, axis=1)])
+
+
+# --------------------------------------------------------------- loss table
+def _features_case(fn, **kw):
+  return lambda x, w, y, key: fn(x, w, y, **kw)
+
+
+def _logits_case(fn, **kw):
+  return lambda x, w, y, key: fn(x @ w, y, **kw)
+
+
+LOSS_CASES = {
+    "softmax": _logits_case(losses.softmax_loss),
+    "l_softmax_m2": _features_case(losses.large_margin_softmax_loss, margin=2),
+    "l_softmax_m3_lam": _features_case(losses.large_margin_softmax_loss, margin=3, lam=0.5),
+    "l_softmax_m4": _features_case(losses.large_margin_softmax_loss, margin=4),
+    "l_softmax_m6": _features_case(losses.large_margin_softmax_loss, margin=6),
+    "a_softmax_m4": _features_case(losses.a_softmax_loss, margin=4),
+    "noisy_annealed": lambda x, w, y, key: losses.noisy_softmax_loss(x, w, y, key, alpha=0.3),
+    "noisy_normal": lambda x, w, y, key: losses.noisy_softmax_loss(
+        x, w, y, key, alpha=0.3, noise="normal"),
+    "virtual": _features_case(losses.virtual_softmax_loss),
+    "m_softmax": _logits_case(losses.soft_margin_softmax_loss, margin=0.4),
+    "em_softmax": lambda x, w, y, key: losses.ensemble_soft_margin_softmax_loss(
+        x, stacked(w), y, margin=0.3, diversity=0.1),
+    "uniformity": _logits_case(losses.uniformity_regularized_softmax_loss, lam=0.3),
+    "uniformity_q_u": _logits_case(
+        losses.uniformity_regularized_softmax_loss, lam=0.3, divergence="q_u"),
+    "uniformity_u_q": _logits_case(
+        losses.uniformity_regularized_softmax_loss, lam=0.3, divergence="u_q"),
+    "hinge": _logits_case(losses.multiclass_hinge_loss),
+    "lsr": _logits_case(losses.label_smoothing_loss, smoothing=0.1),
+    "normface": _features_case(losses.normface_loss, scale=8.0),
+    "cosface": _features_case(losses.cosface_loss, scale=8.0, margin=0.35),
+    "arcface": _features_case(losses.arcface_loss, scale=8.0, margin=0.5),
+    "center": lambda x, w, y, key: losses.center_loss(x, w.T, y),
+}
+
+
+# ------------------------------------------------------------------- values
+def test_values_match_numpy_references():
+  x, w, y = make_inputs()
+  key = jax.random.key(3)
+  xi = np.asarray(jax.random.normal(key, (B,), jnp.float64))  # how the loss draws xi
+  logits = x @ w
+  rows = np.arange(B)
+  cos = np_cos_matrix(x, w)
+  cos_y = cos[rows, y]
+  unit_w = w / np.linalg.norm(w, axis=0)
+  expected = {
+      "softmax": -np_log_softmax(logits)[rows, y],
+      "l_softmax_m2": np_l_softmax(x, w, y, 2),
+      "l_softmax_m3_lam": np_l_softmax(x, w, y, 3, lam=0.5),
+      "l_softmax_m4": np_l_softmax(x, w, y, 4),
+      "l_softmax_m6": np_l_softmax(x, w, y, 6),
+      "a_softmax_m4": np_l_softmax(x, unit_w, y, 4),
+      "noisy_annealed": np_noisy(x, w, y, xi, 0.3, "annealed"),
+      "noisy_normal": np_noisy(x, w, y, xi, 0.3, "normal"),
+      "virtual": np_virtual(x, w, y),
+      "m_softmax": np_ce_replaced(logits, y, logits[rows, y] - 0.4),
+      "em_softmax": np_em(x, np.asarray(stacked(jnp.asarray(w))), y, 0.3, 0.1),
+      "uniformity": np_uniformity(logits, y, 0.3, "symmetric"),
+      "uniformity_q_u": np_uniformity(logits, y, 0.3, "q_u"),
+      "uniformity_u_q": np_uniformity(logits, y, 0.3, "u_q"),
+      "hinge": np.array([np.sum(np.maximum(0, np.delete(f, t) - f[t] + 1)) / (C - 1)
+                         for f, t in zip(logits, y)]),
+      "lsr": -0.9 * np_log_softmax(logits)[rows, y] - 0.1 * np_log_softmax(logits).mean(axis=1),
+      "normface": -np_log_softmax(8 * cos)[rows, y],
+      "cosface": np_ce_replaced(8 * cos, y, 8 * (cos_y - 0.35)),
+      "arcface": np_ce_replaced(8 * cos, y, 8 * np.cos(np.arccos(cos_y) + 0.5)),
+      "center": 0.5 * np.sum((x - w.T[y]) ** 2, axis=1),
+  }
+  assert set(expected) == set(LOSS_CASES)
+  for name, fn in LOSS_CASES.items():
+    got = jax.jit(fn)(jnp.asarray(x), jnp.asarray(w), jnp.asarray(y), key)
+    assert got.shape == (B,) and got.dtype == jnp.float64, name
+    np.testing.assert_allclose(got, expected[name], rtol=1e-10, atol=1e-10, err_msg=name)
+
+
+def test_all_noise_types_match_reference():
+  x, w, y = make_inputs(1)
+  key = jax.random.key(7)
+  xi = np.asarray(jax.random.normal(key, (B,), jnp.float64))
+  for noise in losses._feature_losses.NOISE_TYPES:
+    got = losses.noisy_softmax_loss(x, w, y, key, alpha=0.5, noise=noise)
+    np.testing.assert_allclose(got, np_noisy(x, w, y, xi, 0.5, noise), rtol=1e-10, err_msg=noise)
+
+
+def test_noisy_same_key_same_loss_and_noise_ignores_bias():
+  x, w, y = make_inputs(2)
+  key = jax.random.key(0)
+  a = losses.noisy_softmax_loss(x, w, y, key, alpha=0.3)
+  np.testing.assert_array_equal(a, losses.noisy_softmax_loss(x, w, y, key, alpha=0.3))
+  assert not np.allclose(a, losses.noisy_softmax_loss(x, w, y, jax.random.key(1), alpha=0.3))
+  bias = np.linspace(-1, 1, C)
+  xi = np.asarray(jax.random.normal(key, (B,), jnp.float64))
+  dot, norms, cos = np_target_geometry(x, w, y)
+  expected = np_ce_replaced(x @ w + bias, y, dot + bias[y] - 0.3 * norms * (1 - cos) * abs(xi))
+  np.testing.assert_allclose(losses.noisy_softmax_loss(x, w, y, key, alpha=0.3, bias=bias),
+                             expected, rtol=1e-10)
+
+
+def test_psi_matches_definition_for_many_margins():
+  theta = np.linspace(0, np.pi, 1001)
+  for m in range(1, 9):
+    np.testing.assert_allclose(losses.psi(jnp.cos(theta), margin=m), np_psi(theta, m),
+                               atol=1e-9, err_msg=f"m={m}")
+    # psi is monotone decreasing in theta, and continuous.
+    assert np.all(np.diff(np.asarray(losses.psi(jnp.cos(theta), margin=m))) <= 1e-12)
+
+
+def test_hsic_uses_no_class_by_class_matrix_and_matches_trace_form():
+  rng = np.random.default_rng(0)
+  ws = rng.normal(size=(3, D, C))
+  np.testing.assert_allclose(losses.hsic_diversity(ws), np_hsic(ws), rtol=1e-10)
+  assert losses.hsic_diversity(ws[:1]) == 0.0
+  jaxpr = jax.make_jaxpr(losses.hsic_diversity)(jnp.ones((2, 3, 1000)))
+  assert all((1000, 1000) != tuple(v.aval.shape)[-2:]
+             for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars)
+
+
+def test_inference_logits_and_ensemble_weights():
+  x, w, _ = make_inputs()
+  np.testing.assert_allclose(losses.inference_logits(x, w), x @ w, rtol=1e-12)
+  np.testing.assert_allclose(losses.inference_logits(x, w, cosine=True), np_cos_matrix(x, w),
+                             rtol=1e-12)
+  ws = np.stack([w, 2 * w])
+  np.testing.assert_allclose(losses.ensemble_weights(ws), 1.5 * w)
+  np.testing.assert_allclose(losses.inference_logits(x, ws), x @ (1.5 * w), rtol=1e-12)
+
+
+def test_rho_hat_range():
+  f = np.array([[5.0, 1.0, 1.0, 1.0], [5.0, 9.0, 0.0, -9.0]])
+  np.testing.assert_allclose(losses.rho_hat(f, np.array([0, 0])), [np.log(3), np.log1p(
+      np.exp(-9) + np.exp(-18))], rtol=1e-10)
+
+
+def test_lambda_schedule_formula():
+  schedule = losses.lambda_schedule(base=1000.0, gamma=0.12, power=1.0, lambda_min=5.0)
+  steps = np.array([0, 10, 1000, 100000])
+  np.testing.assert_allclose(schedule(steps), np.maximum(1000 * (1 + 0.12 * steps) ** -1.0, 5.0),
+                             rtol=1e-6)
+  assert float(jax.jit(schedule)(0)) == 1000.0
+
+
+# ----------------------------------------------- gradients vs closed forms
+def softmax_probs(f):
+  return np.exp(np_log_softmax(f))
+
+
+def test_l_softmax_gradient_matches_eqs_12_13_for_m2():
+  x, w, y = make_inputs(4)
+  grads = jax.grad(lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=2)),
+                   argnums=(0, 1))(x, w)
+  gx, gw = np.zeros_like(x), np.zeros_like(w)
+  for i in range(B):
+    xi, wy = x[i], w[:, y[i]]
+    dot, nx, nw = xi @ wy, np.linalg.norm(xi), np.linalg.norm(wy)
+    k = 0 if dot / (nx * nw) > 0 else 1  # eq. 11 as corrected (the printed condition is inverted)
+    s = (-1) ** k
+    f = xi @ w
+    f[y[i]] = s * 2 * dot ** 2 / (nw * nx) - (2 * k + s) * nw * nx  # eq. 11
+    dl_df = softmax_probs(f[None])[0]
+    dl_df[y[i]] -= 1
+    dfy_dx = s * (4 * dot * wy / (nw * nx) - 2 * dot ** 2 * xi / (nw * nx ** 3)) \
+        - (2 * k + s) * nw * xi / nx  # eq. 12
+    dfy_dw = s * (4 * dot * xi / (nw * nx) - 2 * dot ** 2 * wy / (nx * nw ** 3)) \
+        - (2 * k + s) * nx * wy / nw  # eq. 13
+    others = np.arange(C) != y[i]
+    gx[i] = w[:, others] @ dl_df[others] + dl_df[y[i]] * dfy_dx
+    gw[:, others] += np.outer(xi, dl_df[others])
+    gw[:, y[i]] += dl_df[y[i]] * dfy_dw
+  np.testing.assert_allclose(grads[0], gx, rtol=1e-9, atol=1e-10)
+  np.testing.assert_allclose(grads[1], gw, rtol=1e-9, atol=1e-10)
+
+
+def cos_m_power_coefficients(m):
+  """a_p with cos(m theta) = sum_p a_p cos^p(theta): eq. 7 expanded in powers of cos."""
+  a = np.zeros(m + 1)
+  for n in range(m // 2 + 1):
+    for i in range(n + 1):  # (1 - c^2)^n = sum_i C(n, i) (-c^2)^i
+      a[m - 2 * n + 2 * i] += (-1) ** n * math.comb(m, 2 * n) * math.comb(n, i) * (-1) ** i
+  return a
+
+
+@pytest.mark.parametrize("m", [3, 4])
+def test_l_softmax_gradient_matches_eqs_9_10(m):
+  x, w, y = make_inputs(5)
+  grads = jax.grad(lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=m)),
+                   argnums=(0, 1))(x, w)
+  coefficients = cos_m_power_coefficients(m)
+  gx, gw = np.zeros_like(x), np.zeros_like(w)
+  for i in range(B):
+    xi, wy = x[i], w[:, y[i]]
+    dot, nx, nw = xi @ wy, np.linalg.norm(xi), np.linalg.norm(wy)
+    k = int(np.minimum(np.floor(np.arccos(dot / (nx * nw)) * m / np.pi), m - 1))
+    s = (-1) ** k
+    # eq. 8: f_y = s * sum_p a_p (W^T x)^p / (|W||x|)^(p-1) - 2k |W||x|; eqs. 9-10 differentiate it.
+    fy = s * sum(a * dot ** p / (nw * nx) ** (p - 1) for p, a in enumerate(coefficients)) \
+        - 2 * k * nw * nx
+    dfy_dx = s * sum(a * (p * dot ** (p - 1) * wy / (nw * nx) ** (p - 1)
+                          - (p - 1) * dot ** p * xi / (nw ** (p - 1) * nx ** (p + 1)))
+                     for p, a in enumerate(coefficients) if a) - 2 * k * nw * xi / nx
+    dfy_dw = s * sum(a * (p * dot ** (p - 1) * xi / (nw * nx) ** (p - 1)
+                          - (p - 1) * dot ** p * wy / (nw ** (p + 1) * nx ** (p - 1)))
+                     for p, a in enumerate(coefficients) if a) - 2 * k * nx * wy / nw
+    f = xi @ w
+    f[y[i]] = fy
+    dl_df = softmax_probs(f[None])[0]
+    dl_df[y[i]] -= 1
+    others = np.arange(C) != y[i]
+    gx[i] = w[:, others] @ dl_df[others] + dl_df[y[i]] * dfy_dx
+    gw[:, others] += np.outer(xi, dl_df[others])
+    gw[:, y[i]] += dl_df[y[i]] * dfy_dw
+  np.testing.assert_allclose(grads[0], gx, rtol=1e-9, atol=1e-10)
+  np.testing.assert_allclose(grads[1], gw, rtol=1e-9, atol=1e-10)
+
+
+def test_noisy_gradient_matches_eqs_7_8():
+  x, w, y = make_inputs(6)
+  key, alpha = jax.random.key(11), 0.4
+  xi_noise = np.abs(np.asarray(jax.random.normal(key, (B,), jnp.float64)))
+  grads = jax.grad(lambda x, w: jnp.sum(losses.noisy_softmax_loss(x, w, y, key, alpha=alpha)),
+                   argnums=(0, 1))(x, w)
+  gx, gw = np.zeros_like(x), np.zeros_like(w)
+  for i in range(B):
+    xv, wy = x[i], w[:, y[i]]
+    nx, nw = np.linalg.norm(xv), np.linalg.norm(wy)
+    f = xv @ w
+    f[y[i]] -= alpha * (nw * nx - xv @ wy) * xi_noise[i]  # eq. 5
+    dl_df = softmax_probs(f[None])[0]
+    dl_df[y[i]] -= 1
+    dfy_dx = wy - alpha * xi_noise[i] * (xv * nw / nx - wy)  # eq. 7
+    dfy_dw = xv - alpha * xi_noise[i] * (wy * nx / nw - xv)  # eq. 8
+    others = np.arange(C) != y[i]
+    gx[i] = w[:, others] @ dl_df[others] + dl_df[y[i]] * dfy_dx
+    gw[:, others] += np.outer(xv, dl_df[others])
+    gw[:, y[i]] += dl_df[y[i]] * dfy_dw
+  np.testing.assert_allclose(grads[0], gx, rtol=1e-9, atol=1e-10)
+  np.testing.assert_allclose(grads[1], gw, rtol=1e-9, atol=1e-10)
+
+
+def test_virtual_gradient_matches_eqs_4_5():
+  x, w, y = make_inputs(7)
+  grads = jax.grad(lambda x, w: jnp.sum(losses.virtual_softmax_loss(x, w, y)),
+                   argnums=(0, 1))(x, w)
+  gx, gw = np.zeros_like(x), np.zeros_like(w)
+  for i in range(B):
+    xv, wy = x[i], w[:, y[i]]
+    nx, nw = np.linalg.norm(xv), np.linalg.norm(wy)
+    p = softmax_probs(np.append(xv @ w, nw * nx)[None])[0]  # C real classes + the virtual one
+    p_virtual = p[C]
+    for j in range(C):
+      if j == y[i]:  # eq. 4
+        gw[:, j] += p[j] * xv + p_virtual * nx * wy / nw - xv
+      else:  # eq. 5
+        gw[:, j] += p[j] * xv
+    # d/dx, by the same chain rule (the paper prints only the W gradients).
+    gx[i] = w @ p[:C] + p_virtual * nw * xv / nx - wy
+  np.testing.assert_allclose(grads[0], gx, rtol=1e-9, atol=1e-10)
+  np.testing.assert_allclose(grads[1], gw, rtol=1e-9, atol=1e-10)
+
+
+def test_uniformity_gradient_matches_eq_12_with_x_read_as_logits():
+  x, w, y = make_inputs(8)
+  f = x @ w
+  lam = 0.3
+  grad = jax.grad(lambda f: jnp.sum(
+      losses.uniformity_regularized_softmax_loss(f, y, lam=lam)))(f)
+  expected = np.zeros_like(f)
+  for i in range(B):
+    p = softmax_probs(f[i][None])[0]
+    others = np.arange(C) != y[i]
+    q = np.exp(f[i][others] - f[i][others].max())
+    q /= q.sum()
+    # eq. 12, with the printed x_c read as the logit f_c.
+    expected[i, others] = p[others] + lam / 2 * (
+        q * (f[i][others] - np.sum(f[i][others] * q)) + (q - 1 / (C - 1)))
+    expected[i, y[i]] = p[y[i]] - 1
+  np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_hsic_gradient_matches_em_paper_form():
+  """d/dW_v of the ordered-pair sum is 4 W_v K_v (paper: lambda W_v K_v, no constant),
+  K_v = sum_{u != v} H W_u^T W_u H on the normalised columns, then the
+  normalisation's projection (I - w w^T)/||w|| per column."""
+  rng = np.random.default_rng(9)
+  ws = rng.normal(size=(3, D, C))
+  grad = jax.grad(losses.hsic_diversity)(ws)
+  h = np.eye(C) - np.ones((C, C)) / C
+  norms = np.linalg.norm(ws, axis=1, keepdims=True)
+  unit = ws / norms
+  for v in range(3):
+    k_v = sum(h @ unit[u].T @ unit[u] @ h for u in range(3) if u != v)
+    g_unit = 4 * unit[v] @ k_v
+    projected = g_unit - unit[v] * np.sum(unit[v] * g_unit, axis=0)
+    np.testing.assert_allclose(grad[v], projected / norms[v], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_CASES))
+def test_check_grads_float64(name):
+  x, w, y = make_inputs(10)
+  fn = LOSS_CASES[name]
+  check_grads(jax.jit(lambda x, w: fn(x, w, y, jax.random.key(0))), (jnp.asarray(x), jnp.asarray(w)),
+              order=1, modes=["rev"])
+
+
+# --------------------------------------------------------------- reductions
+def test_reductions_to_softmax():
+  x, w, y = make_inputs(12)
+  logits = jnp.asarray(x) @ jnp.asarray(w)  # the same XLA matmul the losses run
+  softmax = losses.softmax_loss(logits, y)
+  np.testing.assert_array_equal(losses.large_margin_softmax_loss(x, w, y, margin=1), softmax)
+  np.testing.assert_array_equal(
+      losses.large_margin_softmax_loss(x, w, y, margin=1, lam=3.0), softmax)
+  same = {
+      "noisy alpha=0": losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=0.0),
+      "soft margin 0": losses.soft_margin_softmax_loss(logits, y, margin=0.0),
+      "uniformity lam=0": losses.uniformity_regularized_softmax_loss(logits, y, lam=0.0),
+      "lsr 0": losses.label_smoothing_loss(logits, y, smoothing=0.0),
+      "em V=1": losses.ensemble_soft_margin_softmax_loss(
+          x, w[None], y, margin=0.0, diversity=0.0),
+      "em V=2, margin 0, diversity 0, halves": losses.ensemble_soft_margin_softmax_loss(
+          x, np.stack([w, w]), y, margin=0.0, diversity=0.0) / 2,
+      "l_softmax huge lambda": losses.large_margin_softmax_loss(x, w, y, margin=4, lam=1e12),
+  }
+  for name, value in same.items():
+    np.testing.assert_allclose(value, softmax, rtol=1e-9, err_msg=name)
+  np.testing.assert_allclose(losses.soft_margin_softmax_loss(logits, y, margin=1.0),
+                             np_ce_replaced(logits, y, logits[np.arange(B), y] - 1.0))
+
+
+# ------------------------------------------------------------------- safety
+def edge_inputs():
+  x, w, y = make_inputs(13, b=8)
+  x, w = x.astype(np.float32), w.astype(np.float32)
+  x[0] = 0.0                      # zero feature vector
+  w[:, y[1]] = 0.0                # a zero weight column
+  x[2] = 2.0 * w[:, y[2]]         # parallel to W_y
+  x[3] = -3.0 * w[:, y[3]]        # antiparallel
+  x[4] *= 1e4                     # large norm
+  return x, w, y
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_CASES))
+def test_finite_value_and_gradient_on_edge_cases(name):
+  fn = LOSS_CASES[name]
+  with jax.enable_x64(False):
+    for x, w, y in [edge_inputs(), (1e4 * make_inputs(14)[0], 1e4 * make_inputs(14)[1],
+                                    make_inputs(14)[2])]:
+      x, w = jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32)
+      value, grads = jax.jit(jax.value_and_grad(
+          lambda x, w: jnp.sum(fn(x, w, y, jax.random.key(0))), argnums=(0, 1)))(x, w)
+      assert np.isfinite(value), name
+      assert all(np.all(np.isfinite(g)) for g in grads), name
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_CASES))
+def test_bfloat16_close_to_float32(name):
+  fn = LOSS_CASES[name]
+  with jax.enable_x64(False):
+    x, w, y = make_inputs(15)
+    x32, w32 = jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32)
+    x16, w16 = x32.astype(jnp.bfloat16), w32.astype(jnp.bfloat16)
+    reference = jax.jit(fn)(x16.astype(jnp.float32), w16.astype(jnp.float32), y,
+                            jax.random.key(0))
+    per_example, grads = jax.jit(lambda x, w: (
+        fn(x, w, y, jax.random.key(0)),
+        jax.grad(lambda x, w: jnp.sum(fn(x, w, y, jax.random.key(0))), argnums=(0, 1))(x, w)
+    ))(x16, w16)
+    assert per_example.dtype == jnp.bfloat16, name
+    assert all(np.all(np.isfinite(np.asarray(g, np.float32))) for g in grads), name
+    np.testing.assert_allclose(np.asarray(per_example, np.float32), reference, rtol=0.05,
+                               atol=1e-2, err_msg=name)
+
+
+def test_float64_stays_float64_and_float32_stays_float32():
+  x, w, y = make_inputs()
+  assert losses.virtual_softmax_loss(x, w, y).dtype == jnp.float64
+  with jax.enable_x64(False):
+    assert losses.virtual_softmax_loss(
+        x.astype(np.float32), w.astype(np.float32), y).dtype == jnp.float32
+
+
+# ---------------------------------------------------------- transformations
+@pytest.mark.parametrize("name", sorted(LOSS_CASES))
+def test_jit_vmap_grad(name):
+  fn = LOSS_CASES[name]
+  x, w, y = make_inputs(16)
+  x, w, y = jnp.asarray(x), jnp.asarray(w), jnp.asarray(y)
+  key = jax.random.key(0)
+  eager = fn(x, w, y, key)
+  np.testing.assert_allclose(jax.jit(fn)(x, w, y, key), eager, rtol=1e-12)
+  batched = jax.vmap(fn, in_axes=(0, None, 0, None))(jnp.stack([x, 2 * x]), w,
+                                                     jnp.stack([y, y]), key)
+  np.testing.assert_allclose(batched[0], eager, rtol=1e-12)
+  np.testing.assert_allclose(batched[1], fn(2 * x, w, y, key), rtol=1e-12)
+  grads = jax.jit(jax.grad(lambda x, w: jnp.mean(fn(x, w, y, key)), argnums=(0, 1)))(x, w)
+  assert grads[0].shape == x.shape and grads[1].shape == w.shape
+
+
+def test_traced_hyperparameters_compile_once():
+  x, w, y = make_inputs(17)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(x, w, lam, alpha, scale, margin, diversity, smoothing):
+    return (losses.large_margin_softmax_loss(x, w, y, margin=4, lam=lam)
+            + losses.a_softmax_loss(x, w, y, margin=2, lam=lam)
+            + losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=alpha)
+            + losses.cosface_loss(x, w, y, scale=scale, margin=margin)
+            + losses.arcface_loss(x, w, y, scale=scale, margin=margin)
+            + losses.normface_loss(x, w, y, scale=scale)
+            + losses.soft_margin_softmax_loss(x @ w, y, margin=margin)
+            + losses.ensemble_soft_margin_softmax_loss(x, stacked(w), y, margin=margin,
+                                                       diversity=diversity)
+            + losses.uniformity_regularized_softmax_loss(x @ w, y, lam=lam)
+            + losses.multiclass_hinge_loss(x @ w, y, margin=margin)
+            + losses.label_smoothing_loss(x @ w, y, smoothing=smoothing))
+
+  schedule = losses.lambda_schedule()
+  for t in range(4):
+    step(x, w, schedule(1000 * t), 0.1 * t, 10.0 + t, 0.1 * t, 0.01 * t, 0.05 * t)
+  chex.clear_trace_counter()
+
+
+# ------------------------------------------------------------------- errors
+def test_clear_errors_for_bad_input():
+  x, w, y = make_inputs()
+  with pytest.raises(ValueError, match="labels must have shape"):
+    losses.softmax_loss(x @ w, y[:, None])
+  with pytest.raises(ValueError, match="labels has 3 entries"):
+    losses.virtual_softmax_loss(x, w, y[:3])
+  with pytest.raises(ValueError, match=r"do not match features .*expected dim 5"):
+    losses.large_margin_softmax_loss(x, w[:4], y, margin=2)
+  with pytest.raises(ValueError, match=r"\[num_classifiers, dim, num_classes\]"):
+    losses.ensemble_soft_margin_softmax_loss(x, w, y, margin=0.0, diversity=0.0)
+  for bad in (0, -1, 2.5, 2.0, True):
+    with pytest.raises(ValueError, match="margin must be a Python integer >= 1"):
+      losses.large_margin_softmax_loss(x, w, y, margin=bad)
+    with pytest.raises(ValueError, match="margin must be a Python integer >= 1"):
+      losses.a_softmax_loss(x, w, y, margin=bad)
+  with pytest.raises(ValueError, match="noise='gaussian' is not one of"):
+    losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=0.1, noise="gaussian")
+  with pytest.raises(ValueError, match="divergence='kl' is not one of"):
+    losses.uniformity_regularized_softmax_loss(x @ w, y, divergence="kl")
+  with pytest.raises(TypeError, match="integer class indices"):
+    losses.softmax_loss(x @ w, y.astype(np.float32))
+  with pytest.raises(ValueError, match="bias must have shape"):
+    losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=0.1, bias=np.zeros(C + 1))
+
+
+def test_out_of_range_label_gives_nan_not_a_silent_value():
+  x, w, y = make_inputs()
+  y = y.copy()
+  y[0] = C  # cannot be checked inside jit; documented to produce NaN
+  out = jax.jit(losses.large_margin_softmax_loss, static_argnames="margin")(x, w, y, margin=2)
+  assert np.isnan(out[0]) and np.all(np.isfinite(out[1:]))
