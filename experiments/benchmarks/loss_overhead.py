@@ -1,0 +1,103 @@
+"""Benchmark 1: cost of every margin_jax loss relative to the softmax baseline.
+
+For each number of classes C, times the jitted ``value_and_grad`` (with respect
+to features and weights) of the batch-mean of every loss at B=256, d=512,
+interleaved round-robin with ``softmax_loss(x @ W, y)`` and with the bare
+classifier matmuls, and reports each loss's median time over the softmax
+baseline's. The floor: the softmax baseline needs the classifier matmul
+forward (2*B*d*C flops) and its two backward matmuls (4*B*d*C); the bare
+matmul rows show what this machine achieves on exactly those.
+
+  .venv/bin/python -m experiments.benchmarks.loss_overhead --json results/loss_overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import jax
+import jax.numpy as jnp
+
+from experiments.benchmarks import _cases
+from experiments.benchmarks import _harness
+
+BASELINE = "softmax"
+
+
+def bare_matmuls(x, w):
+  """The classifier matmul forward only, and forward + both backward products."""
+  fwd = jax.jit(lambda x, w: x @ w)
+  g = jnp.ones((x.shape[0], w.shape[1]), x.dtype) / w.shape[1]
+
+  @jax.jit
+  def fwd_bwd(x, w, g):
+    return x @ w, g @ w.T, x.T @ g
+
+  return (lambda: jax.block_until_ready(fwd(x, w)),
+          lambda: jax.block_until_ready(fwd_bwd(x, w, g)))
+
+
+def run_one(batch: int, dim: int, classes: int, budget_s: float, max_reps: int):
+  fns = {}
+  for case in _cases.CASES:
+    args = _cases.make_inputs(case, batch, dim, classes)
+    step = _cases.value_and_grad(case)
+    fns[case.name] = (lambda step=step, args=args: jax.block_until_ready(step(*args)))
+  x, w, _, _ = _cases.make_inputs(_cases.CASES[0], batch, dim, classes)
+  fns["matmul_fwd"], fns["matmul_fwd_bwd"] = bare_matmuls(x, w)
+  times = _harness.interleaved(fns, budget_s=budget_s, max_reps=max_reps)
+  base = times[BASELINE]
+  flops_fwd = 2.0 * batch * dim * classes
+  result = {"classes": classes, "reps": len(base), "ms": {}, "ratio": {}}
+  for name, ts in times.items():
+    result["ms"][name] = 1e3 * _harness.median(ts)
+    result["ratio"][name] = _harness.paired_ratio(ts, base)
+  result["gflops"] = {
+      "softmax_fwd_bwd": 3 * flops_fwd / _harness.median(base) / 1e9,
+      "matmul_fwd_bwd": 3 * flops_fwd / _harness.median(times["matmul_fwd_bwd"]) / 1e9,
+      "matmul_fwd": flops_fwd / _harness.median(times["matmul_fwd"]) / 1e9,
+  }
+  return result
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--batch", type=int, default=256)
+  parser.add_argument("--dim", type=int, default=512)
+  parser.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000, 10000, 100000])
+  parser.add_argument("--budget", type=float, default=60.0, help="timed seconds per C")
+  parser.add_argument("--max-reps", type=int, default=60)
+  parser.add_argument("--json", default=None, help="write the results here")
+  args = parser.parse_args(argv)
+
+  info = _harness.machine_info()
+  print(f"# loss overhead, B={args.batch} d={args.dim}; {info.get('cpu')}, "
+        f"{info['cores']} cores, load {info['loadavg_start']}")
+  results = []
+  for classes in args.classes:
+    results.append(run_one(args.batch, args.dim, classes, args.budget, args.max_reps))
+    r = results[-1]
+    print(f"C={classes}: {r['reps']} rounds, softmax {r['ms'][BASELINE]:.3f} ms", flush=True)
+
+  names = [c.name for c in _cases.CASES] + ["matmul_fwd_bwd", "matmul_fwd"]
+  header = ["loss (ratio to softmax)"] + [f"C={r['classes']}" for r in results]
+  rows = [[name] + [r["ratio"][name] for r in results] for name in names]
+  print("\nvalue_and_grad time / softmax value_and_grad time (median of paired rounds)")
+  print(_harness.format_table(header, rows))
+  rows = [[name] + [r["ms"][name] for r in results] for name in names]
+  print("\nmedian ms")
+  print(_harness.format_table(["loss (ms)"] + header[1:], rows))
+  rows = [[r["classes"], r["ms"][BASELINE], r["gflops"]["softmax_fwd_bwd"],
+           r["ms"]["matmul_fwd_bwd"], r["gflops"]["matmul_fwd_bwd"], r["gflops"]["matmul_fwd"]]
+          for r in results]
+  print("\nfloor: achieved GFLOP/s (softmax counts its 3 matmuls only, 6*B*d*C)")
+  print(_harness.format_table(
+      ["C", "softmax ms", "softmax GFLOP/s", "matmul fwd+bwd ms", "matmul fwd+bwd GFLOP/s",
+       "matmul fwd GFLOP/s"], rows))
+  info["loadavg_end"] = None
+  _harness.write_json(args.json, {"benchmark": "loss_overhead", "batch": args.batch,
+                                  "dim": args.dim, "machine": info, "results": results})
+
+
+if __name__ == "__main__":
+  main()
