@@ -37,7 +37,8 @@ def _ensure_prepared(name, spec, data_dir, source_dir) -> None:
 def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
   """Loads the train and test splits of a dataset as whole uint8 arrays.
 
-  Reading goes through ``tfds.data_source`` (ArrayRecord, no TensorFlow). If
+  Reading goes through ``tfds.data_source`` (ArrayRecord, no TensorFlow;
+  images decoded by OpenCV, which tfds prefers to PIL when installed). If
   the dataset is not prepared in ``data_dir`` it is first prepared offline from
   raw files in ``<source_dir>/<name>/`` (atomically, see
   `margin_jax.data.prepare.prepare`), else downloaded by tfds.
@@ -61,10 +62,10 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
   data_dir = str(data_dir or prepare_lib.default_data_dir())
   source_dir = source_dir or os.environ.get("MARGIN_JAX_DATA")
   _ensure_prepared(name, spec, data_dir, source_dir)
-  sources = tfds.data_source(name, data_dir=data_dir, download=False)
   result = {"num_classes": spec.num_classes, "name": name}
   for split in ("train", "test"):
-    examples = sources[split].__getitems__(range(len(sources[split])))
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    examples = source.__getitems__(range(len(source)))
     images = np.stack([e["image"] for e in examples]).astype(np.uint8, copy=False)
     labels = np.array([e["label"] for e in examples], np.int32)
     result[split] = (images.reshape(-1, *spec.image_shape), labels)

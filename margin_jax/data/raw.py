@@ -265,7 +265,7 @@ def read_image_folder(folder, name: str) -> dict[str, Split]:
     counts = np.bincount(labels, minlength=len(CIFAR10_LABEL_NAMES))
     if not counts.min() == counts.max() > 0:
       raise ValueError(
-          f"{origin}: split {split!r} has {dict(zip(CIFAR10_LABEL_NAMES, counts))}"
+          f"{origin}: split {split!r} has {dict(zip(CIFAR10_LABEL_NAMES, counts.tolist()))}"
           " images per class; expected the same non-zero number in every class"
           " (truncated archive?)."
       )
