@@ -1,8 +1,9 @@
 """Datasets through tensorflow-datasets, epoch iterators and the papers' preprocessing.
 
-Submodules ``margin_jax.data.prepare`` (offline preparation, also a command)
-and ``margin_jax.data.preprocess`` (the recipes, `preprocess.preprocess`) keep
-their module names here; their other public functions are re-exported.
+Offline preparation is `margin_jax.data.offline.prepare`, or the command
+``python -m margin_jax.data.prepare``. The submodule ``preprocess`` keeps its
+name here (the recipes are `preprocess.preprocess`); its other public
+functions are re-exported.
 """
 
 from margin_jax.data.degrade import class_balanced_subset

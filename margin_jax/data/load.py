@@ -6,7 +6,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
-from margin_jax.data import prepare as prepare_lib
+from margin_jax.data import offline
 from margin_jax.data import raw
 from margin_jax.data import registry
 
@@ -17,7 +17,7 @@ def _ensure_prepared(name, spec, data_dir, source_dir) -> None:
     return
   raw_dir = pathlib.Path(source_dir) / name if source_dir else None
   if spec.offline and raw_dir and raw.raw_files_present(name, raw_dir):
-    prepare_lib.prepare(name, source_dir=source_dir, data_dir=data_dir)
+    offline.prepare(name, source_dir=source_dir, data_dir=data_dir)
     return
   checked = (
       f"no prepared dataset in {pathlib.Path(data_dir) / name} and no raw files"
@@ -41,7 +41,7 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
   images decoded by OpenCV, which tfds prefers to PIL when installed). If
   the dataset is not prepared in ``data_dir`` it is first prepared offline from
   raw files in ``<source_dir>/<name>/`` (atomically, see
-  `margin_jax.data.prepare.prepare`), else downloaded by tfds.
+  `margin_jax.data.offline.prepare`), else downloaded by tfds.
 
   Args:
     name: a dataset of `DATASETS`, e.g. ``"mnist"`` or ``"cifar10_jpeg"``.
@@ -59,7 +59,7 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
     >>> images, labels = data["train"]  # (60000, 28, 28, 1), (60000,)
   """
   spec = registry.get_spec(name)
-  data_dir = str(data_dir or prepare_lib.default_data_dir())
+  data_dir = str(data_dir or offline.default_data_dir())
   source_dir = source_dir or os.environ.get("MARGIN_JAX_DATA")
   _ensure_prepared(name, spec, data_dir, source_dir)
   result = {"num_classes": spec.num_classes, "name": name}
