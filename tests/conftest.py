@@ -1,12 +1,17 @@
 """Test setup: four forced CPU devices, set before JAX is first imported.
 
 Every test process then sees ``jax.local_devices()`` == 4 CPU devices, so the
-pmap tests run the same multi-device code as a GPU host would.
+pmap tests run the same multi-device code as a GPU host would. A persistent
+compilation cache, fresh for each session and inherited by the subprocesses
+of the multi-process tests, compiles each identical program once.
 """
 
+import atexit
 import gzip
 import os
+import shutil
 import struct
+import tempfile
 
 import numpy as np
 import pytest
@@ -16,6 +21,11 @@ os.environ["XLA_FLAGS"] = " ".join(
     [os.environ.get("XLA_FLAGS", ""),
      "--xla_force_host_platform_device_count=4"]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_CACHE = tempfile.mkdtemp(prefix="margin_jax_xla_cache_")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
 
 
 def _write_idx(path, array):

@@ -43,15 +43,12 @@ class _PerItemSource:
 def mock_mnist(monkeypatch):
   """``tfds.testing.mock_data`` for MNIST, worked around for tfds 4.9.10.
 
-  Under the mock, ``tfds.data_source(name)`` without ``split`` returns an
-  empty dict (the mock knows no splits) and ``__getitems__`` raises a
-  TypeError; ask for each split by name and read items one by one.
+  The mocked source's ``__getitems__`` raises a TypeError; read items one by
+  one instead.
   """
   real = tfds.data_source
-  monkeypatch.setattr(
-      tfds, "data_source",
-      lambda name, **kw: {s: _PerItemSource(real(name, split=s, **kw))
-                          for s in ("train", "test")})
+  monkeypatch.setattr(tfds, "data_source",
+                      lambda *a, **kw: _PerItemSource(real(*a, **kw)))
   with tfds.testing.mock_data(num_examples=64):
     yield
 

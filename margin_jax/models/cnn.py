@@ -17,9 +17,12 @@ tests:
 * Pooling follows Caffe, the papers' framework: the output size is
   ``ceil((H - k) / s) + 1``, so a 7x7 map pooled 2x2/2 becomes 4x4 (Caffe's
   ceil mode), and average pooling divides by the number of in-image pixels.
-* The feature layer is a plain affine layer (no activation, no batch norm), so
-  the 2-/3-D features of L-Softmax Fig. 2 and Virtual Softmax Fig. 2 can take
-  any sign.
+* The feature layer is treated like the convolutions: fully connected (no
+  bias), batch norm, PReLU, as in the L-Softmax authors' released Caffe
+  models (``ip1 -> BN -> ReLU`` before the margin layer); without the batch
+  norm, plain SGD at the papers' learning rate 0.1 diverges in the first
+  steps. PReLU keeps negative values, so the 2-/3-D features of L-Softmax
+  Fig. 2 and Virtual Softmax Fig. 2 still spread over all quadrants.
 * L-Softmax's ``Conv0.x`` (one conv of the same width as ``Conv1.x``, no pool
   in between) is folded into the first stage: ``[3x3,64]x1 + [3x3,64]x3`` is
   the stage ``(4, 64, 3)``. Parameter counts are identical.
@@ -106,7 +109,10 @@ class ConvNet(nn.Module):
       x = caffe_pool(x, kind=kind, window=self.pool_window,
                      stride=self.pool_stride)
     x = x.reshape((x.shape[0], math.prod(x.shape[1:])))
-    return nn.Dense(self.feature_dim, kernel_init=he_normal)(x)
+    x = nn.Dense(self.feature_dim, use_bias=False, kernel_init=he_normal)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                     axis_name=self.bn_axis_name)(x)
+    return PReLU()(x)
 
 
 # name -> (stages, feature_dim, pool_window, last_pool). Widths are the

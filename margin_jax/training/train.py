@@ -51,8 +51,9 @@ def create_model(config, num_classes: int) -> models.MarginNet:
 
 
 def create_train_state(config, model, image_shape, key) -> TrainState:
-  """Initialises the model on ``[1, *image_shape]`` inputs, on the host."""
-  variables = model.init(key, jnp.zeros((1, *image_shape)), train=False)
+  """Initialises the model on ``[1, *image_shape]`` inputs (one jit)."""
+  init = jax.jit(functools.partial(model.init, train=False))
+  variables = jax.device_get(init(key, jnp.zeros((1, *image_shape))))
   return TrainState.create(
       apply_fn=model.apply, params=variables["params"],
       tx=optim.create_optimizer(config),
