@@ -401,8 +401,8 @@ def _figures(runs_dir, out_dir) -> list[str]:
         ax.plot(c[0], values, label=row.label,
                 marker="o" if field == "test_error" else None, ms=3)
       ax.set(xlabel="iteration", title=title)
-    axes[0].legend(fontsize=7)
     if drawn:
+      axes[0].legend(fontsize=7)
       save(fig, name)
     else:
       plt.close(fig)
