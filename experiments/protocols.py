@@ -50,13 +50,13 @@ PAPER_LAMBDA_STEPS = 18000  # L-Softmax's schedule length for lambda_gamma
 #   cifar: L-Softmax Table 1 CIFAR-10 net, pad-4 crop + flip ("cifar_plus").
 DATASETS = {
     "fmnist": dict(dataset="fashion_mnist", model="lsoftmax_mnist",
-                   preprocess="mean", steps=200, fractions=(2 / 3, 5 / 6)),
+                   preprocess="mean", steps=120, fractions=(2 / 3, 5 / 6)),
     "mnist_2d": dict(dataset="mnist", model="lsoftmax_mnist_2d",
-                     preprocess="mean", steps=200, fractions=(2 / 3, 5 / 6)),
+                     preprocess="mean", steps=120, fractions=(2 / 3, 5 / 6)),
     "mnist_subset": dict(dataset="mnist", model="noisy_mnist_subset",
-                         preprocess="mean", steps=200, fractions=(3 / 4,)),
+                         preprocess="mean", steps=120, fractions=(3 / 4,)),
     "cifar": dict(dataset="cifar10_jpeg", model="lsoftmax_cifar10",
-                  preprocess="cifar_plus", steps=200,
+                  preprocess="cifar_plus", steps=120,
                   fractions=(2 / 3, 5 / 6)),
 }
 
@@ -82,9 +82,14 @@ MAIN_LOSSES = {
     "Center + softmax (0.01)": dict(loss="center", center_weight=0.01),
 }
 # Subset of table 1 run on CIFAR-10 (JPEG) when time is short (most cited).
-CIFAR_LOSSES = ("Softmax", "L-Softmax (m=4)", "Noisy Softmax (a2=0.1)",
-                "Virtual Softmax", "EM-Softmax (V=2, l=0.1)",
-                "Kobayashi (l=0.3)")
+CIFAR_LOSSES = ("Softmax", "L-Softmax (m=4)", "EM-Softmax (V=2, l=0.1)")
+
+
+# Cut to fit the 2-core CPU budget (issue 5 asks for more; see RESULTS.md):
+# Noisy Table 1's alpha^2 = 0.05 column and Kobayashi Table 3's 20% polluted
+# and 50%-of-samples columns are configured but not run by default.
+ABLATION_ALPHA_SQUARED = (0.1, 0.5)
+DEGRADATIONS = (("noise", 0.4),)
 
 
 def _slug(overrides: dict) -> str:
@@ -123,22 +128,24 @@ def _rows(data, losses, paper=None) -> tuple[Row, ...]:
                for label in losses)
 
 
-# Paper numbers for table 1: CIFAR-10 (no augmentation) test error (%) from
-# L-Softmax Table 3, Noisy Softmax Table 4, Virtual Softmax Table 3, EM-Softmax
-# Table 1 (100 - accuracy). None of the papers reports Fashion-MNIST.
+# Paper numbers for table 1: CIFAR-10+ (with augmentation, as our cpu
+# protocol) test error (%) from L-Softmax Table 3, Noisy Softmax Table 4,
+# Virtual Softmax Sec 6.1 (t=1; softmax 9.84 there) and EM-Softmax Table 1
+# (100 - accuracy). None of the papers reports Fashion-MNIST: on that table
+# they show the ranking each paper claims, not a target value.
 _PAPER_CIFAR10 = {
-    "Softmax": "9.05 (EM: 9.05)",
-    "L-Softmax (m=2)": "",
-    "L-Softmax (m=4)": "7.58 (EM: 7.58)",
-    "A-Softmax (m=4)": "8.28 (EM)",
-    "Noisy Softmax (a2=0.1)": "7.39 (Noisy T4)",
-    "Virtual Softmax": "",
-    "M-Softmax (m=0.5)": "7.50 (EM)",
-    "E-Softmax (V=2)": "7.62 (EM)",
-    "EM-Softmax (V=2, l=0.1)": "6.69 (EM)",
-    "Hinge (eq 14)": "9.91 (EM)",
-    "NormFace (s=16)": "8.54 (EM)",
-    "Center + softmax (0.01)": "8.35 (EM)",
+    "Softmax": "6.50 (L-Softmax T3, EM T1); 6.98 (Noisy T4)",
+    "L-Softmax (m=2)": "6.01 (L-Softmax T3)",
+    "L-Softmax (m=4)": "5.92 (L-Softmax T3, EM T1)",
+    "A-Softmax (m=4)": "6.02 (EM T1)",
+    "Noisy Softmax (a2=0.1)": "6.36 (Noisy T4)",
+    "Virtual Softmax": "8.95 vs softmax 9.84 (Virtual 6.1, t=1)",
+    "M-Softmax (m=0.5)": "5.73 (EM T1)",
+    "E-Softmax (V=2)": "6.08 (EM T1)",
+    "EM-Softmax (V=2, l=0.1)": "4.98 (EM T1)",
+    "Hinge (eq 14)": "6.96 (L-Softmax T3), 6.69 (EM T1)",
+    "NormFace (s=16)": "6.10 (EM T1, N-Softmax)",
+    "Center + softmax (0.01)": "6.18 (EM T1)",
 }
 
 
@@ -171,7 +178,7 @@ def _tables() -> dict[str, Table]:
               ("amplitude", 0.05): "30.96", ("amplitude", 0.1): "29.97",
               ("amplitude", 0.5): "fail"}
   rows = [Row("Softmax", key("fmnist", MAIN_LOSSES["Softmax"]), "31.77")]
-  for a2 in (0.05, 0.1, 0.5):
+  for a2 in ABLATION_ALPHA_SQUARED:
     for noise in ("annealed", "free", "amplitude"):
       over = dict(loss="noisy_softmax", alpha_squared=a2)
       if noise != "annealed":
@@ -198,6 +205,8 @@ def _tables() -> dict[str, Table]:
               ("noise", 0.4): ("43.65", "42.06", "40.76"),
               ("frac", 0.5): ("36.87", "36.06", "35.49")}
   for (kind, value), paper in paper_t3.items():
+    if (kind, value) not in DEGRADATIONS:
+      continue
     degr = ({"label_noise": value} if kind == "noise"
             else {"train_fraction": value})
     name = (f"{int(value * 100)}% polluted" if kind == "noise"
