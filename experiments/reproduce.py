@@ -14,7 +14,8 @@ other in this process, and writes one compact gzipped JSON per run
 every table (``experiments/results/tables.md`` and the generated part of
 ``experiments/RESULTS.md``) and every PNG figure from those files alone.
 
-Environment: ``MARGIN_JAX_DEADLINE`` (Unix time after which no new run
+Environment: ``MARGIN_JAX_SEEDS`` (e.g. ``0``: only those seeds),
+``MARGIN_JAX_DEADLINE`` (Unix time after which no new run
 starts), ``MARGIN_JAX_DATA`` (raw datasets, e.g. ``../shared/datasets``),
 ``TFDS_DATA_DIR`` (prepared tfds datasets), ``MARGIN_JAX_ARRAYS`` (a cache of
 whole splits as ``.npz``, default ``/tmp/margin_jax_arrays``; reading the
@@ -304,7 +305,8 @@ def _baseline_for(table, i):
 
 
 def table_markdown(table, runs_dir=RUNS) -> str:
-  lines = [f"### {table.title}", "",
+  lines = [f"### {table.title}", ""] + ([table.note, ""] if table.note
+                                          else []) + [
            "| row | test error % (ours) | train error % (ours) | wall s/run "
            "| paper % | vs reference |",
            "|---|---|---|---|---|---|"]
@@ -407,24 +409,48 @@ def _figures(runs_dir, out_dir) -> list[str]:
     else:
       plt.close(fig)
 
+  def bar_plot(name, table):
+    rows = [(r.label, _stats(r.key, runs_dir)) for r in table.rows]
+    rows = [(label, st) for label, st in rows if st is not None]
+    if not rows:
+      return
+    fig, ax = plt.subplots(figsize=(6, 0.35 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    ax.barh(y, [st[0] for _, st in rows], xerr=[st[1] for _, st in rows],
+            color="tab:blue", alpha=0.7, capsize=3)
+    ax.set_yticks(y, [f"{label} (n={st[2]})" for label, st in rows],
+                  fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="final test error % (mean ± std over seeds)",
+           title=table.title)
+    ax.title.set_fontsize(9)
+    save(fig, name)
+
+  # The test set is evaluated once per run (at the end): the curves over
+  # iterations are training-batch statistics; final test errors are bars.
+  for name in t:
+    if name != "features_2d":
+      bar_plot(f"{name}_test_error.png", t[name])
   curve_plot("noisy_fig3_4.png", t["noisy_figure"].rows,
-             ("p_target", "saturated", "test_error"),
+             ("p_target", "saturated", "accuracy"),
              ("mean target probability P (Noisy eq 9)",
-              "fraction saturated (P > 0.99)", "test error %"))
+              "fraction saturated (P > 0.99)",
+              "training-batch error % (smoothed)"))
   kob = (t["main"].rows[0],
          next(r for r in t["main"].rows if r.label.startswith("Kobayashi")),
          next(r for r in t["main"].rows if r.label.startswith("LSR")))
   curve_plot("kobayashi_rho_hat.png", kob, ("rho_hat",),
              ("Kobayashi bias rho-hat (eq 7) during training",))
   curve_plot("lsoftmax_margins.png", t["lsoftmax_margins"].rows,
-             ("accuracy", "test_error", "lambda"),
-             ("training-batch error % (smoothed)", "test error %",
+             ("accuracy", "theta_y", "lambda"),
+             ("training-batch error % (smoothed)",
+              "mean target angle theta_y (degrees)",
               "lambda (L-Softmax schedule)"))
-  curve_plot("main_curves.png", t["main"].rows, ("accuracy", "test_error"),
-             ("training-batch error % (smoothed)", "test error %"))
+  curve_plot("main_curves.png", t["main"].rows, ("accuracy", "loss"),
+             ("training-batch error % (smoothed)", "training loss"))
   curve_plot("main_cifar_curves.png", t["main_cifar"].rows,
-             ("accuracy", "test_error"),
-             ("training-batch error % (smoothed)", "test error %"))
+             ("accuracy", "loss"),
+             ("training-batch error % (smoothed)", "training loss"))
 
   # Cosine confusion matrices: softmax vs the best margin loss of table 1.
   main = t["main"]
@@ -474,8 +500,8 @@ def report(runs_dir=RUNS, out_dir=RESULTS, results_md=RESULTS_MD,
           f"Runs on record: {count}; their summed wall time: "
           f"{total / 60:.1f} min. Test and train error in %, mean ± std over "
           "seeds 0-2; train error is the mean error of the training batches "
-          "of the last 20% of iterations (augmented, with dropout-free "
-          "inference logits). Verdict: 'reproduced' when the row beats its "
+          "of the last 20% of iterations (test-time logits, training "
+          "preprocessing). Verdict: 'reproduced' when the row beats its "
           "reference by more than the sum of the two standard deviations.\n\n"
           + "\n".join(parts))
   (out_dir / "tables.md").write_text(text)
@@ -514,7 +540,9 @@ def main(argv):
     if name in ("report", "figures"):
       print(report())
     else:
-      reproduce(name)
+      seeds = os.environ.get("MARGIN_JAX_SEEDS")
+      reproduce(name, tuple(int(x) for x in seeds.split(",")) if seeds
+                else protocols.SEEDS)
 
 
 if __name__ == "__main__":
