@@ -49,7 +49,7 @@ def main():
         last = [line for line in f if "test_error" in line][-1]
       rows.append((name, 100 * json.loads(last)["test_error"],
                    seconds))
-  print("\nMNIST, L-Softmax Table 1 net at 1/4 width, "
+  print(f"\nMNIST, L-Softmax Table 1 net at width x{config.width}, "
         f"{config.num_train_steps} steps of batch {config.batch_size}:")
   print(f"{'loss':<18}{'test error %':>14}{'time s':>10}")
   for name, error, seconds in rows:
