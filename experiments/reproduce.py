@@ -268,7 +268,8 @@ def _stats(run_key, runs_dir, field="test_error"):
   values = [100 * r[field] for r in records if r is not None]
   if not values:
     return None
-  return float(np.mean(values)), float(np.std(values)), len(values)
+  std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+  return float(np.mean(values)), std, len(values)
 
 
 def _fmt(stat):

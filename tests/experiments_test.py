@@ -86,13 +86,13 @@ def test_report_regenerates_tables_and_figures_from_saved_runs(tmp_path):
   reproduce.report(runs_dir=runs, out_dir=tmp_path, results_md=results_md)
 
   tables = (tmp_path / "tables.md").read_text()
-  assert "| Softmax | 20.10 ± 0.08 |" in tables
-  assert "| Noisy Softmax (a2=0.1) | 10.10 ± 0.08 |" in tables
+  assert "| Softmax | 20.10 ± 0.10 |" in tables
+  assert "| Noisy Softmax (a2=0.1) | 10.10 ± 0.10 |" in tables
   assert "reproduced (vs Softmax)" in tables
   assert "not run" in tables
   doc = results_md.read_text()
   assert doc.startswith("# head\n") and doc.endswith("tail\n")
-  assert "old" not in doc and "20.10 ± 0.08" in doc
+  assert "old" not in doc and "20.10 ± 0.10" in doc
   for name in ("lsoftmax_psi.png", "features_2d.png", "cosine_confusion.png",
                "kobayashi_rho_hat.png", "main_curves.png"):
     assert (tmp_path / name).stat().st_size > 1000, name
