@@ -88,16 +88,19 @@ def test_virtual_width_factor_t():
 
 
 def test_outputs_and_em_head():
-  model = models.margin_net("lsoftmax_mnist", num_classes=10, width=0.125,
-                            num_weak=3, use_bias=True)
+  model = models.margin_net("noisy_mnist_subset", num_classes=10,
+                            width=0.125, num_weak=3, use_bias=True)
   x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
-  variables = model.init(jax.random.key(0), x, train=False)
-  out, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
-  assert out["features"].shape == (4, 256)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0), x,
+                                           train=False))(x)
+  out, _ = jax.jit(lambda v, x: model.apply(v, x, train=True,
+                                            mutable=["batch_stats"]))(
+                                                variables, x)
+  assert out["features"].shape == (4, 100)
   assert out["weights"].shape == (3, 256, 10)
   assert out["bias"].shape == (10,)
   stage_filters = variables["params"]["backbone"]["Conv_0"]["kernel"].shape
-  assert stage_filters == (3, 3, 1, 8)
+  assert stage_filters == (3, 3, 1, 5)  # 40 filters x 1/8
 
 
 def test_center_update_is_wen_eq4():
