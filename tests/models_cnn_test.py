@@ -97,7 +97,7 @@ def test_outputs_and_em_head():
                                             mutable=["batch_stats"]))(
                                                 variables, x)
   assert out["features"].shape == (4, 100)
-  assert out["weights"].shape == (3, 256, 10)
+  assert out["weights"].shape == (3, 100, 10)
   assert out["bias"].shape == (10,)
   stage_filters = variables["params"]["backbone"]["Conv_0"]["kernel"].shape
   assert stage_filters == (3, 3, 1, 5)  # 40 filters x 1/8
