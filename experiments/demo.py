@@ -1,7 +1,7 @@
 """`make demo`: softmax vs L-Softmax vs Virtual Softmax on MNIST, a short run.
 
-Trains the L-Softmax MNIST network (Table 1) at a quarter of its width for
-600 iterations with each loss (experiments/configs/mnist_cpu.py) and prints
+Trains the L-Softmax MNIST network (Table 1) at 1/8 of its width for 200
+iterations with each loss (experiments/configs/mnist_cpu.py) and prints
 test error and wall time. MNIST comes from tfds, or is prepared offline from
 ``$MARGIN_JAX_DATA`` (the Makefile points it at ../shared/datasets).
 
