@@ -122,14 +122,18 @@ def large_margin_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> 
   """
   margin = _check_integer_margin(margin)
   features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
-  logits = features @ weights
+  return _large_margin(features @ weights, _target_norm_product(features, weights, labels),
+                       labels, margin=margin, lam=lam).astype(out_dtype)
+
+
+def _large_margin(logits, norm_product, labels, *, margin, lam):
+  """L-Softmax from the logits [B, C] and ||W_y|| ||x|| [B] (eqs. 4-8)."""
   if margin == 1:  # psi(theta) = cos(theta): the target logit is W_y^T x itself.
-    return softmax_loss(logits, labels).astype(out_dtype)
+    return softmax_loss(logits, labels)
   target_logit = _common.take_target(logits, labels)
-  norm_product = _target_norm_product(features, weights, labels)
   margin_logit = norm_product * psi(_cosine(target_logit, norm_product), margin=margin)
   new_target = (lam * target_logit + margin_logit) / (1.0 + lam)
-  return _common.cross_entropy_with_target(logits, labels, new_target).astype(out_dtype)
+  return _common.cross_entropy_with_target(logits, labels, new_target)
 
 
 def a_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> jax.Array:
@@ -156,10 +160,16 @@ def a_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> jax.Array:
   weights = jnp.asarray(weights)
   if weights.ndim != 2:
     raise ValueError(f"weights must have shape [dim, num_classes], got {weights.shape}.")
-  unit_weights = _common.normalize(weights.astype(_common.compute_dtype(weights.dtype)), axis=0)
-  out_dtype = _common.result_dtype(features, weights)
-  return large_margin_softmax_loss(
-      features, unit_weights, labels, margin=margin, lam=lam).astype(out_dtype)
+  margin = _check_integer_margin(margin)
+  features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
+  # x @ normalize(W) computed as (x @ W) / ||W_j||: no normalised [d, C] copy of
+  # W and no [d, C] passes for its gradient (the cost at many classes).
+  logits = (features @ weights) / _common.safe_norm(weights, axis=0)[None, :]
+  unit_targets = _common.normalize(_common.target_columns(weights, labels), axis=1)
+  norm_product = (_common.safe_norm(features, axis=1)
+                  * _common.safe_norm(unit_targets, axis=1))  # ||x|| ||W_y / ||W_y|| ||
+  return _large_margin(logits, norm_product, labels, margin=margin,
+                       lam=lam).astype(out_dtype)
 
 
 def noisy_softmax_loss(features, weights, labels, key, *, alpha, noise="annealed",
@@ -265,8 +275,15 @@ def virtual_softmax_loss(features, weights, labels) -> jax.Array:
 
 
 def _cosine_logits(features, weights):
-  """cos(theta_j) for every class, [B, C]: unit features times unit class columns."""
-  return _common.normalize(features, axis=1) @ _common.normalize(weights, axis=0)
+  """cos(theta_j) for every class, [B, C]: unit features times unit class columns.
+
+  Computed as (x/||x|| @ W) / ||W_j||, which equals x/||x|| @ W/||W_j|| but
+  never builds the normalised [d, C] copy of W: its forward and backward
+  passes over [d, C] cost more than the matmul's own memory traffic at many
+  classes.
+  """
+  return ((_common.normalize(features, axis=1) @ weights)
+          / _common.safe_norm(weights, axis=0)[None, :])
 
 
 def normface_loss(features, weights, labels, *, scale) -> jax.Array:
