@@ -47,8 +47,10 @@ def mock_mnist(monkeypatch):
   """``tfds.testing.mock_data`` for MNIST, worked around for tfds 4.9.10.
 
   The mocked source's ``__getitems__`` raises a TypeError; read items one by
-  one instead.
+  one instead. Raw files in ``$MARGIN_JAX_DATA`` would make loading prepare
+  the real dataset offline, so the mock is the only source here.
   """
+  monkeypatch.delenv("MARGIN_JAX_DATA", raising=False)
   real = tfds.data_source
   monkeypatch.setattr(tfds, "data_source",
                       lambda *a, **kw: _PerItemSource(real(*a, **kw)))
