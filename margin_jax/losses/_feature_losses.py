@@ -164,7 +164,7 @@ def a_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> jax.Array:
   features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
   # x @ normalize(W) computed as (x @ W) / ||W_j||: no normalised [d, C] copy of
   # W and no [d, C] passes for its gradient (the cost at many classes).
-  logits = (features @ weights) / _common.safe_norm(weights, axis=0)[None, :]
+  logits = _common.divide_columns(features @ weights, _common.safe_norm(weights, axis=0))
   unit_targets = _common.normalize(_common.target_columns(weights, labels), axis=1)
   norm_product = (_common.safe_norm(features, axis=1)
                   * _common.safe_norm(unit_targets, axis=1))  # ||x|| ||W_y / ||W_y|| ||
@@ -282,8 +282,8 @@ def _cosine_logits(features, weights):
   passes over [d, C] cost more than the matmul's own memory traffic at many
   classes.
   """
-  return ((_common.normalize(features, axis=1) @ weights)
-          / _common.safe_norm(weights, axis=0)[None, :])
+  return _common.divide_columns(_common.normalize(features, axis=1) @ weights,
+                                _common.safe_norm(weights, axis=0))
 
 
 def normface_loss(features, weights, labels, *, scale) -> jax.Array:
