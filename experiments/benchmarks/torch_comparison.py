@@ -68,7 +68,7 @@ PAIRS = (
 )
 
 
-def run_one(batch, dim, classes, threads, budget_s, max_reps, names):
+def run_one(batch, dim, classes, threads, budget_s, max_reps, names, min_reps=5):
   rng = np.random.default_rng(0)
   x_np = rng.standard_normal((batch, dim), dtype=np.float32)
   w_np = (rng.standard_normal((dim, classes), dtype=np.float32) / math.sqrt(dim))
@@ -97,7 +97,8 @@ def run_one(batch, dim, classes, threads, budget_s, max_reps, names):
     torch_value = float(torch_step().detach())
     values[name] = (jax_value, torch_value)
   cpu: dict[str, list[float]] = {}
-  times = _harness.interleaved(fns, budget_s=budget_s, max_reps=max_reps, cpu_times=cpu)
+  times = _harness.interleaved(fns, budget_s=budget_s, max_reps=max_reps, min_reps=min_reps,
+                               cpu_times=cpu)
   result = {"classes": classes, "reps": len(next(iter(times.values()))), "pairs": {}}
   for name, (jv, tv) in values.items():
     tj, tt = times[f"jax:{name}"], times[f"torch:{name}"]
@@ -119,6 +120,7 @@ def main(argv=None):
   parser.add_argument("--losses", nargs="+", default=[p[0] for p in PAIRS])
   parser.add_argument("--budget", type=float, default=60.0, help="timed seconds per C")
   parser.add_argument("--max-reps", type=int, default=40)
+  parser.add_argument("--min-reps", type=int, default=5)
   parser.add_argument("--json", default=None)
   args = parser.parse_args(argv)
 
@@ -130,7 +132,7 @@ def main(argv=None):
   results = []
   for classes in args.classes:
     results.append(run_one(args.batch, args.dim, classes, args.threads, args.budget,
-                           args.max_reps, set(args.losses)))
+                           args.max_reps, set(args.losses), args.min_reps))
     print(f"C={classes}: {results[-1]['reps']} rounds", flush=True)
 
   names = [n for n in (p[0] for p in PAIRS) if n in args.losses]
