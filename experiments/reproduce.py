@@ -453,11 +453,14 @@ def _figures(runs_dir, out_dir) -> list[str]:
              ("accuracy", "loss"),
              ("training-batch error % (smoothed)", "training loss"))
 
-  # Cosine confusion matrices: softmax vs the best margin loss of table 1.
+  # Cosine confusion matrices: softmax vs the best margin loss of table 1
+  # (not the margin-free baselines: NormFace, LSR, hinge, center loss).
   main = t["main"]
   stats = {r.label: _stats(r.key, runs_dir) for r in main.rows}
   margin_rows = [r for r in main.rows
-                 if r.label != "Softmax" and stats[r.label] is not None
+                 if not r.label.startswith(("Softmax", "NormFace", "LSR",
+                                            "Hinge", "Center"))
+                 and stats[r.label] is not None
                  and (load_run(r.key, 0, runs_dir) or {}).get("cosine_matrix")]
   soft = load_run(main.rows[0].key, 0, runs_dir)
   if margin_rows and soft and soft.get("cosine_matrix"):
