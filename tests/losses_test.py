@@ -261,28 +261,44 @@ def softmax_probs(f):
   return np.exp(np_log_softmax(f))
 
 
+def assemble_target_gradients(x, w, y, target_terms):
+  """Full dL/dx, dL/dW of sum_i L_i when only the target logit is modified.
+
+  ``target_terms(i) -> (f_y, df_y/dx_i, df_y/dW_y)`` from a paper's closed
+  form; the other logits are W_j^T x, so dL/df is softmax(f) - onehot(y).
+  """
+  gx, gw = np.zeros_like(x), np.zeros_like(w)
+  for i in range(len(y)):
+    fy, dfy_dx, dfy_dw = target_terms(i)
+    f = x[i] @ w
+    f[y[i]] = fy
+    dl_df = softmax_probs(f[None])[0]
+    dl_df[y[i]] -= 1
+    others = np.arange(w.shape[1]) != y[i]
+    gx[i] = w[:, others] @ dl_df[others] + dl_df[y[i]] * dfy_dx
+    gw[:, others] += np.outer(x[i], dl_df[others])
+    gw[:, y[i]] += dl_df[y[i]] * dfy_dw
+  return gx, gw
+
+
 def test_l_softmax_gradient_matches_eqs_12_13_for_m2():
   x, w, y = make_inputs(4)
   grads = jax.grad(lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=2)),
                    argnums=(0, 1))(x, w)
-  gx, gw = np.zeros_like(x), np.zeros_like(w)
-  for i in range(B):
+
+  def target_terms(i):
     xi, wy = x[i], w[:, y[i]]
     dot, nx, nw = xi @ wy, np.linalg.norm(xi), np.linalg.norm(wy)
     k = 0 if dot / (nx * nw) > 0 else 1  # eq. 11 as corrected (the printed condition is inverted)
     s = (-1) ** k
-    f = xi @ w
-    f[y[i]] = s * 2 * dot ** 2 / (nw * nx) - (2 * k + s) * nw * nx  # eq. 11
-    dl_df = softmax_probs(f[None])[0]
-    dl_df[y[i]] -= 1
+    fy = s * 2 * dot ** 2 / (nw * nx) - (2 * k + s) * nw * nx  # eq. 11
     dfy_dx = s * (4 * dot * wy / (nw * nx) - 2 * dot ** 2 * xi / (nw * nx ** 3)) \
         - (2 * k + s) * nw * xi / nx  # eq. 12
     dfy_dw = s * (4 * dot * xi / (nw * nx) - 2 * dot ** 2 * wy / (nx * nw ** 3)) \
         - (2 * k + s) * nx * wy / nw  # eq. 13
-    others = np.arange(C) != y[i]
-    gx[i] = w[:, others] @ dl_df[others] + dl_df[y[i]] * dfy_dx
-    gw[:, others] += np.outer(xi, dl_df[others])
-    gw[:, y[i]] += dl_df[y[i]] * dfy_dw
+    return fy, dfy_dx, dfy_dw
+
+  gx, gw = assemble_target_gradients(x, w, y, target_terms)
   np.testing.assert_allclose(grads[0], gx, rtol=1e-9, atol=1e-10)
   np.testing.assert_allclose(grads[1], gw, rtol=1e-9, atol=1e-10)
 
@@ -302,8 +318,8 @@ def test_l_softmax_gradient_matches_eqs_9_10(m):
   grads = jax.grad(lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=m)),
                    argnums=(0, 1))(x, w)
   coefficients = cos_m_power_coefficients(m)
-  gx, gw = np.zeros_like(x), np.zeros_like(w)
-  for i in range(B):
+
+  def target_terms(i):
     xi, wy = x[i], w[:, y[i]]
     dot, nx, nw = xi @ wy, np.linalg.norm(xi), np.linalg.norm(wy)
     k = int(np.minimum(np.floor(np.arccos(dot / (nx * nw)) * m / np.pi), m - 1))
@@ -317,14 +333,9 @@ def test_l_softmax_gradient_matches_eqs_9_10(m):
     dfy_dw = s * sum(a * (p * dot ** (p - 1) * xi / (nw * nx) ** (p - 1)
                           - (p - 1) * dot ** p * wy / (nw ** (p + 1) * nx ** (p - 1)))
                      for p, a in enumerate(coefficients) if a) - 2 * k * nx * wy / nw
-    f = xi @ w
-    f[y[i]] = fy
-    dl_df = softmax_probs(f[None])[0]
-    dl_df[y[i]] -= 1
-    others = np.arange(C) != y[i]
-    gx[i] = w[:, others] @ dl_df[others] + dl_df[y[i]] * dfy_dx
-    gw[:, others] += np.outer(xi, dl_df[others])
-    gw[:, y[i]] += dl_df[y[i]] * dfy_dw
+    return fy, dfy_dx, dfy_dw
+
+  gx, gw = assemble_target_gradients(x, w, y, target_terms)
   np.testing.assert_allclose(grads[0], gx, rtol=1e-9, atol=1e-10)
   np.testing.assert_allclose(grads[1], gw, rtol=1e-9, atol=1e-10)
 
@@ -335,20 +346,16 @@ def test_noisy_gradient_matches_eqs_7_8():
   xi_noise = np.abs(np.asarray(jax.random.normal(key, (B,), jnp.float64)))
   grads = jax.grad(lambda x, w: jnp.sum(losses.noisy_softmax_loss(x, w, y, key, alpha=alpha)),
                    argnums=(0, 1))(x, w)
-  gx, gw = np.zeros_like(x), np.zeros_like(w)
-  for i in range(B):
+
+  def target_terms(i):
     xv, wy = x[i], w[:, y[i]]
     nx, nw = np.linalg.norm(xv), np.linalg.norm(wy)
-    f = xv @ w
-    f[y[i]] -= alpha * (nw * nx - xv @ wy) * xi_noise[i]  # eq. 5
-    dl_df = softmax_probs(f[None])[0]
-    dl_df[y[i]] -= 1
+    fy = xv @ wy - alpha * (nw * nx - xv @ wy) * xi_noise[i]  # eq. 5
     dfy_dx = wy - alpha * xi_noise[i] * (xv * nw / nx - wy)  # eq. 7
     dfy_dw = xv - alpha * xi_noise[i] * (wy * nx / nw - xv)  # eq. 8
-    others = np.arange(C) != y[i]
-    gx[i] = w[:, others] @ dl_df[others] + dl_df[y[i]] * dfy_dx
-    gw[:, others] += np.outer(xv, dl_df[others])
-    gw[:, y[i]] += dl_df[y[i]] * dfy_dw
+    return fy, dfy_dx, dfy_dw
+
+  gx, gw = assemble_target_gradients(x, w, y, target_terms)
   np.testing.assert_allclose(grads[0], gx, rtol=1e-9, atol=1e-10)
   np.testing.assert_allclose(grads[1], gw, rtol=1e-9, atol=1e-10)
 
