@@ -11,6 +11,7 @@ slow drift in load from other processes on a shared machine).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -126,3 +127,14 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
   with open(path, "w") as f:
     json.dump(payload, f, indent=1)
   print(f"wrote {path}")
+
+
+def add_loss_timing_args(parser: argparse.ArgumentParser, *, max_reps: int) -> None:
+  """The shape (B, d, C list) and timing-budget flags of the loss benchmarks."""
+  parser.add_argument("--batch", type=int, default=256)
+  parser.add_argument("--dim", type=int, default=512)
+  parser.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000, 10000, 100000])
+  parser.add_argument("--budget", type=float, default=60.0, help="timed seconds per C")
+  parser.add_argument("--max-reps", type=int, default=max_reps)
+  parser.add_argument("--min-reps", type=int, default=5)
+  parser.add_argument("--json", default=None, help="write the results here")

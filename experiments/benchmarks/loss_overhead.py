@@ -68,15 +68,9 @@ def run_one(batch: int, dim: int, classes: int, budget_s: float, max_reps: int,
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--batch", type=int, default=256)
-  parser.add_argument("--dim", type=int, default=512)
-  parser.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000, 10000, 100000])
-  parser.add_argument("--budget", type=float, default=60.0, help="timed seconds per C")
-  parser.add_argument("--max-reps", type=int, default=60)
-  parser.add_argument("--min-reps", type=int, default=5)
+  _harness.add_loss_timing_args(parser, max_reps=60)
   parser.add_argument("--losses", nargs="+", default=None,
                       help="a subset of the cases (softmax is always run)")
-  parser.add_argument("--json", default=None, help="write the results here")
   args = parser.parse_args(argv)
 
   info = _harness.machine_info()

@@ -113,15 +113,9 @@ def run_one(batch, dim, classes, threads, budget_s, max_reps, names, min_reps=5)
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--batch", type=int, default=256)
-  parser.add_argument("--dim", type=int, default=512)
-  parser.add_argument("--classes", type=int, nargs="+", default=[10, 100, 1000, 10000, 100000])
+  _harness.add_loss_timing_args(parser, max_reps=40)
   parser.add_argument("--threads", type=int, default=os.cpu_count())
   parser.add_argument("--losses", nargs="+", default=[p[0] for p in PAIRS])
-  parser.add_argument("--budget", type=float, default=60.0, help="timed seconds per C")
-  parser.add_argument("--max-reps", type=int, default=40)
-  parser.add_argument("--min-reps", type=int, default=5)
-  parser.add_argument("--json", default=None)
   args = parser.parse_args(argv)
 
   torch.set_num_threads(args.threads)
