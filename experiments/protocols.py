@@ -310,7 +310,6 @@ def cpu_config(run_key: str, seed: int) -> ml_collections.ConfigDict:
   steps = spec["steps"]
   c.num_train_steps = steps
   c.lr_boundaries = tuple(round(f * steps) for f in spec["fractions"])
-  c.lambda_gamma = default.get_config().lambda_gamma * PAPER_LAMBDA_STEPS / steps
   c.log_every_steps = 5
   c.eval_every_steps = steps  # one test pass (~18 s here) at the end
   c.checkpoint_every_steps = steps

@@ -36,7 +36,7 @@ def test_run_paths_are_distinct():
 def test_lambda_schedule_is_rescaled_to_the_short_run():
   from margin_jax import losses
   c = protocols.cpu_config("fmnist/loss=l_softmax,margin=4", 0)
-  lam = losses.lambda_schedule(c.lambda_base, c.lambda_gamma, c.lambda_power)
+  lam = objectives.lambda_schedule(c)
   paper = losses.lambda_schedule()
   np.testing.assert_allclose(float(lam(c.num_train_steps)),
                              float(paper(protocols.PAPER_LAMBDA_STEPS)),

@@ -47,10 +47,11 @@ def mock_mnist(monkeypatch):
   """``tfds.testing.mock_data`` for MNIST, worked around for tfds 4.9.10.
 
   The mocked source's ``__getitems__`` raises a TypeError; read items one by
-  one instead. Raw files in ``$MARGIN_JAX_DATA`` would make loading prepare
-  the real dataset offline, so the mock is the only source here.
+  one instead. The mock stands for a prepared dataset, so loading neither
+  prepares the real one (from ``$MARGIN_JAX_DATA``) nor downloads it.
   """
   monkeypatch.delenv("MARGIN_JAX_DATA", raising=False)
+  monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
   real = tfds.data_source
   monkeypatch.setattr(tfds, "data_source",
                       lambda *a, **kw: _PerItemSource(real(*a, **kw)))

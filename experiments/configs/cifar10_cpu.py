@@ -20,7 +20,6 @@ def get_config():
   config.batch_size = 128
   config.num_train_steps = 2000
   config.lr_boundaries = (1333, 1667)
-  config.lambda_gamma = 2.5e-5 * 9
   config.margin = 2
   config.eval_every_steps = 500
   config.checkpoint_every_steps = 500

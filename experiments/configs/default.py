@@ -12,6 +12,7 @@ hyperparameters are named as in their papers; each loss reads only its own.
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def get_config():
@@ -36,11 +37,16 @@ def get_config():
   # Loss (margin_jax.training.objectives.LOSSES) and its hyperparameters.
   config.loss = "softmax"
   config.margin = 4  # L-/A-Softmax integer m
-  # L-Softmax lambda schedule max(base (1 + gamma t)^-power, lambda_min).
-  config.lambda_base = 1000.0
-  config.lambda_gamma = 2.5e-5
-  config.lambda_power = 35.0
-  config.lambda_min = 0.0
+  # L-/A-Softmax lambda schedule max(base (1 + gamma t S/N)^-power, lambda_min)
+  # (margin_jax.losses.lambda_schedule), stretched to this run's N steps from
+  # the S = lambda_schedule_steps it was published for. None = the loss's
+  # published value (losses.PUBLISHED_LAMBDA: L-Softmax 1000, 2.5e-5, 35, 0
+  # over 18k steps; A-Softmax 1000, 0.12, 1, 5 over 28k).
+  config.lambda_base = placeholder(float)
+  config.lambda_gamma = placeholder(float)
+  config.lambda_power = placeholder(float)
+  config.lambda_min = placeholder(float)
+  config.lambda_schedule_steps = placeholder(int)
   config.alpha_squared = 0.1  # Noisy Softmax alpha^2 (Tables 1, 3, 4)
   config.noise = "annealed"  # annealed|amplitude|free|normal|negative
   config.soft_margin = 0.5  # M-/EM-Softmax m (EM eq 4)

@@ -6,18 +6,23 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from margin_jax.data import download
 from margin_jax.data import offline
 from margin_jax.data import raw
 from margin_jax.data import registry
 
 
 def _ensure_prepared(name, spec, data_dir, source_dir) -> None:
-  """Prepares ``name`` offline from raw files, else through tfds' download."""
+  """Prepares ``name`` from local raw files, else from downloaded ones."""
   if tfds.builder(name, data_dir=data_dir).is_prepared():
     return
   raw_dir = pathlib.Path(source_dir) / name if source_dir else None
   if spec.offline and raw_dir and raw.raw_files_present(name, raw_dir):
     offline.prepare(name, source_dir=source_dir, data_dir=data_dir)
+    return
+  if name in download.CHECKSUMS:
+    cache = download.download(name, pathlib.Path(data_dir) / "downloads")
+    offline.prepare(name, source_dir=cache, data_dir=data_dir)
     return
   checked = (
       f"no prepared dataset in {pathlib.Path(data_dir) / name} and no raw files"
@@ -25,12 +30,13 @@ def _ensure_prepared(name, spec, data_dir, source_dir) -> None:
   )
   if not spec.download:
     raise FileNotFoundError(f"Cannot load {name!r}: {checked}.")
-  try:
+  try:  # tfds' own builder (datasets margin_jax has no raw-file reader for).
     builder = tfds.builder(name, data_dir=data_dir, file_format="array_record")
     builder.download_and_prepare()
   except Exception as e:  # Network, TensorFlow or disk: one clear message.
     raise FileNotFoundError(
-        f"Cannot load {name!r}: {checked}, and tfds' download failed: {e!r}."
+        f"Cannot load {name!r}: {checked}, and tfds' download (which needs"
+        f" TensorFlow for this dataset) failed: {e!r}."
     ) from e
 
 
@@ -39,9 +45,11 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
 
   Reading goes through ``tfds.data_source`` (ArrayRecord, no TensorFlow;
   images decoded by OpenCV, which tfds prefers to PIL when installed). If
-  the dataset is not prepared in ``data_dir`` it is first prepared offline from
+  the dataset is not prepared in ``data_dir`` it is first prepared from the
   raw files in ``<source_dir>/<name>/`` (atomically, see
-  `margin_jax.data.offline.prepare`), else downloaded by tfds.
+  `margin_jax.data.offline.prepare`), else from the official raw files
+  downloaded and verified into ``<data_dir>/downloads/<name>/`` (see
+  `margin_jax.data.download`; MNIST, Fashion-MNIST, CIFAR-10/100).
 
   Args:
     name: a dataset of `DATASETS`, e.g. ``"mnist"`` or ``"cifar10_jpeg"``.

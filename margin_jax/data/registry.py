@@ -13,7 +13,8 @@ class DatasetSpec:
     image_shape: ``(height, width, channels)`` of every image.
     offline: whether ``margin_jax.data.prepare`` can build it from local raw
       files.
-    download: whether tfds can download and prepare it (needs network).
+    download: whether it can be downloaded (`margin_jax.data.download`
+      for the datasets it lists, else tfds' own builder).
   """
 
   name: str

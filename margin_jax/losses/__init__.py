@@ -26,9 +26,11 @@ from margin_jax.losses._logit_losses import rho_hat
 from margin_jax.losses._logit_losses import soft_margin_softmax_loss
 from margin_jax.losses._logit_losses import softmax_loss
 from margin_jax.losses._logit_losses import uniformity_regularized_softmax_loss
+from margin_jax.losses._schedules import PUBLISHED_LAMBDA
 from margin_jax.losses._schedules import lambda_schedule
 
 __all__ = (
+    "PUBLISHED_LAMBDA",
     "a_softmax_loss",
     "arcface_loss",
     "center_loss",

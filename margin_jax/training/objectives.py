@@ -111,6 +111,21 @@ class Objective:
     return out
 
 
+def lambda_schedule(config):
+  """The config's L-/A-Softmax lambda schedule over its ``num_train_steps``.
+
+  Each ``lambda_*`` field left ``None`` takes the loss's published value
+  (`margin_jax.losses.PUBLISHED_LAMBDA`).
+  """
+  published = losses.PUBLISHED_LAMBDA[config.loss]
+  fields = {"base": "lambda_base", "gamma": "lambda_gamma",
+            "power": "lambda_power", "lambda_min": "lambda_min",
+            "schedule_steps": "lambda_schedule_steps"}
+  settings = {k: published[k] if config[f] is None else config[f]
+              for k, f in fields.items()}
+  return losses.lambda_schedule(**settings, num_steps=config.num_train_steps)
+
+
 def _int_margin(config) -> int:
   if config.margin != int(config.margin):
     raise ValueError(f"config.margin must be an integer for {config.loss}, "
@@ -145,8 +160,7 @@ def get_objective(config) -> Objective:
 
   lam = None
   if c.loss in ("l_softmax", "a_softmax"):
-    lam = losses.lambda_schedule(c.lambda_base, c.lambda_gamma, c.lambda_power,
-                                 c.lambda_min)
+    lam = lambda_schedule(c)
     margin = _int_margin(c)
     fn = (losses.large_margin_softmax_loss if c.loss == "l_softmax"
           else losses.a_softmax_loss)
