@@ -12,6 +12,7 @@ files (the Makefile points it at ../shared/datasets), else downloaded.
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -19,9 +20,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import ticker  # noqa: E402
 
 from experiments.configs import mnist_cpu  # noqa: E402
 from margin_jax import training  # noqa: E402
+from margin_jax.data import download  # noqa: E402
 
 RUNS = (
     ("softmax", {"loss": "softmax"}),
@@ -42,6 +45,9 @@ def _plot(curves, config, path):
     steps, errors = zip(*curve)
     ax.plot(steps, errors, marker="o", label=f"{name} ({errors[-1]:.2f}%)")
   ax.set_yscale("log")
+  plain = ticker.FuncFormatter(lambda value, _: f"{value:g}")
+  ax.yaxis.set_major_formatter(plain)
+  ax.yaxis.set_minor_formatter(plain)
   ax.set_xlabel("training step (batch %d)" % config.batch_size)
   ax.set_ylabel("MNIST test error (%, log scale)")
   ax.set_title(f"L-Softmax MNIST net, width x{config.width}")
@@ -70,7 +76,10 @@ def main():
       print(f"== {name}: {config.num_train_steps} steps", flush=True)
       workdir = os.path.join(root, config.loss)
       start = time.time()
-      training.train_and_evaluate(config, workdir)
+      try:
+        training.train_and_evaluate(config, workdir)
+      except (download.ChecksumError, ConnectionError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
       curves[name] = _test_curve(workdir)
       rows.append((name, curves[name][-1][1], time.time() - start))
   os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)

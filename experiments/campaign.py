@@ -1,0 +1,207 @@
+r"""Reproduction v2: trains each table's runs as the exact commands it records.
+
+  python -m experiments.campaign run features_2d [--seeds 0 1 2]
+  python -m experiments.campaign list
+
+Every run is ``python -m experiments.train --config <config> --workdir DIR
+--config.<field>=<value> ...`` started as a subprocess; when it ends, its
+record ``experiments/results/runs/<table>__<run>__s<seed>.json.gz`` is written
+atomically with the command (``{workdir}`` in place of the directory), the
+final test error, the error on the whole training set, the metric curves and,
+for feature tables, the test-set features. Runs with a record are skipped; a
+run whose work directory already holds checkpoints is resumed (``--resume``),
+so an interrupted campaign continues where it stopped. Seed s gives every
+loss of a table the same initialisation and data order (paired seeds).
+
+Work directories: ``$MARGIN_JAX_CAMPAIGN_DIR/<record name>`` (default
+``workdirs/campaign``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import importlib.util
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RUNS = ROOT / "experiments" / "results" / "runs"
+CURVE_KEYS = ("loss", "accuracy", "learning_rate", "test_error", "theta_y",
+              "p_target", "saturated", "rho_hat", "lambda", "hsic")
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  """A set of runs sharing one config file; ``runs`` maps a run name to its
+  ``--config.<field>`` overrides. ``features``: keep the test features."""
+
+  config: str
+  runs: dict
+  paper: str
+  features: bool = False
+
+
+TABLES = {
+    "features_2d": Table(
+        config="experiments/configs/repro_mnist_2d.py",
+        paper="L-Softmax Fig 2 (m = 1..4), Virtual Softmax Fig 2",
+        runs={
+            "softmax": {"loss": "softmax"},
+            "l_softmax_m2": {"loss": "l_softmax", "margin": 2},
+            "l_softmax_m3": {"loss": "l_softmax", "margin": 3},
+            "l_softmax_m4": {"loss": "l_softmax", "margin": 4},
+            "virtual_softmax": {"loss": "virtual_softmax"},
+        },
+        features=True),
+}
+
+
+def record_path(table: str, run: str, seed: int) -> pathlib.Path:
+  return RUNS / f"{table}__{run}__s{seed}.json.gz"
+
+
+def load_record(path) -> dict:
+  with gzip.open(path, "rt") as f:
+    return json.load(f)
+
+
+def _write_atomic(path: pathlib.Path, record: dict) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+  with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
+    f.write(json.dumps(record, separators=(",", ":")).encode())
+  os.replace(tmp, path)
+
+
+def command(table: Table, overrides: dict, seed: int) -> list[str]:
+  """The training command, with ``{workdir}`` for the work directory."""
+  flags = [f"--config.{k}={v}" for k, v in {**overrides, "seed": seed}.items()]
+  return ["python", "-m", "experiments.train", "--config", table.config,
+          "--workdir", "{workdir}", *flags]
+
+
+def _config(table: Table, overrides: dict, seed: int):
+  spec = importlib.util.spec_from_file_location("campaign_config", ROOT / table.config)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  config.update({**overrides, "seed": seed})
+  return config
+
+
+def _final_state_outputs(config, workdir: pathlib.Path, with_features: bool) -> dict:
+  """Training-set error and (optionally) test features of the final checkpoint."""
+  import functools
+  import jax
+  import jax.numpy as jnp
+  from margin_jax.data import preprocess as preprocessing
+  from margin_jax.training import objectives
+  from margin_jax.training import train as train_lib
+  from margin_jax.training.checkpoint import Checkpointer
+
+  dataset = train_lib.load_dataset(config)
+  mean = np.asarray(preprocessing.pixel_mean(dataset["train"][0]))
+  preprocess = functools.partial(preprocessing.preprocess, recipe=config.preprocess,
+                                 mean=mean, train=False)
+  model = train_lib.create_model(config, dataset["num_classes"])
+  image_shape = jax.eval_shape(lambda: preprocess(None, dataset["train"][0][:1])).shape[1:]
+  state = train_lib.create_train_state(config, model, image_shape, jax.random.key(0))
+  checkpointer = Checkpointer(f"{workdir}/checkpoints", config)
+  state = checkpointer.restore(state)
+  checkpointer.close()
+  objective = objectives.get_objective(config)
+
+  @jax.jit
+  def apply(images):
+    outputs = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                             preprocess(None, images), train=False)
+    return outputs["features"], objective.logits(outputs).argmax(-1)
+
+  def run(images):
+    parts = [apply(jnp.asarray(images[i:i + 1000])) for i in range(0, len(images), 1000)]
+    return (np.concatenate([np.asarray(p[0]) for p in parts]),
+            np.concatenate([np.asarray(p[1]) for p in parts]))
+
+  train_images, train_labels = dataset["train"]
+  _, train_predictions = run(train_images)
+  out = {"train_error": float(np.mean(train_predictions != train_labels))}
+  if with_features:
+    test_images, test_labels = dataset["test"]
+    features, _ = run(test_images)
+    out["test_features"] = np.round(features, 4).tolist()
+    out["test_labels"] = test_labels.tolist()
+  return out
+
+
+def train_run(table_name: str, run: str, seed: int) -> dict:
+  """Trains (or resumes) one run in a subprocess and writes its record."""
+  table = TABLES[table_name]
+  overrides = table.runs[run]
+  path = record_path(table_name, run, seed)
+  workroot = pathlib.Path(os.environ.get("MARGIN_JAX_CAMPAIGN_DIR", ROOT / "workdirs" / "campaign"))
+  workdir = workroot / path.name.removesuffix(".json.gz")
+  template = command(table, overrides, seed)
+  argv = [sys.executable if a == "python" else str(workdir) if a == "{workdir}" else a
+          for a in template]
+  if (workdir / "checkpoints").is_dir() and any((workdir / "checkpoints").iterdir()):
+    argv.append("--resume")
+  start = time.time()
+  subprocess.run(argv, cwd=ROOT, check=True)
+  with open(workdir / "metrics.jsonl") as f:
+    lines = [json.loads(line) for line in f]
+  config = _config(table, overrides, seed)
+  record = {
+      "name": path.name.removesuffix(".json.gz"),
+      "table": table_name, "run": run,
+      "command": shlex.join(template),
+      "seed": seed, "loss": config.loss, "dataset": config.dataset,
+      "overrides": overrides,
+      "test_error": lines[-1]["test_error"],
+      "wall_time": time.time() - start,
+      "curves": {"step": [l["step"] for l in lines],
+                 **{k: [l.get(k) for l in lines] for k in CURVE_KEYS
+                    if any(k in l for l in lines)}},
+      **_final_state_outputs(config, workdir, table.features),
+  }
+  _write_atomic(path, record)
+  return record
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(prog="python -m experiments.campaign")
+  sub = parser.add_subparsers(dest="action", required=True)
+  run_parser = sub.add_parser("run", help="train the runs of tables not yet on record")
+  run_parser.add_argument("tables", nargs="+", choices=sorted(TABLES))
+  run_parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+  sub.add_parser("list", help="print every run and whether it is on record")
+  args = parser.parse_args(argv)
+  if args.action == "list":
+    for name, table in TABLES.items():
+      for run in table.runs:
+        done = sorted(int(p.name.rsplit("__s", 1)[1].split(".")[0])
+                      for p in RUNS.glob(f"{name}__{run}__s*.json.gz"))
+        print(f"{name:<14}{run:<20}seeds on record: {done}")
+    return
+  for seed in args.seeds:  # Seed-major: every loss gets seed 0 first.
+    for name in args.tables:
+      for run in TABLES[name].runs:
+        if record_path(name, run, seed).exists():
+          continue
+        print(f"== {name} {run} seed {seed}", flush=True)
+        record = train_run(name, run, seed)
+        print(f"== {record['name']}: test error {record['test_error']:.4f}, "
+              f"train error {record['train_error']:.4f}, {record['wall_time']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+  main()
