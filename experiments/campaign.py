@@ -80,6 +80,7 @@ def _write_atomic(path: pathlib.Path, record: dict) -> None:
   fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
   with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
     f.write(json.dumps(record, separators=(",", ":")).encode())
+  os.chmod(tmp, 0o644)
   os.replace(tmp, path)
 
 

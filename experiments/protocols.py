@@ -69,8 +69,8 @@ MAIN_LOSSES = {
     "Noisy Softmax (a2=0.1)": dict(loss="noisy_softmax", alpha_squared=0.1),
     "Virtual Softmax": dict(loss="virtual_softmax"),
     "M-Softmax (m=0.5)": dict(loss="m_softmax", soft_margin=0.5),
-    "E-Softmax (V=2)": dict(loss="e_softmax", num_weak=2, diversity=0.1),
-    "EM-Softmax (V=2, l=0.1)": dict(loss="em_softmax", num_weak=2,
+    "E-Softmax (V=2)": dict(loss="e_softmax", num_classifiers=2, diversity=0.1),
+    "EM-Softmax (V=2, l=0.1)": dict(loss="em_softmax", num_classifiers=2,
                                     diversity=0.1, soft_margin=0.5),
     "Kobayashi (l=0.3)": dict(loss="uniformity", uniformity_lambda=0.3,
                               divergence="symmetric"),
@@ -246,10 +246,10 @@ def _tables() -> dict[str, Table]:
   rows = [Row("Softmax", key("fmnist", MAIN_LOSSES["Softmax"]))]
   for lam in (0.0, 0.01, 0.1, 1.0):
     rows.append(Row(f"V=2, l={lam}", key("fmnist", dict(
-        loss="em_softmax", num_weak=2, diversity=lam, soft_margin=0.5))))
+        loss="em_softmax", num_classifiers=2, diversity=lam, soft_margin=0.5))))
   for v in (1, 4):
     rows.append(Row(f"V={v}, l=0.1", key("fmnist", dict(
-        loss="em_softmax", num_weak=v, diversity=0.1, soft_margin=0.5))))
+        loss="em_softmax", num_classifiers=v, diversity=0.1, soft_margin=0.5))))
   t["em_sensitivity"] = Table(
       "em_sensitivity", "Table 6: EM-Softmax sensitivity to lambda and V "
       "(paper Fig 1-2: flat for lambda in [0.01, 1], V=1 weakest)",

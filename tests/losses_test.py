@@ -114,12 +114,18 @@ def stacked(w):
 
 
 # --------------------------------------------------------------- loss table
+def _tagged(fn, case):
+  """Marks ``case`` as a test of loss function ``fn`` (table coverage test)."""
+  case.loss_fn = fn
+  return case
+
+
 def _features_case(fn, **kw):
-  return lambda x, w, y, key: fn(x, w, y, **kw)
+  return _tagged(fn, lambda x, w, y, key: fn(x, w, y, **kw))
 
 
 def _logits_case(fn, **kw):
-  return lambda x, w, y, key: fn(x @ w, y, **kw)
+  return _tagged(fn, lambda x, w, y, key: fn(x @ w, y, **kw))
 
 
 LOSS_CASES = {
@@ -129,13 +135,15 @@ LOSS_CASES = {
     "l_softmax_m4": _features_case(losses.large_margin_softmax_loss, margin=4),
     "l_softmax_m6": _features_case(losses.large_margin_softmax_loss, margin=6),
     "a_softmax_m4": _features_case(losses.a_softmax_loss, margin=4),
-    "noisy_annealed": lambda x, w, y, key: losses.noisy_softmax_loss(x, w, y, key, alpha=0.3),
-    "noisy_normal": lambda x, w, y, key: losses.noisy_softmax_loss(
-        x, w, y, key, alpha=0.3, noise="normal"),
+    "noisy_annealed": _tagged(losses.noisy_softmax_loss, lambda x, w, y, key:
+                              losses.noisy_softmax_loss(x, w, y, key, alpha=0.3)),
+    "noisy_normal": _tagged(losses.noisy_softmax_loss, lambda x, w, y, key:
+                            losses.noisy_softmax_loss(x, w, y, key, alpha=0.3, noise="normal")),
     "virtual": _features_case(losses.virtual_softmax_loss),
     "m_softmax": _logits_case(losses.soft_margin_softmax_loss, margin=0.4),
-    "em_softmax": lambda x, w, y, key: losses.ensemble_soft_margin_softmax_loss(
-        x, stacked(w), y, margin=0.3, diversity=0.1),
+    "em_softmax": _tagged(losses.ensemble_soft_margin_softmax_loss, lambda x, w, y, key:
+                          losses.ensemble_soft_margin_softmax_loss(
+                              x, stacked(w), y, margin=0.3, diversity=0.1)),
     "uniformity": _logits_case(losses.uniformity_regularized_softmax_loss, lam=0.3),
     "uniformity_q_u": _logits_case(
         losses.uniformity_regularized_softmax_loss, lam=0.3, divergence="q_u"),
@@ -146,8 +154,19 @@ LOSS_CASES = {
     "normface": _features_case(losses.normface_loss, scale=8.0),
     "cosface": _features_case(losses.cosface_loss, scale=8.0, margin=0.35),
     "arcface": _features_case(losses.arcface_loss, scale=8.0, margin=0.5),
-    "center": lambda x, w, y, key: losses.center_loss(x, w.T, y),
+    "center": _tagged(losses.center_loss, lambda x, w, y, key: losses.center_loss(x, w.T, y)),
 }
+
+
+def test_the_table_holds_every_public_loss_and_the_cases_cover_it():
+  public = {name for name in losses.__all__ if name.endswith("_loss")}
+  assert {spec.fn.__name__ for spec in losses.TABLE.values()} == public
+  for name, spec in losses.TABLE.items():
+    assert spec.inputs in losses._table.INPUTS and spec.classify in losses._table.CLASSIFY
+    assert (spec.classify == "averaged") == (spec.inputs == "stacked"), name
+  tested = {case.loss_fn for case in LOSS_CASES.values()}
+  for spec in losses.TABLE.values():
+    assert spec.fn in tested, f"no case of LOSS_CASES tests {spec.name}"
 
 
 # ------------------------------------------------------------------- values

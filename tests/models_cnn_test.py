@@ -89,7 +89,7 @@ def test_virtual_width_factor_t():
 
 def test_outputs_and_em_head():
   model = models.margin_net("noisy_mnist_subset", num_classes=10,
-                            width=0.125, num_weak=3, use_bias=True)
+                            width=0.125, num_classifiers=3, use_bias=True)
   x = jax.random.normal(jax.random.key(1), (4, 28, 28, 1))
   variables = jax.jit(lambda x: model.init(jax.random.key(0), x,
                                            train=False))(x)

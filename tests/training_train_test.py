@@ -120,10 +120,10 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_mnist,
 def test_every_objective_gives_per_example_loss(loss):
   config = smoke.get_config()
   config.loss = loss
-  config.num_weak = 2 if loss in ("e_softmax", "em_softmax") else 0
+  config.num_classifiers = 2 if loss in ("e_softmax", "em_softmax") else 0
   objective = objectives.get_objective(config)
   k = jax.random.split(jax.random.key(0), 3)
-  weights_shape = (2, 8, 5) if config.num_weak else (8, 5)
+  weights_shape = (2, 8, 5) if config.num_classifiers else (8, 5)
   outputs = {"features": jax.random.normal(k[0], (6, 8)),
              "weights": jax.random.normal(k[1], weights_shape),
              "centers": jax.random.normal(k[2], (5, 8))}
@@ -134,7 +134,7 @@ def test_every_objective_gives_per_example_loss(loss):
   assert objective.logits(outputs).shape == (6, 5)
   diagnostics = objective.diagnostics(outputs, labels, 0)
   assert 0 <= float(diagnostics["theta_y"]) <= 180
-  assert ("hsic" in diagnostics) == bool(config.num_weak)
+  assert ("hsic" in diagnostics) == bool(config.num_classifiers)
   assert ("lambda" in diagnostics) == (loss in ("l_softmax", "a_softmax"))
 
 
@@ -144,7 +144,7 @@ def test_objective_config_errors():
   with pytest.raises(ValueError, match="unknown config.loss"):
     objectives.get_objective(config)
   config.loss = "em_softmax"
-  with pytest.raises(ValueError, match="num_weak"):
+  with pytest.raises(ValueError, match="num_classifiers"):
     objectives.get_objective(config)
 
 

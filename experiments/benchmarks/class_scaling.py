@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 
-DEFAULT_LOSSES = ["softmax", "l_softmax_m4", "a_softmax_m4", "cosface", "uniformity_reg"]
+DEFAULT_LOSSES = ["softmax", "l_softmax_m4", "a_softmax_m4", "cosface", "uniformity"]
 
 
 def measure(loss: str, batch: int, dim: int, classes: int, reps: int) -> dict:

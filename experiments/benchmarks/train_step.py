@@ -59,7 +59,7 @@ def make_config(loss: str, width: float, batch: int):
   config.width = width
   config.batch_size = batch
   config.loss = loss
-  config.num_weak = 2 if loss in ("e_softmax", "em_softmax") else 0
+  config.num_classifiers = 2 if loss in ("e_softmax", "em_softmax") else 0
   if loss in ("l_softmax", "a_softmax"):
     config.lambda_base = 0.0  # the pure margin (lambda is a traced scalar either way)
   return config

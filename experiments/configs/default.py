@@ -50,7 +50,7 @@ def get_config():
   config.alpha_squared = 0.1  # Noisy Softmax alpha^2 (Tables 1, 3, 4)
   config.noise = "annealed"  # annealed|amplitude|free|normal|negative
   config.soft_margin = 0.5  # M-/EM-Softmax m (EM eq 4)
-  config.num_weak = 0  # EM-/E-Softmax ensemble size V (EM suggests 2)
+  config.num_classifiers = 0  # EM-/E-Softmax ensemble size V (EM suggests 2)
   config.diversity = 0.1  # EM eq 8 HSIC weight lambda
   config.uniformity_lambda = 0.3  # Kobayashi eq 11 lambda
   config.divergence = "symmetric"  # symmetric|q_u|u_q (Kobayashi Table 1)

@@ -4,7 +4,7 @@ L-Softmax's CIFAR-10 net, batch 256, weight decay 5e-4, lr 0.1 /10 at 8k and
 14k, stop at 20k; V = 2 weak classifiers, HSIC weight lambda = 0.1 (Sec 4.4).
 The soft margin m was picked from {0.1, 0.5, 1, 5, 10} per dataset and is not
 reported: 0.5 here. --config.loss=m_softmax|e_softmax for the degenerations
-(m_softmax needs --config.num_weak=0).
+(m_softmax needs --config.num_classifiers=0).
 
 Command:
   python -m experiments.train --config experiments/configs/em_cifar10.py \
@@ -21,7 +21,7 @@ from experiments.configs import lsoftmax_cifar10
 def get_config():
   config = lsoftmax_cifar10.get_config()
   config.loss = "em_softmax"
-  config.num_weak = 2
+  config.num_classifiers = 2
   config.diversity = 0.1
   config.soft_margin = 0.5
   config.lr_boundaries = (8000, 14000)

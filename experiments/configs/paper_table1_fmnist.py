@@ -6,7 +6,7 @@ Command:
 
 Loss overrides per row as in experiments/protocols.py MAIN_LOSSES, e.g.
   --config.loss=noisy_softmax --config.alpha_squared=0.1
-  --config.loss=em_softmax --config.num_weak=2 --config.diversity=0.1
+  --config.loss=em_softmax --config.num_classifiers=2 --config.diversity=0.1
 
 Expected time: ~10 h per run on a 2-core CPU, ~15 min on one modern GPU.
 Target: none of the papers reports Fashion-MNIST; the claim is the ranking of

@@ -1,6 +1,6 @@
 """Reproduction v2: 2-D features on MNIST (L-Softmax Fig 2, Virtual Softmax Fig 2).
 
-Command (one run; the campaign's records hold each run's exact command):
+Command: (one run; the campaign's records hold each run's exact command)
   python -m experiments.train --config experiments/configs/repro_mnist_2d.py \
       --workdir /tmp/mnist_2d --config.loss=l_softmax --config.margin=2 \
       --config.seed=0

@@ -28,9 +28,13 @@ from margin_jax.losses._logit_losses import softmax_loss
 from margin_jax.losses._logit_losses import uniformity_regularized_softmax_loss
 from margin_jax.losses._schedules import PUBLISHED_LAMBDA
 from margin_jax.losses._schedules import lambda_schedule
+from margin_jax.losses._table import LossSpec
+from margin_jax.losses._table import TABLE
 
 __all__ = (
+    "LossSpec",
     "PUBLISHED_LAMBDA",
+    "TABLE",
     "a_softmax_loss",
     "arcface_loss",
     "center_loss",

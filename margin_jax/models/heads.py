@@ -32,7 +32,7 @@ class ClassifierHead(nn.Module):
 
   Attributes:
     num_classes: C.
-    num_weak: V > 0 gives EM-Softmax's stacked ``[V, d, C]`` weights; 0 gives
+    num_classifiers: V > 0 gives EM-Softmax's stacked ``[V, d, C]`` weights; 0 gives
       one ``[d, C]`` classifier.
     use_bias: add a bias ``b`` ``[C]`` (the papers' losses use ``W^T x``).
     center_alpha: > 0 keeps center-loss centers ``[C, d]`` in the
@@ -44,7 +44,7 @@ class ClassifierHead(nn.Module):
   """
 
   num_classes: int
-  num_weak: int = 0
+  num_classifiers: int = 0
   use_bias: bool = False
   center_alpha: float = 0.0
   axis_name: str | None = None
@@ -52,9 +52,9 @@ class ClassifierHead(nn.Module):
   @nn.compact
   def __call__(self, features, labels=None, *, train: bool):
     d, c = features.shape[-1], self.num_classes
-    shape = (self.num_weak, d, c) if self.num_weak else (1, d, c)
+    shape = (self.num_classifiers, d, c) if self.num_classifiers else (1, d, c)
     weights = self.param("kernel", _weight_init, shape)
-    out = {"weights": weights if self.num_weak else weights[0]}
+    out = {"weights": weights if self.num_classifiers else weights[0]}
     if self.use_bias:
       out["bias"] = self.param("bias", nn.initializers.zeros, (c,))
     if self.center_alpha > 0:
@@ -93,7 +93,7 @@ class MarginNet(nn.Module):
 
 
 def margin_net(architecture: str, *, num_classes: int, width: float = 1.0,
-               feature_dim: int | None = None, num_weak: int = 0,
+               feature_dim: int | None = None, num_classifiers: int = 0,
                use_bias: bool = False, center_alpha: float = 0.0,
                axis_name: str | None = None) -> MarginNet:
   """Builds ``MarginNet`` from an :data:`~margin_jax.models.cnn.ARCHITECTURES` name.
@@ -103,6 +103,6 @@ def margin_net(architecture: str, *, num_classes: int, width: float = 1.0,
   return MarginNet(
       backbone=conv_net(architecture, width=width, feature_dim=feature_dim,
                         bn_axis_name=axis_name),
-      head=ClassifierHead(num_classes=num_classes, num_weak=num_weak,
+      head=ClassifierHead(num_classes=num_classes, num_classifiers=num_classifiers,
                           use_bias=use_bias, center_alpha=center_alpha,
                           axis_name=axis_name))

@@ -1,42 +1,18 @@
-"""The one mapping from a config's loss name to a training objective.
+"""Training objectives built from the one table of losses.
 
-Every objective calls :mod:`margin_jax.losses` (no loss math here) on the
-model outputs of :class:`margin_jax.models.MarginNet` (``features`` [B, d],
-``weights`` [d, C] or [V, d, C], optional ``bias`` and ``centers``), returns
+Every objective calls the function its row of `margin_jax.losses.TABLE` names
+(no loss math here) on the model outputs of :class:`margin_jax.models.MarginNet`
+(``features`` [B, d], ``weights`` [d, C] or [V, d, C], optional ``bias`` and
+``centers``) with the hyperparameters its row reads from the config, returns
 the per-example loss [B], the test-time logits via
 :func:`margin_jax.losses.inference_logits`, and diagnostics for the metrics
-log.
-
-=================== ============================================ ==================
-``config.loss``     function (hyperparameters from config)       paper
-=================== ============================================ ==================
-``softmax``         ``softmax_loss``                             all
-``l_softmax``       ``large_margin_softmax_loss`` (margin,       L-Softmax eqs 4-8
-                    lambda schedule ``lambda_*``)
-``a_softmax``       ``a_softmax_loss`` (margin, ``lambda_*``)    SphereFace
-``noisy_softmax``   ``noisy_softmax_loss`` (alpha_squared,       Noisy eqs 5-6
-                    ``noise`` ablation)
-``virtual_softmax`` ``virtual_softmax_loss``                     Virtual eq 3
-``m_softmax``       ``soft_margin_softmax_loss`` (soft_margin)   EM eq 4
-``e_softmax``       ``ensemble_soft_margin_softmax_loss``,       EM eq 7
-                    margin 0 (num_weak, diversity)
-``em_softmax``      the same with ``soft_margin``                EM eq 8
-``uniformity``      ``uniformity_regularized_softmax_loss``      Kobayashi eq 11
-                    (uniformity_lambda, ``divergence`` ablation)
-``hinge``           ``multiclass_hinge_loss`` (hinge_margin)     Kobayashi eq 14
-``lsr``             ``label_smoothing_loss`` (smoothing)         Kobayashi eq 13
-``normface``        ``normface_loss`` (scale)                    EM/Virtual baselines
-``cosface``         ``cosface_loss`` (scale, cos_margin)
-``arcface``         ``arcface_loss`` (scale, arc_margin)
-``center``          ``softmax_loss + center_weight *             EM baseline
-                    center_loss`` (centers: Wen eq 4 state)
-=================== ============================================ ==================
+log. ``config.loss`` is a name of the table.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import inspect
 from collections.abc import Callable
 
 import jax
@@ -44,14 +20,7 @@ import jax.numpy as jnp
 
 from margin_jax import losses
 
-# Losses that classify by angle at test time (normalised class weights).
-_COSINE = ("a_softmax", "normface", "cosface", "arcface")
-# Losses that take logits (and so may use a class bias).
-_LOGIT_LOSSES = ("softmax", "m_softmax", "uniformity", "hinge", "lsr", "center")
-LOSSES = ("softmax", "l_softmax", "a_softmax", "noisy_softmax",
-          "virtual_softmax", "m_softmax", "e_softmax", "em_softmax",
-          "uniformity", "hinge", "lsr", "normface", "cosface", "arcface",
-          "center")
+LOSSES = tuple(losses.TABLE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,64 +109,40 @@ def get_objective(config) -> Objective:
     config: a ``ConfigDict`` with the fields of ``experiments/configs/default.py``.
 
   Raises:
-    ValueError: unknown loss name, a bias with a feature-based loss other than
-      Noisy Softmax, stacked weights (``num_weak``) without an ensemble loss
-      or centers without ``center``.
+    ValueError: unknown loss name, a bias with a feature-based loss that takes
+      none, stacked weights (``num_classifiers``) without an ensemble loss or centers
+      without ``center``.
   """
   c = config
-  if c.loss not in LOSSES:
+  if c.loss not in losses.TABLE:
     raise ValueError(f"unknown config.loss {c.loss!r}; expected one of "
                      f"{list(LOSSES)}")
-  if c.use_bias and c.loss not in _LOGIT_LOSSES + ("noisy_softmax",):
+  spec = losses.TABLE[c.loss]
+  takes_bias = spec.inputs in ("logits", "centers") or (
+      "bias" in inspect.signature(spec.fn).parameters)
+  if c.use_bias and not takes_bias:
     raise ValueError(f"config.use_bias is not supported by {c.loss!r}")
-  ensemble = c.loss in ("e_softmax", "em_softmax")
-  if ensemble != (c.num_weak > 0):
-    raise ValueError(f"config.num_weak={c.num_weak}: e_softmax/em_softmax need "
-                     "num_weak >= 1, the other losses num_weak = 0")
+  if (spec.inputs == "stacked") != (c.num_classifiers > 0):
+    raise ValueError(f"config.num_classifiers={c.num_classifiers}: e_softmax/em_softmax need "
+                     "num_classifiers >= 1, the other losses num_classifiers = 0")
+  kwargs = spec.hyperparameters(c)
+  if "margin" in kwargs and spec.lambda_schedule:
+    kwargs["margin"] = _int_margin(c)
+  center_weight = c.center_weight
+  lam = lambda_schedule(c) if spec.lambda_schedule else None
 
-  def logits(o):
-    return o["features"] @ o["weights"] + o.get("bias", 0.0)
+  def loss(o, y, step, key):
+    x, w = o["features"], o["weights"]
+    logits = x @ w + o.get("bias", 0.0)
+    extra = {"lam": lam(step)} if lam else {}
+    if spec.inputs == "logits":
+      return spec.fn(logits, y, **kwargs)
+    if spec.inputs == "centers":  # Wen et al. eq 5: softmax + lambda * center.
+      return (losses.softmax_loss(logits, y)
+              + center_weight * spec.fn(x, o["centers"], y, **kwargs))
+    if spec.needs_key:
+      return spec.fn(x, w, y, key, bias=o.get("bias"), **kwargs)
+    return spec.fn(x, w, y, **kwargs, **extra)
 
-  lam = None
-  if c.loss in ("l_softmax", "a_softmax"):
-    lam = lambda_schedule(c)
-    margin = _int_margin(c)
-    fn = (losses.large_margin_softmax_loss if c.loss == "l_softmax"
-          else losses.a_softmax_loss)
-    loss = lambda o, y, step, key: fn(o["features"], o["weights"], y,
-                                      margin=margin, lam=lam(step))
-  elif c.loss == "noisy_softmax":
-    alpha = math.sqrt(c.alpha_squared)  # the paper reports alpha^2
-    loss = lambda o, y, step, key: losses.noisy_softmax_loss(
-        o["features"], o["weights"], y, key, alpha=alpha, noise=c.noise,
-        bias=o.get("bias"))
-  elif ensemble:
-    margin = c.soft_margin if c.loss == "em_softmax" else 0.0
-    loss = lambda o, y, step, key: losses.ensemble_soft_margin_softmax_loss(
-        o["features"], o["weights"], y, margin=margin, diversity=c.diversity)
-  else:  # neither schedule nor noise: ignore step and key
-    plain = {
-        "softmax": lambda o, y: losses.softmax_loss(logits(o), y),
-        "virtual_softmax": lambda o, y: losses.virtual_softmax_loss(
-            o["features"], o["weights"], y),
-        "m_softmax": lambda o, y: losses.soft_margin_softmax_loss(
-            logits(o), y, margin=c.soft_margin),
-        "uniformity": lambda o, y: losses.uniformity_regularized_softmax_loss(
-            logits(o), y, lam=c.uniformity_lambda, divergence=c.divergence),
-        "hinge": lambda o, y: losses.multiclass_hinge_loss(
-            logits(o), y, margin=c.hinge_margin),
-        "lsr": lambda o, y: losses.label_smoothing_loss(
-            logits(o), y, smoothing=c.smoothing),
-        "normface": lambda o, y: losses.normface_loss(
-            o["features"], o["weights"], y, scale=c.scale),
-        "cosface": lambda o, y: losses.cosface_loss(
-            o["features"], o["weights"], y, scale=c.scale, margin=c.cos_margin),
-        "arcface": lambda o, y: losses.arcface_loss(
-            o["features"], o["weights"], y, scale=c.scale, margin=c.arc_margin),
-        "center": lambda o, y: losses.softmax_loss(logits(o), y)
-                               + c.center_weight * losses.center_loss(
-                                   o["features"], o["centers"], y),
-    }[c.loss]
-    loss = lambda o, y, step, key: plain(o, y)
-  return Objective(name=c.loss, loss=loss, cosine=c.loss in _COSINE, lam=lam,
-                   saturation_threshold=c.saturation_threshold)
+  return Objective(name=c.loss, loss=loss, cosine=spec.classify == "cosine",
+                   lam=lam, saturation_threshold=c.saturation_threshold)

@@ -44,7 +44,7 @@ class NonFiniteLossError(FloatingPointError):
 def create_model(config, num_classes: int) -> models.MarginNet:
   return models.margin_net(
       config.model, num_classes=num_classes, width=config.width,
-      feature_dim=config.feature_dim or None, num_weak=config.num_weak,
+      feature_dim=config.feature_dim or None, num_classifiers=config.num_classifiers,
       use_bias=config.use_bias,
       center_alpha=config.center_alpha if config.loss == "center" else 0.0,
       axis_name=devices.AXIS_NAME)
