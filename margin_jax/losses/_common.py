@@ -54,22 +54,38 @@ def prepare_logits(logits, labels, *, min_classes: int = 1):
   return logits.astype(compute_dtype(out_dtype)), labels, out_dtype
 
 
-def prepare_features(features, weights, labels, *, weights_ndim: int = 2):
-  """Checks ``features`` [B, d], ``weights`` [d, C] (or [V, d, C]), ``labels`` [B].
+# Per kind of class-weight argument: its name, layout and the axis of dim.
+_WEIGHT_LAYOUTS = {
+    "classifier": ("weights", "[dim, num_classes]", 0),
+    "stacked": ("weights", "[num_classifiers, dim, num_classes]", 1),
+    "centers": ("centers", "[num_classes, dim]", 1),
+}
 
-  Returns (features, weights, labels, out_dtype) with the arrays cast to the
-  compute dtype.
+
+def check_weights(weights, kind: str = "classifier") -> jax.Array:
+  """Checks the rank of class weights of ``kind`` (see `_WEIGHT_LAYOUTS`)."""
+  name, layout, _ = _WEIGHT_LAYOUTS[kind]
+  weights = jnp.asarray(weights)
+  if weights.ndim != layout.count(",") + 1:
+    raise ValueError(f"{name} must have shape {layout}, got {weights.shape}.")
+  return weights
+
+
+def prepare_features(features, weights, labels, *, kind: str = "classifier"):
+  """Checks ``features`` [B, d], class weights of ``kind`` and ``labels`` [B].
+
+  ``kind``: ``"classifier"`` W [d, C], ``"stacked"`` [V, d, C] or
+  ``"centers"`` [C, d]. Returns (features, weights, labels, out_dtype) with the
+  arrays cast to the compute dtype.
   """
-  features, weights = jnp.asarray(features), jnp.asarray(weights)
+  features, weights = jnp.asarray(features), check_weights(weights, kind)
   if features.ndim != 2:
     raise ValueError(f"features must have shape [batch_size, dim], got {features.shape}.")
-  layout = "[dim, num_classes]" if weights_ndim == 2 else "[num_classifiers, dim, num_classes]"
-  if weights.ndim != weights_ndim:
-    raise ValueError(f"weights must have shape {layout}, got {weights.shape}.")
-  if weights.shape[-2] != features.shape[1]:
+  name, layout, dim_axis = _WEIGHT_LAYOUTS[kind]
+  if weights.shape[dim_axis] != features.shape[1]:
     raise ValueError(
-        f"weights {weights.shape} (layout {layout}) do not match features {features.shape}: "
-        f"expected dim {features.shape[1]} on axis {weights.ndim - 2}.")
+        f"{name} {weights.shape} (layout {layout}) do not match features {features.shape}: "
+        f"expected dim {features.shape[1]} on axis {dim_axis}.")
   labels = check_labels(labels, features.shape[0])
   out_dtype = result_dtype(features, weights)
   dtype = compute_dtype(out_dtype)

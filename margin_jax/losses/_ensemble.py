@@ -9,14 +9,6 @@ from margin_jax.losses import _common
 from margin_jax.losses._logit_losses import soft_margin_softmax_loss
 
 
-def _check_stacked(weights) -> jax.Array:
-  weights = jnp.asarray(weights)
-  if weights.ndim != 3:
-    raise ValueError(
-        f"weights must have shape [num_classifiers, dim, num_classes], got {weights.shape}.")
-  return weights
-
-
 def hsic_diversity(weights) -> jax.Array:
   r"""HSIC between every ordered pair of weak classifiers, inner-product kernel.
 
@@ -45,7 +37,7 @@ def hsic_diversity(weights) -> jax.Array:
     Wang et al., Ensemble Soft-Margin Softmax Loss for Image Classification,
     IJCAI 2018, eqs. 5-7.
   """
-  weights = _check_stacked(weights)
+  weights = _common.check_weights(weights, "stacked")
   out_dtype = _common.result_dtype(weights)
   weights = weights.astype(_common.compute_dtype(out_dtype))
   unit = _common.normalize(weights, axis=1)
@@ -90,9 +82,8 @@ def ensemble_soft_margin_softmax_loss(features, weights, labels, *, margin,
     Wang et al., Ensemble Soft-Margin Softmax Loss for Image Classification,
     IJCAI 2018, eqs. 4, 6 and the EM-Softmax objective of Sec. 3.2.
   """
-  weights = _check_stacked(weights)
   features, weights, labels, out_dtype = _common.prepare_features(
-      features, weights, labels, weights_ndim=3)
+      features, weights, labels, kind="stacked")
   # One plain [B, d] x [d, C] matmul per weak classifier: a batched einsum over
   # V makes XLA:CPU transpose W [V, d, C] and the [V, B, C] logits (and their
   # gradients) around the dot, which costs ~25% of the step at C = 10^4.

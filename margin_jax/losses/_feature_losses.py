@@ -157,9 +157,6 @@ def a_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> jax.Array:
     Liu et al., SphereFace: Deep Hypersphere Embedding for Face Recognition,
     CVPR 2017, eq. 6 (psi as L-Softmax eq. 6).
   """
-  weights = jnp.asarray(weights)
-  if weights.ndim != 2:
-    raise ValueError(f"weights must have shape [dim, num_classes], got {weights.shape}.")
   margin = _check_integer_margin(margin)
   features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
   # x @ normalize(W) computed as (x @ W) / ||W_j||: no normalised [d, C] copy of
@@ -389,9 +386,7 @@ def center_loss(features, centers, labels) -> jax.Array:
     Wen et al., A Discriminative Feature Learning Approach for Deep Face
     Recognition, ECCV 2016, eq. 2.
   """
-  centers = jnp.asarray(centers)
-  if centers.ndim != 2:
-    raise ValueError(f"centers must have shape [num_classes, dim], got {centers.shape}.")
-  features, centers_t, labels, out_dtype = _common.prepare_features(features, centers.T, labels)
-  diff = features - _common.target_columns(centers_t, labels)
+  features, centers, labels, out_dtype = _common.prepare_features(
+      features, centers, labels, kind="centers")
+  diff = features - jnp.take(centers, labels, axis=0, mode="fill")
   return (0.5 * jnp.sum(diff * diff, axis=1)).astype(out_dtype)

