@@ -48,15 +48,15 @@ from jax import lax
 from jax.typing import ArrayLike
 
 __all__ = (
-    "cosine_scores",
-    "equal_error_rate",
-    "mean_average_precision_at_r",
-    "precision_at_1",
-    "r_precision",
-    "retrieval_metrics",
-    "roc_curve",
-    "tar_at_far",
-    "verification_accuracy",
+  "cosine_scores",
+  "equal_error_rate",
+  "mean_average_precision_at_r",
+  "precision_at_1",
+  "r_precision",
+  "retrieval_metrics",
+  "roc_curve",
+  "tar_at_far",
+  "verification_accuracy",
 )
 
 _HALF_DTYPES = (jnp.bfloat16, jnp.float16)
@@ -80,11 +80,13 @@ def _check_embeddings(embeddings, labels):
   embeddings, labels = jnp.asarray(embeddings), jnp.asarray(labels)
   if embeddings.ndim != 2:
     raise ValueError(
-        f"embeddings must have shape [num_embeddings, dim], got shape {embeddings.shape}.")
+      f"embeddings must have shape [num_embeddings, dim], got shape {embeddings.shape}."
+    )
   if labels.shape != embeddings.shape[:1]:
     raise ValueError(
-        f"labels must have shape [num_embeddings]=({embeddings.shape[0]},) to match "
-        f"embeddings {embeddings.shape}, got shape {labels.shape}.")
+      f"labels must have shape [num_embeddings]=({embeddings.shape[0]},) to match "
+      f"embeddings {embeddings.shape}, got shape {labels.shape}."
+    )
   if not (jnp.issubdtype(labels.dtype, jnp.integer) or labels.dtype == jnp.bool_):
     raise TypeError(f"labels must be integer class ids, got dtype {labels.dtype}.")
   return embeddings.astype(_float_dtype(embeddings)), labels
@@ -106,17 +108,20 @@ def _resolve_k(labels, num_embeddings: int, k: int | None) -> int:
   if k is None:
     if needed is None:
       raise ValueError(
-          "labels are traced (inside jit), so the number of neighbours cannot be "
-          "computed from them: pass k= (an int >= max class count - 1).")
+        "labels are traced (inside jit), so the number of neighbours cannot be "
+        "computed from them: pass k= (an int >= max class count - 1)."
+      )
     return needed
   k = int(k)
   if not 0 <= k <= max(num_embeddings - 1, 0):
     raise ValueError(
-        f"k must be in [0, num_embeddings - 1]=[0, {max(num_embeddings - 1, 0)}], got {k}.")
+      f"k must be in [0, num_embeddings - 1]=[0, {max(num_embeddings - 1, 0)}], got {k}."
+    )
   if needed is not None and k < needed:
     raise ValueError(
-        f"k={k} is smaller than max class count - 1 = {needed}: R-precision and "
-        "MAP@R need the R nearest neighbours of every query.")
+      f"k={k} is smaller than max class count - 1 = {needed}: R-precision and "
+      "MAP@R need the R nearest neighbours of every query."
+    )
   return k
 
 
@@ -159,9 +164,9 @@ def _mean_over_non_lone(r, values):
   return jnp.where(count > 0, total / jnp.maximum(count, 1), 0).astype(values.dtype)
 
 
-def retrieval_metrics(embeddings: ArrayLike, labels: ArrayLike, *,
-                      chunk_size: int = 1024,
-                      k: int | None = None) -> dict[str, jax.Array]:
+def retrieval_metrics(
+  embeddings: ArrayLike, labels: ArrayLike, *, chunk_size: int = 1024, k: int | None = None
+) -> dict[str, jax.Array]:
   r"""Precision@1, R-precision and MAP@R of cosine retrieval, leave-one-out.
 
   Each embedding queries all the others, ranked by cosine similarity (ties:
@@ -214,14 +219,15 @@ def retrieval_metrics(embeddings: ArrayLike, labels: ArrayLike, *,
   k = _resolve_k(labels, n, k)
   r, hit1, r_prec, ap = _per_query(x, labels, k=k, chunk_size=min(int(chunk_size), n))
   return {
-      "precision_at_1": _mean_over_non_lone(r, hit1),
-      "r_precision": _mean_over_non_lone(r, r_prec),
-      "mean_average_precision_at_r": _mean_over_non_lone(r, ap),
+    "precision_at_1": _mean_over_non_lone(r, hit1),
+    "r_precision": _mean_over_non_lone(r, r_prec),
+    "mean_average_precision_at_r": _mean_over_non_lone(r, ap),
   }
 
 
-def precision_at_1(embeddings: ArrayLike, labels: ArrayLike, *,
-                   chunk_size: int = 1024) -> jax.Array:
+def precision_at_1(
+  embeddings: ArrayLike, labels: ArrayLike, *, chunk_size: int = 1024
+) -> jax.Array:
   """Fraction of queries whose nearest other embedding has the same label.
 
   Cosine similarity, ties to the lower index, queries of single-example
@@ -255,8 +261,7 @@ def precision_at_1(embeddings: ArrayLike, labels: ArrayLike, *,
   return _mean_over_non_lone(r, hit1)
 
 
-def r_precision(embeddings: ArrayLike, labels: ArrayLike, *,
-                chunk_size: int = 1024) -> jax.Array:
+def r_precision(embeddings: ArrayLike, labels: ArrayLike, *, chunk_size: int = 1024) -> jax.Array:
   """Mean fraction of each query's R nearest neighbours that share its label.
 
   ``R`` is the number of other examples of the query's class; see
@@ -282,8 +287,9 @@ def r_precision(embeddings: ArrayLike, labels: ArrayLike, *,
   return retrieval_metrics(embeddings, labels, chunk_size=chunk_size)["r_precision"]
 
 
-def mean_average_precision_at_r(embeddings: ArrayLike, labels: ArrayLike, *,
-                                chunk_size: int = 1024) -> jax.Array:
+def mean_average_precision_at_r(
+  embeddings: ArrayLike, labels: ArrayLike, *, chunk_size: int = 1024
+) -> jax.Array:
   r"""MAP@R: mean over queries of :math:`\frac{1}{R}\sum_{i \le R} P(i)\,rel(i)`.
 
   See :func:`retrieval_metrics` for the definition, ties and single-example
@@ -306,8 +312,7 @@ def mean_average_precision_at_r(embeddings: ArrayLike, labels: ArrayLike, *,
     Musgrave et al., A Metric Learning Reality Check, ECCV 2020, sec. 3.2;
     pytorch-metric-learning, AccuracyCalculator (``mean_average_precision_at_r``).
   """
-  return retrieval_metrics(
-      embeddings, labels, chunk_size=chunk_size)["mean_average_precision_at_r"]
+  return retrieval_metrics(embeddings, labels, chunk_size=chunk_size)["mean_average_precision_at_r"]
 
 
 # -------------------------------------------------------------- verification
@@ -342,8 +347,8 @@ def _check_pairs(scores, same):
     raise ValueError(f"scores must have shape [num_pairs], got shape {scores.shape}.")
   if same.shape != scores.shape:
     raise ValueError(
-        f"same must have the shape of scores [num_pairs]={scores.shape}, "
-        f"got shape {same.shape}.")
+      f"same must have the shape of scores [num_pairs]={scores.shape}, got shape {same.shape}."
+    )
   if scores.shape[0] == 0:
     raise ValueError("scores must not be empty.")
   return scores.astype(_float_dtype(scores)), same.astype(bool)
@@ -408,8 +413,9 @@ def roc_curve(scores: ArrayLike, same: ArrayLike) -> tuple[jax.Array, jax.Array,
   num_same = int(jnp.sum(same))
   if num_same in (0, same.shape[0]):
     raise ValueError(
-        f"same must contain both genuine (True) and impostor (False) pairs, got "
-        f"{num_same} genuine of {same.shape[0]}.")
+      f"same must contain both genuine (True) and impostor (False) pairs, got "
+      f"{num_same} genuine of {same.shape[0]}."
+    )
   far, tar, thresholds, distinct = _roc_points(scores, same)
   keep = np.asarray(distinct)
   return far[keep], tar[keep], thresholds[keep]
@@ -524,8 +530,9 @@ def _fold_accuracies(scores, same, fold_of_pair, *, num_folds: int):
   return lax.map(one_fold, jnp.arange(num_folds))
 
 
-def verification_accuracy(scores: ArrayLike, same: ArrayLike, *,
-                          num_folds: int = 10) -> tuple[jax.Array, jax.Array]:
+def verification_accuracy(
+  scores: ArrayLike, same: ArrayLike, *, num_folds: int = 10
+) -> tuple[jax.Array, jax.Array]:
   """LFW-protocol accuracy: threshold picked on 9 folds, tested on the 10th.
 
   The pairs, in the given order, are split into ``num_folds`` consecutive
