@@ -5,10 +5,11 @@ r"""Reproduction v2: trains each table's runs as the exact commands it records.
 
 Every run is ``python -m experiments.train --config <config> --workdir DIR
 --config.<field>=<value> ...`` started as a subprocess; when it ends, its
-record ``experiments/results/runs/<table>__<run>__s<seed>.json.gz`` is written
-atomically with the command (``{workdir}`` in place of the directory), the
-final test error, the error on the whole training set, the metric curves and,
-for feature tables, the test-set features. Runs with a record are skipped; a
+record (`experiments.records`) is written with the command (``{workdir}`` in
+place of the directory), the final test error, the error on the whole
+training set, the metric curves, retrieval metrics of the test features
+(precision@1, R-precision, MAP@R by cosine similarity) and, for feature
+tables, the test features themselves. Runs with a record are skipped; a
 run whose work directory already holds checkpoints is resumed (``--resume``),
 so an interrupted campaign continues where it stopped. Seed s gives every
 loss of a table the same initialisation and data order (paired seeds).
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import gzip
 import importlib.util
 import json
 import os
@@ -29,15 +29,25 @@ import pathlib
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 
+from experiments import records
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-RUNS = ROOT / "experiments" / "results" / "runs"
-CURVE_KEYS = ("loss", "accuracy", "learning_rate", "test_error", "theta_y",
-              "p_target", "saturated", "rho_hat", "lambda", "hsic")
+CURVE_KEYS = (
+  "loss",
+  "accuracy",
+  "learning_rate",
+  "test_error",
+  "theta_y",
+  "p_target",
+  "saturated",
+  "rho_hat",
+  "lambda",
+  "hsic",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,47 +58,39 @@ class Table:
   config: str
   runs: dict
   paper: str
+  baseline: str = "softmax"
   features: bool = False
 
 
 TABLES = {
-    "features_2d": Table(
-        config="experiments/configs/repro_mnist_2d.py",
-        paper="L-Softmax Fig 2 (m = 1..4), Virtual Softmax Fig 2",
-        runs={
-            "softmax": {"loss": "softmax"},
-            "l_softmax_m2": {"loss": "l_softmax", "margin": 2},
-            "l_softmax_m3": {"loss": "l_softmax", "margin": 3},
-            "l_softmax_m4": {"loss": "l_softmax", "margin": 4},
-            "virtual_softmax": {"loss": "virtual_softmax"},
-        },
-        features=True),
+  "features_2d": Table(
+    config="experiments/configs/repro_mnist_2d.py",
+    paper="L-Softmax Fig 2 (m = 1..4), Virtual Softmax Fig 2",
+    runs={
+      "softmax": {"loss": "softmax"},
+      "l_softmax_m2": {"loss": "l_softmax", "margin": 2},
+      "l_softmax_m3": {"loss": "l_softmax", "margin": 3},
+      "l_softmax_m4": {"loss": "l_softmax", "margin": 4},
+      "virtual_softmax": {"loss": "virtual_softmax"},
+    },
+    features=True,
+  ),
 }
-
-
-def record_path(table: str, run: str, seed: int) -> pathlib.Path:
-  return RUNS / f"{table}__{run}__s{seed}.json.gz"
-
-
-def load_record(path) -> dict:
-  with gzip.open(path, "rt") as f:
-    return json.load(f)
-
-
-def _write_atomic(path: pathlib.Path, record: dict) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-  with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
-    f.write(json.dumps(record, separators=(",", ":")).encode())
-  os.chmod(tmp, 0o644)
-  os.replace(tmp, path)
 
 
 def command(table: Table, overrides: dict, seed: int) -> list[str]:
   """The training command, with ``{workdir}`` for the work directory."""
   flags = [f"--config.{k}={v}" for k, v in {**overrides, "seed": seed}.items()]
-  return ["python", "-m", "experiments.train", "--config", table.config,
-          "--workdir", "{workdir}", *flags]
+  return [
+    "python",
+    "-m",
+    "experiments.train",
+    "--config",
+    table.config,
+    "--workdir",
+    "{workdir}",
+    *flags,
+  ]
 
 
 def _config(table: Table, overrides: dict, seed: int):
@@ -108,12 +110,14 @@ def _final_state_outputs(config, workdir: pathlib.Path, with_features: bool) -> 
   from margin_jax.data import preprocess as preprocessing
   from margin_jax.training import objectives
   from margin_jax.training import train as train_lib
+  from margin_jax import metrics
   from margin_jax.training.checkpoint import Checkpointer
 
   dataset = train_lib.load_dataset(config)
   mean = np.asarray(preprocessing.pixel_mean(dataset["train"][0]))
-  preprocess = functools.partial(preprocessing.preprocess, recipe=config.preprocess,
-                                 mean=mean, train=False)
+  preprocess = functools.partial(
+    preprocessing.preprocess, recipe=config.preprocess, mean=mean, train=False
+  )
   model = train_lib.create_model(config, dataset["num_classes"])
   image_shape = jax.eval_shape(lambda: preprocess(None, dataset["train"][0][:1])).shape[1:]
   state = train_lib.create_train_state(config, model, image_shape, jax.random.key(0))
@@ -124,36 +128,46 @@ def _final_state_outputs(config, workdir: pathlib.Path, with_features: bool) -> 
 
   @jax.jit
   def apply(images):
-    outputs = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                             preprocess(None, images), train=False)
+    outputs = state.apply_fn(
+      {"params": state.params, "batch_stats": state.batch_stats},
+      preprocess(None, images),
+      train=False,
+    )
     return outputs["features"], objective.logits(outputs).argmax(-1)
 
   def run(images):
-    parts = [apply(jnp.asarray(images[i:i + 1000])) for i in range(0, len(images), 1000)]
-    return (np.concatenate([np.asarray(p[0]) for p in parts]),
-            np.concatenate([np.asarray(p[1]) for p in parts]))
+    parts = [apply(jnp.asarray(images[i : i + 1000])) for i in range(0, len(images), 1000)]
+    return (
+      np.concatenate([np.asarray(p[0]) for p in parts]),
+      np.concatenate([np.asarray(p[1]) for p in parts]),
+    )
 
   train_images, train_labels = dataset["train"]
   _, train_predictions = run(train_images)
-  out = {"train_error": float(np.mean(train_predictions != train_labels))}
+  test_images, test_labels = dataset["test"]
+  features, _ = run(test_images)
+  retrieval = metrics.retrieval_metrics(features, test_labels)
+  out = {
+    "train_error": float(np.mean(train_predictions != train_labels)),
+    "retrieval": {k: float(v) for k, v in retrieval.items()},
+  }
   if with_features:
-    test_images, test_labels = dataset["test"]
-    features, _ = run(test_images)
     out["test_features"] = np.round(features, 4).tolist()
     out["test_labels"] = test_labels.tolist()
   return out
 
 
-def train_run(table_name: str, run: str, seed: int) -> dict:
+def train_run(table_name: str, run: str, seed: int, runs_dir=records.RUNS) -> dict:
   """Trains (or resumes) one run in a subprocess and writes its record."""
   table = TABLES[table_name]
   overrides = table.runs[run]
-  path = record_path(table_name, run, seed)
+  path = records.path(table_name, run, seed, runs_dir)
   workroot = pathlib.Path(os.environ.get("MARGIN_JAX_CAMPAIGN_DIR", ROOT / "workdirs" / "campaign"))
   workdir = workroot / path.name.removesuffix(".json.gz")
   template = command(table, overrides, seed)
-  argv = [sys.executable if a == "python" else str(workdir) if a == "{workdir}" else a
-          for a in template]
+  argv = [
+    sys.executable if a == "python" else str(workdir) if a == "{workdir}" else a for a in template
+  ]
   if (workdir / "checkpoints").is_dir() and any((workdir / "checkpoints").iterdir()):
     argv.append("--resume")
   start = time.time()
@@ -162,19 +176,23 @@ def train_run(table_name: str, run: str, seed: int) -> dict:
     lines = [json.loads(line) for line in f]
   config = _config(table, overrides, seed)
   record = {
-      "name": path.name.removesuffix(".json.gz"),
-      "table": table_name, "run": run,
-      "command": shlex.join(template),
-      "seed": seed, "loss": config.loss, "dataset": config.dataset,
-      "overrides": overrides,
-      "test_error": lines[-1]["test_error"],
-      "wall_time": time.time() - start,
-      "curves": {"step": [l["step"] for l in lines],
-                 **{k: [l.get(k) for l in lines] for k in CURVE_KEYS
-                    if any(k in l for l in lines)}},
-      **_final_state_outputs(config, workdir, table.features),
+    "name": path.name.removesuffix(".json.gz"),
+    "table": table_name,
+    "run": run,
+    "command": shlex.join(template),
+    "seed": seed,
+    "loss": config.loss,
+    "dataset": config.dataset,
+    "overrides": overrides,
+    "test_error": lines[-1]["test_error"],
+    "wall_time": time.time() - start,
+    "curves": {
+      "step": [l["step"] for l in lines],
+      **{k: [l.get(k) for l in lines] for k in CURVE_KEYS if any(k in l for l in lines)},
+    },
+    **_final_state_outputs(config, workdir, table.features),
   }
-  _write_atomic(path, record)
+  records.write(path, record)
   return record
 
 
@@ -189,19 +207,21 @@ def main(argv=None) -> None:
   if args.action == "list":
     for name, table in TABLES.items():
       for run in table.runs:
-        done = sorted(int(p.name.rsplit("__s", 1)[1].split(".")[0])
-                      for p in RUNS.glob(f"{name}__{run}__s*.json.gz"))
+        done = sorted(records.load_table(name).get(run, {}))
         print(f"{name:<14}{run:<20}seeds on record: {done}")
     return
   for seed in args.seeds:  # Seed-major: every loss gets seed 0 first.
     for name in args.tables:
       for run in TABLES[name].runs:
-        if record_path(name, run, seed).exists():
+        if records.path(name, run, seed).exists():
           continue
         print(f"== {name} {run} seed {seed}", flush=True)
         record = train_run(name, run, seed)
-        print(f"== {record['name']}: test error {record['test_error']:.4f}, "
-              f"train error {record['train_error']:.4f}, {record['wall_time']:.0f} s", flush=True)
+        print(
+          f"== {record['name']}: test error {record['test_error']:.4f}, "
+          f"train error {record['train_error']:.4f}, {record['wall_time']:.0f} s",
+          flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ from margin_jax import training  # noqa: E402
 from margin_jax.data import download  # noqa: E402
 
 RUNS = (
-    ("softmax", {"loss": "softmax"}),
-    ("L-Softmax (m=2)", {"loss": "l_softmax", "margin": 2}),
-    ("Virtual Softmax", {"loss": "virtual_softmax"}),
+  ("softmax", {"loss": "softmax"}),
+  ("L-Softmax (m=2)", {"loss": "l_softmax", "margin": 2}),
+  ("Virtual Softmax", {"loss": "virtual_softmax"}),
 )
 
 
@@ -60,10 +60,14 @@ def _plot(curves, config, path):
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--steps", type=int, default=None,
-                      help="training iterations per loss (default: config)")
-  parser.add_argument("--plot", default="workdirs/demo_mnist_test_error.png",
-                      help="where to write the test-error plot (PNG)")
+  parser.add_argument(
+    "--steps", type=int, default=None, help="training iterations per loss (default: config)"
+  )
+  parser.add_argument(
+    "--plot",
+    default="workdirs/demo_mnist_test_error.png",
+    help="where to write the test-error plot (PNG)",
+  )
   args = parser.parse_args()
   rows, curves = [], {}
   with tempfile.TemporaryDirectory() as root:
@@ -84,8 +88,10 @@ def main():
       rows.append((name, curves[name][-1][1], time.time() - start))
   os.makedirs(os.path.dirname(os.path.abspath(args.plot)), exist_ok=True)
   _plot(curves, config, args.plot)
-  print(f"\nMNIST, L-Softmax Table 1 net at width x{config.width}, "
-        f"{config.num_train_steps} steps of batch {config.batch_size}:")
+  print(
+    f"\nMNIST, L-Softmax Table 1 net at width x{config.width}, "
+    f"{config.num_train_steps} steps of batch {config.batch_size}:"
+  )
   print(f"{'loss':<18}{'test error %':>14}{'time s':>10}")
   for name, error, seconds in rows:
     print(f"{name:<18}{error:>14.2f}{seconds:>10.1f}")

@@ -15,13 +15,13 @@ from absl import flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a config file (experiments/configs/*.py).",
-    lock_config=True)
+  "config", None, "Path to a config file (experiments/configs/*.py).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints and metrics.")
-_RESUME = flags.DEFINE_bool("resume", False,
-                            "Continue from the latest checkpoint in workdir.")
+_RESUME = flags.DEFINE_bool("resume", False, "Continue from the latest checkpoint in workdir.")
 _COORDINATOR = flags.DEFINE_string(
-    "coordinator_address", None, "host:port of process 0 (multi-host).")
+  "coordinator_address", None, "host:port of process 0 (multi-host)."
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Process count.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -31,15 +31,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from margin_jax.training import devices  # imports jax
+
   if _COORDINATOR.value:
-    devices.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
-                                   _PROCESS_ID.value)
+    devices.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from margin_jax import training
+
   try:
-    training.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                                resume=_RESUME.value)
-  except (training.NonFiniteLossError, training.ConfigMismatchError,
-          FileExistsError) as e:
+    training.train_and_evaluate(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
+  except (training.NonFiniteLossError, training.ConfigMismatchError, FileExistsError) as e:
     sys.exit(f"error: {e}")
 
 

@@ -18,8 +18,8 @@ import pytest
 
 # Before anything imports JAX.
 os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""),
-     "--xla_force_host_platform_device_count=4"]).strip()
+  [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=4"]
+).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _CACHE = tempfile.mkdtemp(prefix="margin_jax_xla_cache_")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)

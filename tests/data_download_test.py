@@ -24,8 +24,8 @@ from margin_jax.data import load
 from margin_jax.data import offline
 
 SHARED = pathlib.Path(
-    os.environ.get("MARGIN_JAX_DATA")
-    or pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets"
+  os.environ.get("MARGIN_JAX_DATA")
+  or pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets"
 )
 MNIST_FILES = sorted(download.CHECKSUMS["mnist"])
 
@@ -112,8 +112,7 @@ def _corrupt(path):
 
 
 @pytest.mark.parametrize("damage", ["corrupt", "truncate"])
-def test_a_bad_file_names_its_checksums_and_leaves_nothing_trusted(
-    server, tmp_path, damage):
+def test_a_bad_file_names_its_checksums_and_leaves_nothing_trusted(server, tmp_path, damage):
   served = server["root"] / "mnist" / "t10k-labels-idx1-ubyte.gz"
   if damage == "corrupt":
     _corrupt(served)
@@ -122,9 +121,11 @@ def test_a_bad_file_names_its_checksums_and_leaves_nothing_trusted(
     served.write_bytes(served.read_bytes()[:-100])
     actual = r"unreadable \(.*\)"
   expected = download.CHECKSUMS["mnist"][served.name][1]
-  with pytest.raises(download.ChecksumError,
-                     match=rf"t10k-labels-idx1-ubyte.gz downloaded from http://127.0.0.1:\d+/mnist/t10k-labels-idx1-ubyte.gz"
-                           rf" is corrupt or truncated: its MD5 of the uncompressed bytes is {actual}, expected {expected}"):
+  with pytest.raises(
+    download.ChecksumError,
+    match=rf"t10k-labels-idx1-ubyte.gz downloaded from http://127.0.0.1:\d+/mnist/t10k-labels-idx1-ubyte.gz"
+    rf" is corrupt or truncated: its MD5 of the uncompressed bytes is {actual}, expected {expected}",
+  ):
     load.load_arrays("mnist", data_dir=tmp_path / "tfds")
   cache = tmp_path / "tfds" / "downloads" / "mnist"
   assert not (cache / served.name).exists()
@@ -147,8 +148,7 @@ def test_a_corrupted_cached_file_is_removed_not_trusted(server, tmp_path):
   assert cached.read_bytes() == (SHARED / "mnist" / cached.name).read_bytes()
 
 
-def test_an_unreachable_server_names_the_url_and_the_offline_alternative(
-    tmp_path, monkeypatch):
+def test_an_unreachable_server_names_the_url_and_the_offline_alternative(tmp_path, monkeypatch):
   with socket.socket() as s:  # A loopback port that nothing listens on.
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -181,7 +181,9 @@ def test_an_interrupted_download_resumes_or_restarts(server, tmp_path, ranges):
 def test_a_cifar_tarball_is_checked_by_sha256(server, tmp_path):
   (server["root"] / "cifar10").mkdir()
   (server["root"] / "cifar10" / "cifar-10-binary.tar.gz").write_bytes(b"not a tarball")
-  with pytest.raises(download.ChecksumError,
-                     match=r"cifar-10-binary.tar.gz .* its SHA-256 is [0-9a-f]{64}, expected c4a38c50"):
+  with pytest.raises(
+    download.ChecksumError,
+    match=r"cifar-10-binary.tar.gz .* its SHA-256 is [0-9a-f]{64}, expected c4a38c50",
+  ):
     download.download("cifar10", tmp_path)
   assert not list((tmp_path / "cifar10").iterdir())

@@ -15,15 +15,17 @@ from margin_jax.data import preprocess as pp
 
 def _ids(n, shape=(2, 2, 1)):
   """Images whose pixels all equal their index (mod 256), labels = index."""
-  return np.broadcast_to((np.arange(n) % 256).astype(np.uint8)[:, None, None, None],
-                         (n, *shape)).copy(), np.arange(n)
+  return np.broadcast_to(
+    (np.arange(n) % 256).astype(np.uint8)[:, None, None, None], (n, *shape)
+  ).copy(), np.arange(n)
 
 
 @pytest.mark.parametrize("num_devices", [1, 2, 4])
 def test_train_batches_shapes_and_drop_remainder(num_devices):
   images, labels = _ids(103)
-  batches = list(pipeline.train_batches(
-      images, labels, batch_size=8, num_devices=num_devices, seed=0, epoch=0))
+  batches = list(
+    pipeline.train_batches(images, labels, batch_size=8, num_devices=num_devices, seed=0, epoch=0)
+  )
   assert len(batches) == 103 // 8
   for b in batches:
     assert b["image"].shape == (num_devices, 8 // num_devices, 2, 2, 1)
@@ -37,9 +39,17 @@ def test_train_batches_shapes_and_drop_remainder(num_devices):
 
 def test_train_batches_permutation_is_a_function_of_seed_and_epoch():
   images, labels = _ids(64)
+
   def order(seed, epoch):
-    return np.concatenate([b["label"].ravel() for b in pipeline.train_batches(
-        images, labels, batch_size=16, num_devices=2, seed=seed, epoch=epoch)])
+    return np.concatenate(
+      [
+        b["label"].ravel()
+        for b in pipeline.train_batches(
+          images, labels, batch_size=16, num_devices=2, seed=seed, epoch=epoch
+        )
+      ]
+    )
+
   np.testing.assert_array_equal(order(3, 1), order(3, 1))
   assert not np.array_equal(order(3, 1), order(3, 2))
   assert not np.array_equal(order(3, 1), order(4, 1))
@@ -50,9 +60,12 @@ def test_train_batches_processes_take_their_shard_of_the_global_batch():
   images, labels = _ids(100)
   kw = dict(batch_size=12, seed=1, epoch=5)
   single = list(pipeline.train_batches(images, labels, num_devices=6, **kw))
-  shards = [list(pipeline.train_batches(
-      images, labels, num_devices=3, process_index=p, process_count=2, **kw))
-      for p in range(2)]
+  shards = [
+    list(
+      pipeline.train_batches(images, labels, num_devices=3, process_index=p, process_count=2, **kw)
+    )
+    for p in range(2)
+  ]
   assert len(shards[0]) == len(shards[1]) == len(single)
   for whole, first, second in zip(single, *shards):
     union = np.concatenate([first["label"], second["label"]])
@@ -64,9 +77,19 @@ def test_train_batches_processes_take_their_shard_of_the_global_batch():
 def test_eval_batches_visit_every_example_exactly_once(num_devices, process_count):
   images, labels = _ids(37)
   batch_size = 4 * num_devices * process_count
-  per_process = [list(pipeline.eval_batches(
-      images, labels, batch_size=batch_size, num_devices=num_devices,
-      process_index=p, process_count=process_count)) for p in range(process_count)]
+  per_process = [
+    list(
+      pipeline.eval_batches(
+        images,
+        labels,
+        batch_size=batch_size,
+        num_devices=num_devices,
+        process_index=p,
+        process_count=process_count,
+      )
+    )
+    for p in range(process_count)
+  ]
   assert len({len(batches) for batches in per_process}) == 1  # Same step count.
   seen = []
   for batches in per_process:
@@ -85,11 +108,13 @@ def test_batch_size_must_divide_over_devices_and_processes(fn):
   with pytest.raises(ValueError, match=r"batch_size=10 .* 3 \* 1"):
     next(getattr(pipeline, fn)(images, labels, batch_size=10, num_devices=3, **kw))
   with pytest.raises(ValueError, match=r"batch_size=8 .* 2 \* 3"):
-    next(getattr(pipeline, fn)(images, labels, batch_size=8, num_devices=2,
-                               process_count=3, **kw))
+    next(getattr(pipeline, fn)(images, labels, batch_size=8, num_devices=2, process_count=3, **kw))
   with pytest.raises(ValueError, match="process_index=2"):
-    next(getattr(pipeline, fn)(images, labels, batch_size=8, num_devices=2,
-                               process_index=2, process_count=2, **kw))
+    next(
+      getattr(pipeline, fn)(
+        images, labels, batch_size=8, num_devices=2, process_index=2, process_count=2, **kw
+      )
+    )
 
 
 # --- Preprocessing ---------------------------------------------------------
@@ -102,7 +127,7 @@ def _coordinates(n, size=32):
 
 
 def _reference_crops(x, top, left, size, flip):
-  out = np.stack([x[i, t:t + size, l:l + size] for i, (t, l) in enumerate(zip(top, left))])
+  out = np.stack([x[i, t : t + size, l : l + size] for i, (t, l) in enumerate(zip(top, left))])
   return np.where(flip[:, None, None, None], out[:, :, ::-1], out)
 
 
@@ -168,11 +193,9 @@ def test_preprocess_recipes():
   np.testing.assert_allclose(run("none", True), scaled, atol=1e-6)
   np.testing.assert_allclose(run("mean", True), centred, atol=1e-6)
   np.testing.assert_allclose(run("cifar_plus", False), centred, atol=1e-6)
-  np.testing.assert_allclose(
-      run("cifar_plus", True), pp.cifar_augment(key, centred), atol=1e-6)
+  np.testing.assert_allclose(run("cifar_plus", True), pp.cifar_augment(key, centred), atol=1e-6)
   np.testing.assert_allclose(run("noisy_crop", False), centred[:, 1:31, 1:31], atol=1e-6)
-  np.testing.assert_allclose(
-      run("noisy_crop", True), pp.random_crop(key, centred, 30), atol=1e-6)
+  np.testing.assert_allclose(run("noisy_crop", True), pp.random_crop(key, centred, 30), atol=1e-6)
   np.testing.assert_array_equal(run("cifar_plus", True), run("cifar_plus", True))
   with pytest.raises(ValueError, match="Unknown recipe 'flip'"):
     pp.preprocess(key, images, recipe="flip", mean=mean, train=True)
@@ -189,8 +212,8 @@ def test_class_balanced_subset(fraction):
   idx = degrade.class_balanced_subset(labels, fraction, seed=0)
   np.testing.assert_array_equal(idx, np.unique(idx))
   np.testing.assert_array_equal(
-      np.bincount(labels[idx], minlength=10),
-      [round(fraction * n) for n in range(100, 1100, 100)])
+    np.bincount(labels[idx], minlength=10), [round(fraction * n) for n in range(100, 1100, 100)]
+  )
   np.testing.assert_array_equal(idx, degrade.class_balanced_subset(labels, fraction, seed=0))
   if fraction < 1:
     assert not np.array_equal(idx, degrade.class_balanced_subset(labels, fraction, seed=1))
@@ -209,8 +232,9 @@ def test_pollute_labels(rate):
   np.testing.assert_array_equal(new, again[0])
   if rate:  # New classes are uniform over the other nine.
     shift = (new[flipped] - labels[flipped]) % 10
-    np.testing.assert_allclose(np.bincount(shift, minlength=10)[1:] / len(flipped),
-                               1 / 9, atol=0.02)
+    np.testing.assert_allclose(
+      np.bincount(shift, minlength=10)[1:] / len(flipped), 1 / 9, atol=0.02
+    )
 
 
 def test_pollute_labels_errors():

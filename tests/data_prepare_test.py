@@ -22,8 +22,8 @@ from margin_jax.data import raw
 from margin_jax.data import registry
 
 SHARED = pathlib.Path(
-    os.environ.get("MARGIN_JAX_DATA")
-    or pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets"
+  os.environ.get("MARGIN_JAX_DATA")
+  or pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets"
 )
 
 
@@ -74,15 +74,19 @@ def _write_cifar10_python(folder):
   folder.mkdir(parents=True)
   rng = np.random.default_rng(1)
   members, written = {}, {}
-  for split, files in (("train", [f"data_batch_{i}" for i in range(1, 6)]),
-                       ("test", ["test_batch"])):
+  for split, files in (
+    ("train", [f"data_batch_{i}" for i in range(1, 6)]),
+    ("test", ["test_batch"]),
+  ):
     images, labels = _cifar_arrays(rng, 3 * len(files) + (split == "test"), 1, 10)
     for i, file in enumerate(files):
       part = slice(3 * i, 3 * (i + 1) if split == "train" else None)
-      members[f"cifar-10-batches-py/{file}"] = pickle.dumps({
+      members[f"cifar-10-batches-py/{file}"] = pickle.dumps(
+        {
           b"data": images[part].transpose(0, 3, 1, 2).reshape(-1, 3072),
           b"labels": labels[0, part].tolist(),
-      })
+        }
+      )
     written[split] = (images, labels[0])
   names = [f"class{i}".encode() for i in range(10)]
   members["cifar-10-batches-py/batches.meta"] = pickle.dumps({b"label_names": names})
@@ -97,14 +101,15 @@ def _write_cifar100_binary(folder):
   members, written = {}, {}
   for split, n in (("train", 7), ("test", 5)):
     images, labels = _cifar_arrays(rng, n, 2, 20)
-    records = np.concatenate(
-        [labels.T, images.transpose(0, 3, 1, 2).reshape(n, 3072)], axis=1)
+    records = np.concatenate([labels.T, images.transpose(0, 3, 1, 2).reshape(n, 3072)], axis=1)
     members[f"cifar-100-binary/{split}.bin"] = records.astype(np.uint8).tobytes()
     written[split] = (images, labels[1], labels[0])
   members["cifar-100-binary/coarse_label_names.txt"] = "\n".join(
-      f"coarse{i}" for i in range(20)).encode()
+    f"coarse{i}" for i in range(20)
+  ).encode()
   members["cifar-100-binary/fine_label_names.txt"] = "\n".join(
-      f"fine{i}" for i in range(100)).encode()
+    f"fine{i}" for i in range(100)
+  ).encode()
   _write_tar(folder / "cifar-100-binary.tar.gz", members)
   return written
 
@@ -118,9 +123,10 @@ def _jpeg(image):
 def _image_folder_members(per_class=(("train", 2), ("test", 1))):
   rng = np.random.default_rng(3)
   return {
-      f"cifar10_jpeg/{split}/{cls}/{i:04d}.jpg":
-          _jpeg(rng.integers(0, 256, (32, 32, 3), np.uint8))
-      for split, n in per_class for cls in raw.CIFAR10_LABEL_NAMES for i in range(n)
+    f"cifar10_jpeg/{split}/{cls}/{i:04d}.jpg": _jpeg(rng.integers(0, 256, (32, 32, 3), np.uint8))
+    for split, n in per_class
+    for cls in raw.CIFAR10_LABEL_NAMES
+    for i in range(n)
   }
 
 
@@ -130,16 +136,22 @@ def _decode(jpeg):
 
 def _sorted_examples(images, labels):
   """Rows (image bytes + label) in a canonical order: tfds shuffles splits."""
-  rows = np.concatenate([
+  rows = np.concatenate(
+    [
       np.asarray(images, np.uint8).reshape(len(images), -1),
       np.asarray(labels, np.uint8)[:, None],
-  ], axis=1)
+    ],
+    axis=1,
+  )
   return np.sort(rows.view(f"V{rows.shape[1]}").ravel())
 
 
 def _snapshot(folder):
-  return {p: hashlib.md5(p.read_bytes()).hexdigest()
-          for p in sorted(pathlib.Path(folder).rglob("*")) if p.is_file()}
+  return {
+    p: hashlib.md5(p.read_bytes()).hexdigest()
+    for p in sorted(pathlib.Path(folder).rglob("*"))
+    if p.is_file()
+  }
 
 
 # --- Raw readers: bad input gets a clear error -------------------------------
@@ -156,7 +168,7 @@ def test_read_idx(tmp_path):
   with pytest.raises(ValueError, match=r"short.gz: header promises 5 items .* holds 4 bytes"):
     raw.read_idx(tmp_path / "short.gz", ndim=1)
   data = (tmp_path / "ok.gz").read_bytes()
-  (tmp_path / "cut.gz").write_bytes(data[:len(data) // 2])
+  (tmp_path / "cut.gz").write_bytes(data[: len(data) // 2])
   with pytest.raises(ValueError, match=r"cut.gz: truncated or corrupt gzip"):
     raw.read_idx(tmp_path / "cut.gz", ndim=3)
   (tmp_path / "junk.gz").write_bytes(b"not a gzip file at all")
@@ -177,11 +189,14 @@ def test_read_cifar_errors(tmp_path):
   _write_cifar100_binary(tmp_path / "cifar100")
   tarball = tmp_path / "cifar100" / "cifar-100-binary.tar.gz"
   data = tarball.read_bytes()
-  tarball.write_bytes(data[:len(data) // 2])
+  tarball.write_bytes(data[: len(data) // 2])
   with pytest.raises(ValueError, match=r"cifar-100-binary.tar.gz: truncated or corrupt tar"):
     raw.read_cifar(tmp_path / "cifar100", "cifar100")
   _write_tar(tarball, {"cifar-100-binary/train.bin": bytes(3074 * 2 + 5)})
-  with pytest.raises(ValueError, match=r"'cifar-100-binary/train.bin' holds 6153 bytes, expected a multiple of the 3074"):
+  with pytest.raises(
+    ValueError,
+    match=r"'cifar-100-binary/train.bin' holds 6153 bytes, expected a multiple of the 3074",
+  ):
     raw.read_cifar(tmp_path / "cifar100", "cifar100")
   _write_tar(tarball, {"cifar-100-binary/train.bin": bytes(3074)})
   with pytest.raises(ValueError, match=r"member 'cifar-100-binary/test.bin' is missing"):
@@ -207,7 +222,7 @@ def test_read_image_folder_errors(tmp_path):
   with pytest.raises(ValueError, match=r"class folder 'unicorn'"):
     raw.read_image_folder(tmp_path, "cifar10_jpeg")
   data = (tmp_path / "cifar10_jpeg.tar").read_bytes()
-  (tmp_path / "cifar10_jpeg.tar").write_bytes(data[:len(data) // 2 + 100])
+  (tmp_path / "cifar10_jpeg.tar").write_bytes(data[: len(data) // 2 + 100])
   with pytest.raises(ValueError, match=r"cifar10_jpeg.tar: truncated or corrupt tar"):
     raw.read_image_folder(tmp_path, "cifar10_jpeg")
 
@@ -226,7 +241,8 @@ def test_load_prepares_mnist_offline_from_raw_files(tmp_path):
     assert got_images.dtype == np.uint8 and got_images.shape == images.shape
     assert got_labels.dtype == np.int32 and got_labels.shape == labels.shape
     np.testing.assert_array_equal(
-        _sorted_examples(got_images, got_labels), _sorted_examples(images, labels))
+      _sorted_examples(got_images, got_labels), _sorted_examples(images, labels)
+    )
   # The same tfds dataset as tfds' own: name, version, features.
   builder = tfds.builder("mnist", data_dir=tmp_path / "tfds")
   assert builder.is_prepared() and str(builder.version) == "3.0.1"
@@ -274,15 +290,18 @@ def test_load_cifar10_jpeg_image_folder(tmp_path):
     files = {k: v for k, v in members.items() if f"/{split}/" in k}
     labels = [raw.CIFAR10_LABEL_NAMES.index(k.split("/")[2]) for k in files]
     np.testing.assert_array_equal(
-        _sorted_examples(*data[split]),
-        _sorted_examples(np.stack([_decode(f) for f in files.values()]), labels))
+      _sorted_examples(*data[split]),
+      _sorted_examples(np.stack([_decode(f) for f in files.values()]), labels),
+    )
   assert not tfds.builder("cifar10", data_dir=tmp_path / "tfds").is_prepared()
 
 
 def test_failed_preparation_leaves_nothing_a_load_accepts(tmp_path, monkeypatch):
   _write_mnist(tmp_path / "src" / "mnist")
+
   def fail(*args):
     raise RuntimeError("interrupted")
+
   monkeypatch.setattr(offline, "_verify", fail)
   with pytest.raises(RuntimeError, match="interrupted"):
     offline.prepare("mnist", source_dir=tmp_path / "src", data_dir=tmp_path / "tfds")
@@ -302,7 +321,10 @@ def test_unknown_or_unavailable_datasets(tmp_path):
     load.load_arrays("cifar11", data_dir=tmp_path)
   with pytest.raises(ValueError, match=r"'svhn_cropped' has no offline raw-file preparation"):
     offline.prepare("svhn_cropped", source_dir=tmp_path, data_dir=tmp_path)
-  with pytest.raises(FileNotFoundError, match=r"no prepared dataset in .*cifar10_jpeg and no raw files in .*src/cifar10_jpeg"):
+  with pytest.raises(
+    FileNotFoundError,
+    match=r"no prepared dataset in .*cifar10_jpeg and no raw files in .*src/cifar10_jpeg",
+  ):
     load.load_arrays("cifar10_jpeg", data_dir=tmp_path / "tfds", source_dir=tmp_path / "src")
 
 
@@ -311,8 +333,9 @@ def test_unknown_or_unavailable_datasets(tmp_path):
 @pytest.mark.parametrize("name", ["svhn_cropped"])
 def test_load_arrays_through_tfds_mock_data(tmp_path, monkeypatch, name):
   # tfds 4.9's mock installs `__getitems__` unbound (its `self` is missing).
-  monkeypatch.setattr(tfds_mocking, "_getitems",
-                      lambda keys, generator: [generator[k] for k in keys])
+  monkeypatch.setattr(
+    tfds_mocking, "_getitems", lambda keys, generator: [generator[k] for k in keys]
+  )
   spec = registry.get_spec(name)
   with tfds.testing.mock_data(num_examples=6):
     data = load.load_arrays(name, data_dir=tmp_path)
@@ -334,10 +357,12 @@ def real_arrays(tmp_path_factory):
     pytest.skip(f"No offline raw datasets at {SHARED} (set MARGIN_JAX_DATA).")
   data_dir = tmp_path_factory.mktemp("tfds")
   cache = {}
+
   def get(name):
     if name not in cache:
       cache[name] = load.load_arrays(name, data_dir=data_dir, source_dir=SHARED)
     return cache[name]
+
   return get
 
 
@@ -351,5 +376,5 @@ def test_real_idx_preparation_matches_the_idx_bytes(real_arrays, name):
     images, labels = data[split]
     assert images.shape == (count, 28, 28, 1) and labels.shape == (count,)
     np.testing.assert_array_equal(
-        _sorted_examples(images, labels),
-        _sorted_examples(idx[split]["image"], idx[split]["label"]))
+      _sorted_examples(images, labels), _sorted_examples(idx[split]["image"], idx[split]["label"])
+    )

@@ -64,8 +64,13 @@ def np_l_softmax(x, w, y, m, lam=0.0):
 def np_noisy(x, w, y, xi, alpha, noise):
   dot, norms, cos = np_target_geometry(x, w, y)
   sigma = alpha * norms * (1 - cos)
-  n = {"annealed": sigma * abs(xi), "amplitude": alpha * norms * abs(xi),
-       "free": alpha * abs(xi), "normal": sigma * xi, "negative": -sigma * abs(xi)}[noise]
+  n = {
+    "annealed": sigma * abs(xi),
+    "amplitude": alpha * norms * abs(xi),
+    "free": alpha * abs(xi),
+    "normal": sigma * xi,
+    "negative": -sigma * abs(xi),
+  }[noise]
   return np_ce_replaced(x @ w, y, dot - n)
 
 
@@ -99,8 +104,12 @@ def np_hsic(ws):
   h = np.eye(c) - np.ones((c, c)) / c
   unit = ws / np.linalg.norm(ws, axis=1, keepdims=True)
   kernels = [wv.T @ wv for wv in unit]
-  return sum(np.trace(kernels[v] @ h @ kernels[u] @ h)
-             for v in range(len(ws)) for u in range(len(ws)) if u != v)
+  return sum(
+    np.trace(kernels[v] @ h @ kernels[u] @ h)
+    for v in range(len(ws))
+    for u in range(len(ws))
+    if u != v
+  )
 
 
 def np_em(x, ws, y, margin, diversity):
@@ -129,32 +138,41 @@ def _logits_case(fn, **kw):
 
 
 LOSS_CASES = {
-    "softmax": _logits_case(losses.softmax_loss),
-    "l_softmax_m2": _features_case(losses.large_margin_softmax_loss, margin=2),
-    "l_softmax_m3_lam": _features_case(losses.large_margin_softmax_loss, margin=3, lam=0.5),
-    "l_softmax_m4": _features_case(losses.large_margin_softmax_loss, margin=4),
-    "l_softmax_m6": _features_case(losses.large_margin_softmax_loss, margin=6),
-    "a_softmax_m4": _features_case(losses.a_softmax_loss, margin=4),
-    "noisy_annealed": _tagged(losses.noisy_softmax_loss, lambda x, w, y, key:
-                              losses.noisy_softmax_loss(x, w, y, key, alpha=0.3)),
-    "noisy_normal": _tagged(losses.noisy_softmax_loss, lambda x, w, y, key:
-                            losses.noisy_softmax_loss(x, w, y, key, alpha=0.3, noise="normal")),
-    "virtual": _features_case(losses.virtual_softmax_loss),
-    "m_softmax": _logits_case(losses.soft_margin_softmax_loss, margin=0.4),
-    "em_softmax": _tagged(losses.ensemble_soft_margin_softmax_loss, lambda x, w, y, key:
-                          losses.ensemble_soft_margin_softmax_loss(
-                              x, stacked(w), y, margin=0.3, diversity=0.1)),
-    "uniformity": _logits_case(losses.uniformity_regularized_softmax_loss, lam=0.3),
-    "uniformity_q_u": _logits_case(
-        losses.uniformity_regularized_softmax_loss, lam=0.3, divergence="q_u"),
-    "uniformity_u_q": _logits_case(
-        losses.uniformity_regularized_softmax_loss, lam=0.3, divergence="u_q"),
-    "hinge": _logits_case(losses.multiclass_hinge_loss),
-    "lsr": _logits_case(losses.label_smoothing_loss, smoothing=0.1),
-    "normface": _features_case(losses.normface_loss, scale=8.0),
-    "cosface": _features_case(losses.cosface_loss, scale=8.0, margin=0.35),
-    "arcface": _features_case(losses.arcface_loss, scale=8.0, margin=0.5),
-    "center": _tagged(losses.center_loss, lambda x, w, y, key: losses.center_loss(x, w.T, y)),
+  "softmax": _logits_case(losses.softmax_loss),
+  "l_softmax_m2": _features_case(losses.large_margin_softmax_loss, margin=2),
+  "l_softmax_m3_lam": _features_case(losses.large_margin_softmax_loss, margin=3, lam=0.5),
+  "l_softmax_m4": _features_case(losses.large_margin_softmax_loss, margin=4),
+  "l_softmax_m6": _features_case(losses.large_margin_softmax_loss, margin=6),
+  "a_softmax_m4": _features_case(losses.a_softmax_loss, margin=4),
+  "noisy_annealed": _tagged(
+    losses.noisy_softmax_loss,
+    lambda x, w, y, key: losses.noisy_softmax_loss(x, w, y, key, alpha=0.3),
+  ),
+  "noisy_normal": _tagged(
+    losses.noisy_softmax_loss,
+    lambda x, w, y, key: losses.noisy_softmax_loss(x, w, y, key, alpha=0.3, noise="normal"),
+  ),
+  "virtual": _features_case(losses.virtual_softmax_loss),
+  "m_softmax": _logits_case(losses.soft_margin_softmax_loss, margin=0.4),
+  "em_softmax": _tagged(
+    losses.ensemble_soft_margin_softmax_loss,
+    lambda x, w, y, key: losses.ensemble_soft_margin_softmax_loss(
+      x, stacked(w), y, margin=0.3, diversity=0.1
+    ),
+  ),
+  "uniformity": _logits_case(losses.uniformity_regularized_softmax_loss, lam=0.3),
+  "uniformity_q_u": _logits_case(
+    losses.uniformity_regularized_softmax_loss, lam=0.3, divergence="q_u"
+  ),
+  "uniformity_u_q": _logits_case(
+    losses.uniformity_regularized_softmax_loss, lam=0.3, divergence="u_q"
+  ),
+  "hinge": _logits_case(losses.multiclass_hinge_loss),
+  "lsr": _logits_case(losses.label_smoothing_loss, smoothing=0.1),
+  "normface": _features_case(losses.normface_loss, scale=8.0),
+  "cosface": _features_case(losses.cosface_loss, scale=8.0, margin=0.35),
+  "arcface": _features_case(losses.arcface_loss, scale=8.0, margin=0.5),
+  "center": _tagged(losses.center_loss, lambda x, w, y, key: losses.center_loss(x, w.T, y)),
 }
 
 
@@ -180,27 +198,28 @@ def test_values_match_numpy_references():
   cos_y = cos[rows, y]
   unit_w = w / np.linalg.norm(w, axis=0)
   expected = {
-      "softmax": -np_log_softmax(logits)[rows, y],
-      "l_softmax_m2": np_l_softmax(x, w, y, 2),
-      "l_softmax_m3_lam": np_l_softmax(x, w, y, 3, lam=0.5),
-      "l_softmax_m4": np_l_softmax(x, w, y, 4),
-      "l_softmax_m6": np_l_softmax(x, w, y, 6),
-      "a_softmax_m4": np_l_softmax(x, unit_w, y, 4),
-      "noisy_annealed": np_noisy(x, w, y, xi, 0.3, "annealed"),
-      "noisy_normal": np_noisy(x, w, y, xi, 0.3, "normal"),
-      "virtual": np_virtual(x, w, y),
-      "m_softmax": np_ce_replaced(logits, y, logits[rows, y] - 0.4),
-      "em_softmax": np_em(x, np.asarray(stacked(jnp.asarray(w))), y, 0.3, 0.1),
-      "uniformity": np_uniformity(logits, y, 0.3, "symmetric"),
-      "uniformity_q_u": np_uniformity(logits, y, 0.3, "q_u"),
-      "uniformity_u_q": np_uniformity(logits, y, 0.3, "u_q"),
-      "hinge": np.array([np.sum(np.maximum(0, np.delete(f, t) - f[t] + 1)) / (C - 1)
-                         for f, t in zip(logits, y)]),
-      "lsr": -0.9 * np_log_softmax(logits)[rows, y] - 0.1 * np_log_softmax(logits).mean(axis=1),
-      "normface": -np_log_softmax(8 * cos)[rows, y],
-      "cosface": np_ce_replaced(8 * cos, y, 8 * (cos_y - 0.35)),
-      "arcface": np_ce_replaced(8 * cos, y, 8 * np.cos(np.arccos(cos_y) + 0.5)),
-      "center": 0.5 * np.sum((x - w.T[y]) ** 2, axis=1),
+    "softmax": -np_log_softmax(logits)[rows, y],
+    "l_softmax_m2": np_l_softmax(x, w, y, 2),
+    "l_softmax_m3_lam": np_l_softmax(x, w, y, 3, lam=0.5),
+    "l_softmax_m4": np_l_softmax(x, w, y, 4),
+    "l_softmax_m6": np_l_softmax(x, w, y, 6),
+    "a_softmax_m4": np_l_softmax(x, unit_w, y, 4),
+    "noisy_annealed": np_noisy(x, w, y, xi, 0.3, "annealed"),
+    "noisy_normal": np_noisy(x, w, y, xi, 0.3, "normal"),
+    "virtual": np_virtual(x, w, y),
+    "m_softmax": np_ce_replaced(logits, y, logits[rows, y] - 0.4),
+    "em_softmax": np_em(x, np.asarray(stacked(jnp.asarray(w))), y, 0.3, 0.1),
+    "uniformity": np_uniformity(logits, y, 0.3, "symmetric"),
+    "uniformity_q_u": np_uniformity(logits, y, 0.3, "q_u"),
+    "uniformity_u_q": np_uniformity(logits, y, 0.3, "u_q"),
+    "hinge": np.array(
+      [np.sum(np.maximum(0, np.delete(f, t) - f[t] + 1)) / (C - 1) for f, t in zip(logits, y)]
+    ),
+    "lsr": -0.9 * np_log_softmax(logits)[rows, y] - 0.1 * np_log_softmax(logits).mean(axis=1),
+    "normface": -np_log_softmax(8 * cos)[rows, y],
+    "cosface": np_ce_replaced(8 * cos, y, 8 * (cos_y - 0.35)),
+    "arcface": np_ce_replaced(8 * cos, y, 8 * np.cos(np.arccos(cos_y) + 0.5)),
+    "center": 0.5 * np.sum((x - w.T[y]) ** 2, axis=1),
   }
   assert set(expected) == set(LOSS_CASES)
   for name, fn in LOSS_CASES.items():
@@ -228,15 +247,17 @@ def test_noisy_same_key_same_loss_and_noise_ignores_bias():
   xi = np.asarray(jax.random.normal(key, (B,), jnp.float64))
   dot, norms, cos = np_target_geometry(x, w, y)
   expected = np_ce_replaced(x @ w + bias, y, dot + bias[y] - 0.3 * norms * (1 - cos) * abs(xi))
-  np.testing.assert_allclose(losses.noisy_softmax_loss(x, w, y, key, alpha=0.3, bias=bias),
-                             expected, rtol=1e-10)
+  np.testing.assert_allclose(
+    losses.noisy_softmax_loss(x, w, y, key, alpha=0.3, bias=bias), expected, rtol=1e-10
+  )
 
 
 def test_psi_matches_definition_for_many_margins():
   theta = np.linspace(0, np.pi, 1001)
   for m in range(1, 9):
-    np.testing.assert_allclose(losses.psi(jnp.cos(theta), margin=m), np_psi(theta, m),
-                               atol=1e-9, err_msg=f"m={m}")
+    np.testing.assert_allclose(
+      losses.psi(jnp.cos(theta), margin=m), np_psi(theta, m), atol=1e-9, err_msg=f"m={m}"
+    )
     # psi is monotone decreasing in theta, and continuous.
     assert np.all(np.diff(np.asarray(losses.psi(jnp.cos(theta), margin=m))) <= 1e-12)
 
@@ -247,15 +268,17 @@ def test_hsic_uses_no_class_by_class_matrix_and_matches_trace_form():
   np.testing.assert_allclose(losses.hsic_diversity(ws), np_hsic(ws), rtol=1e-10)
   assert losses.hsic_diversity(ws[:1]) == 0.0
   jaxpr = jax.make_jaxpr(losses.hsic_diversity)(jnp.ones((2, 3, 1000)))
-  assert all((1000, 1000) != tuple(v.aval.shape)[-2:]
-             for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars)
+  assert all(
+    (1000, 1000) != tuple(v.aval.shape)[-2:] for eqn in jaxpr.jaxpr.eqns for v in eqn.outvars
+  )
 
 
 def test_inference_logits_and_ensemble_weights():
   x, w, _ = make_inputs()
   np.testing.assert_allclose(losses.inference_logits(x, w), x @ w, rtol=1e-12)
-  np.testing.assert_allclose(losses.inference_logits(x, w, cosine=True), np_cos_matrix(x, w),
-                             rtol=1e-12)
+  np.testing.assert_allclose(
+    losses.inference_logits(x, w, cosine=True), np_cos_matrix(x, w), rtol=1e-12
+  )
   ws = np.stack([w, 2 * w])
   np.testing.assert_allclose(losses.ensemble_weights(ws), 1.5 * w)
   np.testing.assert_allclose(losses.inference_logits(x, ws), x @ (1.5 * w), rtol=1e-12)
@@ -263,15 +286,17 @@ def test_inference_logits_and_ensemble_weights():
 
 def test_rho_hat_range():
   f = np.array([[5.0, 1.0, 1.0, 1.0], [5.0, 9.0, 0.0, -9.0]])
-  np.testing.assert_allclose(losses.rho_hat(f, np.array([0, 0])), [np.log(3), np.log1p(
-      np.exp(-9) + np.exp(-18))], rtol=1e-10)
+  np.testing.assert_allclose(
+    losses.rho_hat(f, np.array([0, 0])), [np.log(3), np.log1p(np.exp(-9) + np.exp(-18))], rtol=1e-10
+  )
 
 
 def test_lambda_schedule_formula():
   schedule = losses.lambda_schedule(base=1000.0, gamma=0.12, power=1.0, lambda_min=5.0)
   steps = np.array([0, 10, 1000, 100000])
-  np.testing.assert_allclose(schedule(steps), np.maximum(1000 * (1 + 0.12 * steps) ** -1.0, 5.0),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    schedule(steps), np.maximum(1000 * (1 + 0.12 * steps) ** -1.0, 5.0), rtol=1e-6
+  )
   assert float(jax.jit(schedule)(0)) == 1000.0
 
 
@@ -302,19 +327,22 @@ def assemble_target_gradients(x, w, y, target_terms):
 
 def test_l_softmax_gradient_matches_eqs_12_13_for_m2():
   x, w, y = make_inputs(4)
-  grads = jax.grad(lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=2)),
-                   argnums=(0, 1))(x, w)
+  grads = jax.grad(
+    lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=2)), argnums=(0, 1)
+  )(x, w)
 
   def target_terms(i):
     xi, wy = x[i], w[:, y[i]]
     dot, nx, nw = xi @ wy, np.linalg.norm(xi), np.linalg.norm(wy)
     k = 0 if dot / (nx * nw) > 0 else 1  # eq. 11 as corrected (the printed condition is inverted)
     s = (-1) ** k
-    fy = s * 2 * dot ** 2 / (nw * nx) - (2 * k + s) * nw * nx  # eq. 11
-    dfy_dx = s * (4 * dot * wy / (nw * nx) - 2 * dot ** 2 * xi / (nw * nx ** 3)) \
-        - (2 * k + s) * nw * xi / nx  # eq. 12
-    dfy_dw = s * (4 * dot * xi / (nw * nx) - 2 * dot ** 2 * wy / (nx * nw ** 3)) \
-        - (2 * k + s) * nx * wy / nw  # eq. 13
+    fy = s * 2 * dot**2 / (nw * nx) - (2 * k + s) * nw * nx  # eq. 11
+    dfy_dx = (
+      s * (4 * dot * wy / (nw * nx) - 2 * dot**2 * xi / (nw * nx**3)) - (2 * k + s) * nw * xi / nx
+    )  # eq. 12
+    dfy_dw = (
+      s * (4 * dot * xi / (nw * nx) - 2 * dot**2 * wy / (nx * nw**3)) - (2 * k + s) * nx * wy / nw
+    )  # eq. 13
     return fy, dfy_dx, dfy_dw
 
   gx, gw = assemble_target_gradients(x, w, y, target_terms)
@@ -334,8 +362,9 @@ def cos_m_power_coefficients(m):
 @pytest.mark.parametrize("m", [3, 4])
 def test_l_softmax_gradient_matches_eqs_9_10(m):
   x, w, y = make_inputs(5)
-  grads = jax.grad(lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=m)),
-                   argnums=(0, 1))(x, w)
+  grads = jax.grad(
+    lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=m)), argnums=(0, 1)
+  )(x, w)
   coefficients = cos_m_power_coefficients(m)
 
   def target_terms(i):
@@ -344,14 +373,36 @@ def test_l_softmax_gradient_matches_eqs_9_10(m):
     k = int(np.minimum(np.floor(np.arccos(dot / (nx * nw)) * m / np.pi), m - 1))
     s = (-1) ** k
     # eq. 8: f_y = s * sum_p a_p (W^T x)^p / (|W||x|)^(p-1) - 2k |W||x|; eqs. 9-10 differentiate it.
-    fy = s * sum(a * dot ** p / (nw * nx) ** (p - 1) for p, a in enumerate(coefficients)) \
-        - 2 * k * nw * nx
-    dfy_dx = s * sum(a * (p * dot ** (p - 1) * wy / (nw * nx) ** (p - 1)
-                          - (p - 1) * dot ** p * xi / (nw ** (p - 1) * nx ** (p + 1)))
-                     for p, a in enumerate(coefficients) if a) - 2 * k * nw * xi / nx
-    dfy_dw = s * sum(a * (p * dot ** (p - 1) * xi / (nw * nx) ** (p - 1)
-                          - (p - 1) * dot ** p * wy / (nw ** (p + 1) * nx ** (p - 1)))
-                     for p, a in enumerate(coefficients) if a) - 2 * k * nx * wy / nw
+    fy = (
+      s * sum(a * dot**p / (nw * nx) ** (p - 1) for p, a in enumerate(coefficients))
+      - 2 * k * nw * nx
+    )
+    dfy_dx = (
+      s
+      * sum(
+        a
+        * (
+          p * dot ** (p - 1) * wy / (nw * nx) ** (p - 1)
+          - (p - 1) * dot**p * xi / (nw ** (p - 1) * nx ** (p + 1))
+        )
+        for p, a in enumerate(coefficients)
+        if a
+      )
+      - 2 * k * nw * xi / nx
+    )
+    dfy_dw = (
+      s
+      * sum(
+        a
+        * (
+          p * dot ** (p - 1) * xi / (nw * nx) ** (p - 1)
+          - (p - 1) * dot**p * wy / (nw ** (p + 1) * nx ** (p - 1))
+        )
+        for p, a in enumerate(coefficients)
+        if a
+      )
+      - 2 * k * nx * wy / nw
+    )
     return fy, dfy_dx, dfy_dw
 
   gx, gw = assemble_target_gradients(x, w, y, target_terms)
@@ -363,8 +414,9 @@ def test_noisy_gradient_matches_eqs_7_8():
   x, w, y = make_inputs(6)
   key, alpha = jax.random.key(11), 0.4
   xi_noise = np.abs(np.asarray(jax.random.normal(key, (B,), jnp.float64)))
-  grads = jax.grad(lambda x, w: jnp.sum(losses.noisy_softmax_loss(x, w, y, key, alpha=alpha)),
-                   argnums=(0, 1))(x, w)
+  grads = jax.grad(
+    lambda x, w: jnp.sum(losses.noisy_softmax_loss(x, w, y, key, alpha=alpha)), argnums=(0, 1)
+  )(x, w)
 
   def target_terms(i):
     xv, wy = x[i], w[:, y[i]]
@@ -381,8 +433,7 @@ def test_noisy_gradient_matches_eqs_7_8():
 
 def test_virtual_gradient_matches_eqs_4_5():
   x, w, y = make_inputs(7)
-  grads = jax.grad(lambda x, w: jnp.sum(losses.virtual_softmax_loss(x, w, y)),
-                   argnums=(0, 1))(x, w)
+  grads = jax.grad(lambda x, w: jnp.sum(losses.virtual_softmax_loss(x, w, y)), argnums=(0, 1))(x, w)
   gx, gw = np.zeros_like(x), np.zeros_like(w)
   for i in range(B):
     xv, wy = x[i], w[:, y[i]]
@@ -404,8 +455,7 @@ def test_uniformity_gradient_matches_eq_12_with_x_read_as_logits():
   x, w, y = make_inputs(8)
   f = x @ w
   lam = 0.3
-  grad = jax.grad(lambda f: jnp.sum(
-      losses.uniformity_regularized_softmax_loss(f, y, lam=lam)))(f)
+  grad = jax.grad(lambda f: jnp.sum(losses.uniformity_regularized_softmax_loss(f, y, lam=lam)))(f)
   expected = np.zeros_like(f)
   for i in range(B):
     p = softmax_probs(f[i][None])[0]
@@ -414,7 +464,8 @@ def test_uniformity_gradient_matches_eq_12_with_x_read_as_logits():
     q /= q.sum()
     # eq. 12, with the printed x_c read as the logit f_c.
     expected[i, others] = p[others] + lam / 2 * (
-        q * (f[i][others] - np.sum(f[i][others] * q)) + (q - 1 / (C - 1)))
+      q * (f[i][others] - np.sum(f[i][others] * q)) + (q - 1 / (C - 1))
+    )
     expected[i, y[i]] = p[y[i]] - 1
   np.testing.assert_allclose(grad, expected, rtol=1e-9, atol=1e-12)
 
@@ -440,8 +491,12 @@ def test_hsic_gradient_matches_em_paper_form():
 def test_check_grads_float64(name):
   x, w, y = make_inputs(10)
   fn = LOSS_CASES[name]
-  check_grads(jax.jit(lambda x, w: fn(x, w, y, jax.random.key(0))), (jnp.asarray(x), jnp.asarray(w)),
-              order=1, modes=["rev"])
+  check_grads(
+    jax.jit(lambda x, w: fn(x, w, y, jax.random.key(0))),
+    (jnp.asarray(x), jnp.asarray(w)),
+    order=1,
+    modes=["rev"],
+  )
 
 
 # --------------------------------------------------------------- reductions
@@ -451,33 +506,37 @@ def test_reductions_to_softmax():
   softmax = losses.softmax_loss(logits, y)
   np.testing.assert_array_equal(losses.large_margin_softmax_loss(x, w, y, margin=1), softmax)
   np.testing.assert_array_equal(
-      losses.large_margin_softmax_loss(x, w, y, margin=1, lam=3.0), softmax)
+    losses.large_margin_softmax_loss(x, w, y, margin=1, lam=3.0), softmax
+  )
   same = {
-      "noisy alpha=0": losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=0.0),
-      "soft margin 0": losses.soft_margin_softmax_loss(logits, y, margin=0.0),
-      "uniformity lam=0": losses.uniformity_regularized_softmax_loss(logits, y, lam=0.0),
-      "lsr 0": losses.label_smoothing_loss(logits, y, smoothing=0.0),
-      "em V=1": losses.ensemble_soft_margin_softmax_loss(
-          x, w[None], y, margin=0.0, diversity=0.0),
-      "em V=2, margin 0, diversity 0, halves": losses.ensemble_soft_margin_softmax_loss(
-          x, np.stack([w, w]), y, margin=0.0, diversity=0.0) / 2,
-      "l_softmax huge lambda": losses.large_margin_softmax_loss(x, w, y, margin=4, lam=1e12),
+    "noisy alpha=0": losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=0.0),
+    "soft margin 0": losses.soft_margin_softmax_loss(logits, y, margin=0.0),
+    "uniformity lam=0": losses.uniformity_regularized_softmax_loss(logits, y, lam=0.0),
+    "lsr 0": losses.label_smoothing_loss(logits, y, smoothing=0.0),
+    "em V=1": losses.ensemble_soft_margin_softmax_loss(x, w[None], y, margin=0.0, diversity=0.0),
+    "em V=2, margin 0, diversity 0, halves": losses.ensemble_soft_margin_softmax_loss(
+      x, np.stack([w, w]), y, margin=0.0, diversity=0.0
+    )
+    / 2,
+    "l_softmax huge lambda": losses.large_margin_softmax_loss(x, w, y, margin=4, lam=1e12),
   }
   for name, value in same.items():
     np.testing.assert_allclose(value, softmax, rtol=1e-9, err_msg=name)
-  np.testing.assert_allclose(losses.soft_margin_softmax_loss(logits, y, margin=1.0),
-                             np_ce_replaced(logits, y, logits[np.arange(B), y] - 1.0))
+  np.testing.assert_allclose(
+    losses.soft_margin_softmax_loss(logits, y, margin=1.0),
+    np_ce_replaced(logits, y, logits[np.arange(B), y] - 1.0),
+  )
 
 
 # ------------------------------------------------------------------- safety
 def edge_inputs():
   x, w, y = make_inputs(13, b=8)
   x, w = x.astype(np.float32), w.astype(np.float32)
-  x[0] = 0.0                      # zero feature vector
-  w[:, y[1]] = 0.0                # a zero weight column
-  x[2] = 2.0 * w[:, y[2]]         # parallel to W_y
-  x[3] = -3.0 * w[:, y[3]]        # antiparallel
-  x[4] *= 1e4                     # large norm
+  x[0] = 0.0  # zero feature vector
+  w[:, y[1]] = 0.0  # a zero weight column
+  x[2] = 2.0 * w[:, y[2]]  # parallel to W_y
+  x[3] = -3.0 * w[:, y[3]]  # antiparallel
+  x[4] *= 1e4  # large norm
   return x, w, y
 
 
@@ -485,11 +544,14 @@ def edge_inputs():
 def test_finite_value_and_gradient_on_edge_cases(name):
   fn = LOSS_CASES[name]
   with jax.enable_x64(False):
-    for x, w, y in [edge_inputs(), (1e4 * make_inputs(14)[0], 1e4 * make_inputs(14)[1],
-                                    make_inputs(14)[2])]:
+    for x, w, y in [
+      edge_inputs(),
+      (1e4 * make_inputs(14)[0], 1e4 * make_inputs(14)[1], make_inputs(14)[2]),
+    ]:
       x, w = jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32)
-      value, grads = jax.jit(jax.value_and_grad(
-          lambda x, w: jnp.sum(fn(x, w, y, jax.random.key(0))), argnums=(0, 1)))(x, w)
+      value, grads = jax.jit(
+        jax.value_and_grad(lambda x, w: jnp.sum(fn(x, w, y, jax.random.key(0))), argnums=(0, 1))
+      )(x, w)
       assert np.isfinite(value), name
       assert all(np.all(np.isfinite(g)) for g in grads), name
 
@@ -501,24 +563,28 @@ def test_bfloat16_close_to_float32(name):
     x, w, y = make_inputs(15)
     x32, w32 = jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32)
     x16, w16 = x32.astype(jnp.bfloat16), w32.astype(jnp.bfloat16)
-    reference = jax.jit(fn)(x16.astype(jnp.float32), w16.astype(jnp.float32), y,
-                            jax.random.key(0))
-    per_example, grads = jax.jit(lambda x, w: (
+    reference = jax.jit(fn)(x16.astype(jnp.float32), w16.astype(jnp.float32), y, jax.random.key(0))
+    per_example, grads = jax.jit(
+      lambda x, w: (
         fn(x, w, y, jax.random.key(0)),
-        jax.grad(lambda x, w: jnp.sum(fn(x, w, y, jax.random.key(0))), argnums=(0, 1))(x, w)
-    ))(x16, w16)
+        jax.grad(lambda x, w: jnp.sum(fn(x, w, y, jax.random.key(0))), argnums=(0, 1))(x, w),
+      )
+    )(x16, w16)
     assert per_example.dtype == jnp.bfloat16, name
     assert all(np.all(np.isfinite(np.asarray(g, np.float32))) for g in grads), name
-    np.testing.assert_allclose(np.asarray(per_example, np.float32), reference, rtol=0.05,
-                               atol=1e-2, err_msg=name)
+    np.testing.assert_allclose(
+      np.asarray(per_example, np.float32), reference, rtol=0.05, atol=1e-2, err_msg=name
+    )
 
 
 def test_float64_stays_float64_and_float32_stays_float32():
   x, w, y = make_inputs()
   assert losses.virtual_softmax_loss(x, w, y).dtype == jnp.float64
   with jax.enable_x64(False):
-    assert losses.virtual_softmax_loss(
-        x.astype(np.float32), w.astype(np.float32), y).dtype == jnp.float32
+    assert (
+      losses.virtual_softmax_loss(x.astype(np.float32), w.astype(np.float32), y).dtype
+      == jnp.float32
+    )
 
 
 # ---------------------------------------------------------- transformations
@@ -530,8 +596,9 @@ def test_jit_vmap_grad(name):
   key = jax.random.key(0)
   eager = fn(x, w, y, key)
   np.testing.assert_allclose(jax.jit(fn)(x, w, y, key), eager, rtol=1e-12)
-  batched = jax.vmap(fn, in_axes=(0, None, 0, None))(jnp.stack([x, 2 * x]), w,
-                                                     jnp.stack([y, y]), key)
+  batched = jax.vmap(fn, in_axes=(0, None, 0, None))(
+    jnp.stack([x, 2 * x]), w, jnp.stack([y, y]), key
+  )
   np.testing.assert_allclose(batched[0], eager, rtol=1e-12)
   np.testing.assert_allclose(batched[1], fn(2 * x, w, y, key), rtol=1e-12)
   grads = jax.jit(jax.grad(lambda x, w: jnp.mean(fn(x, w, y, key)), argnums=(0, 1)))(x, w)
@@ -544,18 +611,21 @@ def test_traced_hyperparameters_compile_once():
   @jax.jit
   @chex.assert_max_traces(n=1)
   def step(x, w, lam, alpha, scale, margin, diversity, smoothing):
-    return (losses.large_margin_softmax_loss(x, w, y, margin=4, lam=lam)
-            + losses.a_softmax_loss(x, w, y, margin=2, lam=lam)
-            + losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=alpha)
-            + losses.cosface_loss(x, w, y, scale=scale, margin=margin)
-            + losses.arcface_loss(x, w, y, scale=scale, margin=margin)
-            + losses.normface_loss(x, w, y, scale=scale)
-            + losses.soft_margin_softmax_loss(x @ w, y, margin=margin)
-            + losses.ensemble_soft_margin_softmax_loss(x, stacked(w), y, margin=margin,
-                                                       diversity=diversity)
-            + losses.uniformity_regularized_softmax_loss(x @ w, y, lam=lam)
-            + losses.multiclass_hinge_loss(x @ w, y, margin=margin)
-            + losses.label_smoothing_loss(x @ w, y, smoothing=smoothing))
+    return (
+      losses.large_margin_softmax_loss(x, w, y, margin=4, lam=lam)
+      + losses.a_softmax_loss(x, w, y, margin=2, lam=lam)
+      + losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=alpha)
+      + losses.cosface_loss(x, w, y, scale=scale, margin=margin)
+      + losses.arcface_loss(x, w, y, scale=scale, margin=margin)
+      + losses.normface_loss(x, w, y, scale=scale)
+      + losses.soft_margin_softmax_loss(x @ w, y, margin=margin)
+      + losses.ensemble_soft_margin_softmax_loss(
+        x, stacked(w), y, margin=margin, diversity=diversity
+      )
+      + losses.uniformity_regularized_softmax_loss(x @ w, y, lam=lam)
+      + losses.multiclass_hinge_loss(x @ w, y, margin=margin)
+      + losses.label_smoothing_loss(x @ w, y, smoothing=smoothing)
+    )
 
   schedule = losses.lambda_schedule()
   for t in range(4):

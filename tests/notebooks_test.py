@@ -40,10 +40,10 @@ class _ThisInterpreter(KernelSpecManager):
 
   def get_kernel_spec(self, kernel_name):
     return KernelSpec(
-        argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        display_name=f"Python ({sys.executable})",
-        language="python",
-        name=kernel_name,
+      argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+      display_name=f"Python ({sys.executable})",
+      language="python",
+      name=kernel_name,
     )
 
 
@@ -71,11 +71,13 @@ def test_pair_has_not_drifted(path):
   sync = f"run `jupytext --sync notebooks/{markdown.name}`"
   ipynb_cells, md_cells = _cells(from_ipynb), _cells(from_md)
   assert len(ipynb_cells) == len(md_cells), (
-      f"{path.name} has {len(ipynb_cells)} cells, {markdown.name} {len(md_cells)}: {sync}")
+    f"{path.name} has {len(ipynb_cells)} cells, {markdown.name} {len(md_cells)}: {sync}"
+  )
   for index, (a, b) in enumerate(zip(ipynb_cells, md_cells)):
     assert a == b, (
-        f"cell {index} differs between {path.name} and {markdown.name}: {sync}\n"
-        f"--- ipynb\n{a[1]}\n--- md\n{b[1]}")
+      f"cell {index} differs between {path.name} and {markdown.name}: {sync}\n"
+      f"--- ipynb\n{a[1]}\n--- md\n{b[1]}"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
@@ -89,8 +91,9 @@ def test_committed_notebook_has_no_outputs(path):
 
 def _mnist_available() -> bool:
   source = os.environ.get("MARGIN_JAX_DATA")
-  return (tfds.builder("mnist", data_dir=offline.default_data_dir()).is_prepared()
-          or bool(source and raw.raw_files_present("mnist", pathlib.Path(source) / "mnist")))
+  return tfds.builder("mnist", data_dir=offline.default_data_dir()).is_prepared() or bool(
+    source and raw.raw_files_present("mnist", pathlib.Path(source) / "mnist")
+  )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids)
@@ -99,16 +102,18 @@ def test_notebook_executes(path, monkeypatch):
   if "MARGIN_JAX_DATA" not in os.environ and shared.is_dir():
     monkeypatch.setenv("MARGIN_JAX_DATA", str(shared))
   if path.stem == "quickstart" and not _mnist_available():
-    pytest.skip("quickstart trains on MNIST: no prepared tfds mnist and no raw files in "
-                f"$MARGIN_JAX_DATA={os.environ.get('MARGIN_JAX_DATA')!r} on this machine")
+    pytest.skip(
+      "quickstart trains on MNIST: no prepared tfds mnist and no raw files in "
+      f"$MARGIN_JAX_DATA={os.environ.get('MARGIN_JAX_DATA')!r} on this machine"
+    )
   monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
   notebook = nbformat.read(path, as_version=4)
   kernel = KernelManager(kernel_name="python3", kernel_spec_manager=_ThisInterpreter())
   client = NotebookClient(
-      notebook,
-      km=kernel,
-      timeout=CELL_TIMEOUT_S,
-      allow_errors=False,  # any error, a failed assert included, raises CellExecutionError
-      resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
+    notebook,
+    km=kernel,
+    timeout=CELL_TIMEOUT_S,
+    allow_errors=False,  # any error, a failed assert included, raises CellExecutionError
+    resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
   )
   client.execute()

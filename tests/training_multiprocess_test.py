@@ -21,8 +21,12 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STEPS = 24
-OVERRIDES = {"num_train_steps": STEPS, "checkpoint_every_steps": 4,
-             "eval_every_steps": 12, "lr_boundaries": (16,)}
+OVERRIDES = {
+  "num_train_steps": STEPS,
+  "checkpoint_every_steps": 4,
+  "eval_every_steps": 12,
+  "lr_boundaries": (16,),
+}
 FLAGS = [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
 
 # Runs train_and_evaluate like experiments/train.py and saves the final
@@ -55,15 +59,30 @@ def _env(tiny_mnist, devices):
   return env
 
 
-def _worker(tiny_mnist, tmp, name, *, devices, coordinator="", processes=1,
-            process_id=0, workdir=None):
+def _worker(
+  tiny_mnist, tmp, name, *, devices, coordinator="", processes=1, process_id=0, workdir=None
+):
   out = tmp / f"{name}.npz"
-  args = [sys.executable, "-c", WORKER, str(out), coordinator, str(processes),
-          str(process_id), str(workdir or tmp / name), tiny_mnist[1],
-          json.dumps(OVERRIDES)]
-  proc = subprocess.Popen(args, cwd=ROOT, env=_env(tiny_mnist, devices),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
+  args = [
+    sys.executable,
+    "-c",
+    WORKER,
+    str(out),
+    coordinator,
+    str(processes),
+    str(process_id),
+    str(workdir or tmp / name),
+    tiny_mnist[1],
+    json.dumps(OVERRIDES),
+  ]
+  proc = subprocess.Popen(
+    args,
+    cwd=ROOT,
+    env=_env(tiny_mnist, devices),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
   return proc, out
 
 
@@ -92,25 +111,32 @@ def test_one_device_equals_four_devices(reference, tiny_mnist, tmp_path):
   one = _load(out)
   assert one.keys() == reference.keys()
   for k in reference:
-    np.testing.assert_allclose(one[k], reference[k], rtol=2e-4, atol=2e-5,
-                               err_msg=k)
+    np.testing.assert_allclose(one[k], reference[k], rtol=2e-4, atol=2e-5, err_msg=k)
 
 
 def test_two_processes_equal_one_process(reference, tiny_mnist, tmp_path):
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-  runs = [_worker(tiny_mnist, tmp_path, f"process{i}", devices=2,
-                  coordinator=f"127.0.0.1:{port}", processes=2, process_id=i,
-                  workdir=tmp_path / "shared")
-          for i in range(2)]
+  runs = [
+    _worker(
+      tiny_mnist,
+      tmp_path,
+      f"process{i}",
+      devices=2,
+      coordinator=f"127.0.0.1:{port}",
+      processes=2,
+      process_id=i,
+      workdir=tmp_path / "shared",
+    )
+    for i in range(2)
+  ]
   for proc, _ in runs:
     _finish(proc)
   first, second = (_load(out) for _, out in runs)
   for k in reference:
     np.testing.assert_array_equal(first[k], second[k], err_msg=k)
-    np.testing.assert_allclose(first[k], reference[k], rtol=2e-4, atol=2e-5,
-                               err_msg=k)
+    np.testing.assert_allclose(first[k], reference[k], rtol=2e-4, atol=2e-5, err_msg=k)
   # Metrics come from process 0 only: one line per step.
   lines = (tmp_path / "shared" / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(l)["step"] for l in lines] == list(range(1, STEPS + 1))
@@ -118,17 +144,29 @@ def test_two_processes_equal_one_process(reference, tiny_mnist, tmp_path):
 
 def _cli(tiny_mnist, workdir, *extra):
   return subprocess.Popen(
-      [sys.executable, "-m", "experiments.train",
-       "--config=experiments/configs/smoke.py", f"--workdir={workdir}",
-       f"--config.data_dir={tiny_mnist[1]}", *FLAGS, *extra],
-      cwd=ROOT, env=_env(tiny_mnist, 4), stdout=subprocess.PIPE,
-      stderr=subprocess.STDOUT, text=True)
+    [
+      sys.executable,
+      "-m",
+      "experiments.train",
+      "--config=experiments/configs/smoke.py",
+      f"--workdir={workdir}",
+      f"--config.data_dir={tiny_mnist[1]}",
+      *FLAGS,
+      *extra,
+    ],
+    cwd=ROOT,
+    env=_env(tiny_mnist, 4),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def _checkpoint_steps(workdir):
   folder = workdir / "checkpoints"
-  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) \
-      if folder.exists() else []
+  return (
+    sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
+  )
 
 
 def test_sigkill_then_resume_is_bit_identical(reference, tiny_mnist, tmp_path):
@@ -153,8 +191,7 @@ def test_sigkill_then_resume_is_bit_identical(reference, tiny_mnist, tmp_path):
   assert _checkpoint_steps(workdir)[-1] == STEPS
   assert len(_checkpoint_steps(workdir)) <= 3  # keep_checkpoints (smoke: 2)
 
-  state = ocp.StandardCheckpointer().restore(
-      workdir / "checkpoints" / str(STEPS) / "state")
+  state = ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(STEPS) / "state")
   for k, expected in reference.items():
     node = state
     for part in k.split("/"):

@@ -53,8 +53,7 @@ def mock_mnist(monkeypatch):
   monkeypatch.delenv("MARGIN_JAX_DATA", raising=False)
   monkeypatch.setattr(tfds.core.DatasetBuilder, "is_prepared", lambda self: True)
   real = tfds.data_source
-  monkeypatch.setattr(tfds, "data_source",
-                      lambda *a, **kw: _PerItemSource(real(*a, **kw)))
+  monkeypatch.setattr(tfds, "data_source", lambda *a, **kw: _PerItemSource(real(*a, **kw)))
   with tfds.testing.mock_data(num_examples=64):
     yield
 
@@ -66,25 +65,25 @@ def test_one_step_under_mock_data(mock_mnist, tmp_path):
   (line,) = read_metrics(tmp_path)
   assert line["step"] == 1 and np.isfinite(line["loss"])
   assert 0.0 <= line["test_error"] <= 1.0
-  for key in ("accuracy", "learning_rate", "theta_y", "p_target", "saturated",
-              "rho_hat"):
+  for key in ("accuracy", "learning_rate", "theta_y", "p_target", "saturated", "rho_hat"):
     assert key in line
 
 
 def test_train_step_compiles_once(tiny_mnist, tmp_path, monkeypatch):
   chex.clear_trace_counter()
-  monkeypatch.setattr(train_lib, "train_step",
-                      chex.assert_max_traces(train_lib.train_step, n=1))
-  config = tiny_config(tiny_mnist[1], loss="l_softmax", num_train_steps=4,
-                       checkpoint_every_steps=2, eval_every_steps=2)
+  monkeypatch.setattr(train_lib, "train_step", chex.assert_max_traces(train_lib.train_step, n=1))
+  config = tiny_config(
+    tiny_mnist[1], loss="l_softmax", num_train_steps=4, checkpoint_every_steps=2, eval_every_steps=2
+  )
   training.train_and_evaluate(config, str(tmp_path))
   lambdas = [m["lambda"] for m in read_metrics(tmp_path)]
   assert len(lambdas) == 4 and lambdas[0] > lambdas[-1]  # schedule, traced
 
 
 def test_same_seed_same_result_and_resume_rules(tiny_mnist, tmp_path):
-  config = tiny_config(tiny_mnist[1], loss="noisy_softmax", num_train_steps=2,
-                       preprocess="cifar_plus")
+  config = tiny_config(
+    tiny_mnist[1], loss="noisy_softmax", num_train_steps=2, preprocess="cifar_plus"
+  )
   a = training.train_and_evaluate(config, str(tmp_path / "a"))
   b = training.train_and_evaluate(config, str(tmp_path / "b"))
   chex.assert_trees_all_equal(a.params, b.params)
@@ -92,22 +91,26 @@ def test_same_seed_same_result_and_resume_rules(tiny_mnist, tmp_path):
 
   with pytest.raises(FileExistsError, match="--resume"):
     training.train_and_evaluate(config, str(tmp_path / "a"))
-  changed = tiny_config(tiny_mnist[1], loss="virtual_softmax",
-                        num_train_steps=2, preprocess="cifar_plus", width=0.25)
+  changed = tiny_config(
+    tiny_mnist[1], loss="virtual_softmax", num_train_steps=2, preprocess="cifar_plus", width=0.25
+  )
   with pytest.raises(training.ConfigMismatchError) as e:
     training.train_and_evaluate(changed, str(tmp_path / "a"), resume=True)
   assert "loss: checkpoint 'noisy_softmax', now 'virtual_softmax'" in str(e.value)
   assert "width" in str(e.value)
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_mnist,
-                                                              tmp_path):
-  config = tiny_config(tiny_mnist[1], learning_rate=1e30, num_train_steps=20,
-                       checkpoint_every_steps=1, lr_boundaries=())
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_mnist, tmp_path):
+  config = tiny_config(
+    tiny_mnist[1],
+    learning_rate=1e30,
+    num_train_steps=20,
+    checkpoint_every_steps=1,
+    lr_boundaries=(),
+  )
   with pytest.raises(training.NonFiniteLossError, match="last good checkpoint"):
     training.train_and_evaluate(config, str(tmp_path))
-  steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
-                 if p.name.isdigit())
+  steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert steps, "no checkpoint was kept"
   # Resuming loads the last good (finite) state.
   config.num_train_steps = steps[-1]
@@ -124,9 +127,11 @@ def test_every_objective_gives_per_example_loss(loss):
   objective = objectives.get_objective(config)
   k = jax.random.split(jax.random.key(0), 3)
   weights_shape = (2, 8, 5) if config.num_classifiers else (8, 5)
-  outputs = {"features": jax.random.normal(k[0], (6, 8)),
-             "weights": jax.random.normal(k[1], weights_shape),
-             "centers": jax.random.normal(k[2], (5, 8))}
+  outputs = {
+    "features": jax.random.normal(k[0], (6, 8)),
+    "weights": jax.random.normal(k[1], weights_shape),
+    "centers": jax.random.normal(k[2], (5, 8)),
+  }
   labels = np.arange(6) % 5
   per_example = objective.loss(outputs, labels, step=0, key=k[0])
   assert per_example.shape == (6,)
@@ -149,8 +154,10 @@ def test_objective_config_errors():
 
 
 @pytest.mark.parametrize(
-    "path", sorted(pathlib.Path(__file__).parents[1].glob(
-        "experiments/configs/*.py")), ids=lambda p: p.stem)
+  "path",
+  sorted(pathlib.Path(__file__).parents[1].glob("experiments/configs/*.py")),
+  ids=lambda p: p.stem,
+)
 def test_config_files_build_an_objective_and_model(path):
   module = importlib.import_module(f"experiments.configs.{path.stem}")
   config = module.get_config()

@@ -19,8 +19,8 @@ from margin_jax import training
 from margin_jax.training import objectives
 
 SHARED = pathlib.Path(
-    os.environ.get("MARGIN_JAX_DATA")
-    or pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets"
+  os.environ.get("MARGIN_JAX_DATA")
+  or pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets"
 )
 STEPS = 300
 MAX_TEST_ERROR = 0.10
@@ -34,13 +34,14 @@ def mnist_data_dir(tmp_path_factory):
     pytest.skip(f"No offline raw MNIST at {SHARED / 'mnist'} (set MARGIN_JAX_DATA).")
   data_dir = tmp_path_factory.mktemp("tfds")
   from margin_jax import data
+
   data.load_arrays("mnist", data_dir=data_dir, source_dir=SHARED)
   return str(data_dir)
 
 
 @pytest.mark.parametrize(
-    "loss,margin", CASES,
-    ids=[f"{loss}_m{m}" if loss in MARGIN_LOSSES else loss for loss, m in CASES])
+  "loss,margin", CASES, ids=[f"{loss}_m{m}" if loss in MARGIN_LOSSES else loss for loss, m in CASES]
+)
 def test_every_loss_learns_mnist(mnist_data_dir, tmp_path, loss, margin):
   config = mnist_cpu.get_config()
   config.data_dir = mnist_data_dir

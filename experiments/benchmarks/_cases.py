@@ -49,8 +49,11 @@ def make_inputs(case: Case, batch: int, dim: int, classes: int, seed: int = 0):
   """Random (x, W, y, key) with the weight layout the case expects."""
   kx, kw, ky = jax.random.split(jax.random.key(seed), 3)
   x = jax.random.normal(kx, (batch, dim), jnp.float32)
-  shape = {"classifier": (dim, classes), "stacked": (NUM_CLASSIFIERS, dim, classes),
-           "centers": (classes, dim)}[case.weights]
+  shape = {
+    "classifier": (dim, classes),
+    "stacked": (NUM_CLASSIFIERS, dim, classes),
+    "centers": (classes, dim),
+  }[case.weights]
   w = jax.random.normal(kw, shape, jnp.float32) / math.sqrt(dim)
   y = jax.random.randint(ky, (batch,), 0, classes)
   return x, w, y, jax.random.key(seed + 1)
@@ -58,6 +61,8 @@ def make_inputs(case: Case, batch: int, dim: int, classes: int, seed: int = 0):
 
 def value_and_grad(case: Case):
   """jit(value_and_grad of the batch-mean loss w.r.t. features and weights)."""
+
   def mean_loss(x, w, y, key):
     return jnp.mean(case.fn(x, w, y, key))
+
   return jax.jit(jax.value_and_grad(mean_loss, argnums=(0, 1)))

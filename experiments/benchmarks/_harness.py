@@ -56,10 +56,15 @@ def peak_rss_mib() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def interleaved(fns: Mapping[str, Callable[[], Any]], *, warmup: int = 2,
-                min_reps: int = 5, max_reps: int = 50, budget_s: float = 60.0,
-                cpu_times: dict[str, list[float]] | None = None,
-                ) -> dict[str, list[float]]:
+def interleaved(
+  fns: Mapping[str, Callable[[], Any]],
+  *,
+  warmup: int = 2,
+  min_reps: int = 5,
+  max_reps: int = 50,
+  budget_s: float = 60.0,
+  cpu_times: dict[str, list[float]] | None = None,
+) -> dict[str, list[float]]:
   """Times each zero-argument ``fn`` (which must block on its result) round-robin.
 
   Runs ``warmup`` untimed rounds, then as many timed rounds as fit in
@@ -103,17 +108,22 @@ def paired_ratio(times: Sequence[float], baseline: Sequence[float]) -> float:
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   """A GitHub-markdown table (readable as plain text too)."""
+
   def fmt(v):
     if isinstance(v, float):
       if v == 0 or 0.01 <= abs(v) < 1e5:
         return f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
       return f"{v:.3g}"
     return str(v)
+
   cells = [[fmt(v) for v in row] for row in rows]
-  widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-            for i, h in enumerate(header)]
-  lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
-           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+  widths = [
+    max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)
+  ]
+  lines = [
+    "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+    "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+  ]
   lines += ["| " + " | ".join(c.rjust(w) for c, w in zip(row, widths)) + " |" for row in cells]
   return "\n".join(lines)
 

@@ -52,14 +52,21 @@ def measure(loss: str, batch: int, dim: int, classes: int, reps: int) -> dict:
     times.append(time.perf_counter() - t0)
   bc_bytes = 4 * batch * classes
   return {
-      "loss": loss, "classes": classes, "reps": reps, "compile_s": compile_s,
-      "ms": 1e3 * _harness.median(times), "ms_min": 1e3 * min(times),
-      "argument_bytes": mem.argument_size_in_bytes, "output_bytes": mem.output_size_in_bytes,
-      "temp_bytes": mem.temp_size_in_bytes, "alias_bytes": mem.alias_size_in_bytes,
-      "temp_in_bc_arrays": mem.temp_size_in_bytes / bc_bytes,
-      "peak_rss_mib": _harness.peak_rss_mib(), "rss_after_inputs_mib": rss_inputs,
-      "rss_before_step_mib": rss_before,
-      "step_peak_rss_mib": _harness.peak_rss_mib() - rss_before,
+    "loss": loss,
+    "classes": classes,
+    "reps": reps,
+    "compile_s": compile_s,
+    "ms": 1e3 * _harness.median(times),
+    "ms_min": 1e3 * min(times),
+    "argument_bytes": mem.argument_size_in_bytes,
+    "output_bytes": mem.output_size_in_bytes,
+    "temp_bytes": mem.temp_size_in_bytes,
+    "alias_bytes": mem.alias_size_in_bytes,
+    "temp_in_bc_arrays": mem.temp_size_in_bytes / bc_bytes,
+    "peak_rss_mib": _harness.peak_rss_mib(),
+    "rss_after_inputs_mib": rss_inputs,
+    "rss_before_step_mib": rss_before,
+    "step_peak_rss_mib": _harness.peak_rss_mib() - rss_before,
   }
 
 
@@ -73,14 +80,16 @@ def _numpy_inputs(case, batch, dim, classes):
   temporaries), so the process's peak RSS is the step's, not the generator's."""
   import jax
   import numpy as np
+
   rng = np.random.default_rng(0)
-  shape = {"classifier": (dim, classes), "stacked": (2, dim, classes),
-           "centers": (classes, dim)}[case.weights]
+  shape = {"classifier": (dim, classes), "stacked": (2, dim, classes), "centers": (classes, dim)}[
+    case.weights
+  ]
   w = np.empty(shape, np.float32)
   flat = w.reshape(-1)
   chunk = 1 << 24
   for i in range(0, flat.size, chunk):
-    flat[i:i + chunk] = rng.standard_normal(min(chunk, flat.size - i), dtype=np.float32)
+    flat[i : i + chunk] = rng.standard_normal(min(chunk, flat.size - i), dtype=np.float32)
   w *= np.float32(1 / np.sqrt(dim))
   x = rng.standard_normal((batch, dim), dtype=np.float32)
   y = rng.integers(0, classes, batch).astype(np.int32)
@@ -98,11 +107,14 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--dim", type=int, default=512)
-  parser.add_argument("--classes", type=int, nargs="+",
-                      default=[1000, 10000, 100000, 1000000])
+  parser.add_argument("--classes", type=int, nargs="+", default=[1000, 10000, 100000, 1000000])
   parser.add_argument("--losses", nargs="+", default=DEFAULT_LOSSES)
-  parser.add_argument("--reps", type=int, default=0,
-                      help="timed calls per point (0: 10 below 100k classes, 3 at 100k, 1 above)")
+  parser.add_argument(
+    "--reps",
+    type=int,
+    default=0,
+    help="timed calls per point (0: 10 below 100k classes, 3 at 100k, 1 above)",
+  )
   parser.add_argument("--json", default=None)
   parser.add_argument("--single", nargs=2, metavar=("LOSS", "C"), help=argparse.SUPPRESS)
   parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -116,43 +128,99 @@ def main(argv=None):
     return
 
   from experiments.benchmarks import _harness
+
   info = _harness.machine_info()
   import jax, jaxlib  # noqa: E401  (versions for the record only)
+
   info.update(jax=jax.__version__, jaxlib=jaxlib.__version__)
-  print(f"# class scaling, B={args.batch} d={args.dim}; {info.get('cpu')}, "
-        f"{info['cores']} cores, {info.get('memory_gib')} GiB, load {info['loadavg_start']}")
+  print(
+    f"# class scaling, B={args.batch} d={args.dim}; {info.get('cpu')}, "
+    f"{info['cores']} cores, {info.get('memory_gib')} GiB, load {info['loadavg_start']}"
+  )
   rows = []
   for classes in args.classes:
     for loss in args.losses:
       with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out = tmp.name
-      cmd = [sys.executable, "-m", "experiments.benchmarks.class_scaling", "--single", loss,
-             str(classes), "--out", out, "--batch", str(args.batch), "--dim", str(args.dim),
-             "--reps", str(args.reps)]
+      cmd = [
+        sys.executable,
+        "-m",
+        "experiments.benchmarks.class_scaling",
+        "--single",
+        loss,
+        str(classes),
+        "--out",
+        out,
+        "--batch",
+        str(args.batch),
+        "--dim",
+        str(args.dim),
+        "--reps",
+        str(args.reps),
+      ]
       subprocess.run(cmd, check=True)
       with open(out) as f:
         rows.append(json.load(f))
       os.unlink(out)
       r = rows[-1]
-      print(f"C={classes} {loss}: {r['ms']:.1f} ms, temp {r['temp_in_bc_arrays']:.2f} [B,C], "
-            f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
+      print(
+        f"C={classes} {loss}: {r['ms']:.1f} ms, temp {r['temp_in_bc_arrays']:.2f} [B,C], "
+        f"peak RSS {r['peak_rss_mib']:.0f} MiB",
+        flush=True,
+      )
 
   table = []
   for r in rows:
     per_class_us = 1e3 * r["ms"] / r["classes"]
-    table.append([r["classes"], r["loss"], r["ms"], per_class_us,
-                  r["argument_bytes"] / 2**20, r["output_bytes"] / 2**20,
-                  r["temp_bytes"] / 2**20, r["temp_in_bc_arrays"],
-                  r["rss_before_step_mib"], r["peak_rss_mib"], r["step_peak_rss_mib"],
-                  "ok" if within_budget(r, args.batch, args.dim) else "OVER"])
-  print("\nms: median of a few calls in a fresh process each (not interleaved; for ratios "
-        "to softmax see loss_overhead)")
-  print(_harness.format_table(
-      ["C", "loss", "ms", "us per class", "args MiB", "outputs MiB", "temp MiB",
-       "temp / [B,C] f32", "RSS before MiB", "peak RSS MiB", "step peak - before MiB",
-       "<= 2 [B,C]"], table))
-  _harness.write_json(args.json, {"benchmark": "class_scaling", "batch": args.batch,
-                                  "dim": args.dim, "machine": info, "results": rows})
+    table.append(
+      [
+        r["classes"],
+        r["loss"],
+        r["ms"],
+        per_class_us,
+        r["argument_bytes"] / 2**20,
+        r["output_bytes"] / 2**20,
+        r["temp_bytes"] / 2**20,
+        r["temp_in_bc_arrays"],
+        r["rss_before_step_mib"],
+        r["peak_rss_mib"],
+        r["step_peak_rss_mib"],
+        "ok" if within_budget(r, args.batch, args.dim) else "OVER",
+      ]
+    )
+  print(
+    "\nms: median of a few calls in a fresh process each (not interleaved; for ratios "
+    "to softmax see loss_overhead)"
+  )
+  print(
+    _harness.format_table(
+      [
+        "C",
+        "loss",
+        "ms",
+        "us per class",
+        "args MiB",
+        "outputs MiB",
+        "temp MiB",
+        "temp / [B,C] f32",
+        "RSS before MiB",
+        "peak RSS MiB",
+        "step peak - before MiB",
+        "<= 2 [B,C]",
+      ],
+      table,
+    )
+  )
+  _harness.write_json(
+    args.json,
+    {
+      "benchmark": "class_scaling",
+      "batch": args.batch,
+      "dim": args.dim,
+      "machine": info,
+      "results": rows,
+    },
+  )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Command::
 """
 
 import argparse
+import itertools
 import time
 
 import jax
@@ -37,23 +38,19 @@ def main() -> None:
   labels = rng.integers(0, 10, 50_000).astype(np.int32)
   mean = data.pixel_mean(images)
   augment = jax.pmap(
-      lambda key, x, mean: data.preprocess.preprocess(
-          key, x, recipe="cifar_plus", mean=mean, train=True),
-      in_axes=(0, 0, None),
+    lambda key, x, mean: data.preprocess.preprocess(
+      key, x, recipe="cifar_plus", mean=mean, train=True
+    ),
+    in_axes=(0, 0, None),
   )
 
   def batches(steps):
-    epoch = 0
-    while True:
-      for batch in data.train_batches(
-          images, labels, batch_size=args.batch_size, num_devices=num_devices,
-          seed=0, epoch=epoch,
-      ):
-        if steps == 0:
-          return
-        steps -= 1
-        yield batch
-      epoch += 1
+    return itertools.islice(
+      data.endless_train_batches(
+        images, labels, batch_size=args.batch_size, num_devices=num_devices, seed=0
+      ),
+      steps,
+    )
 
   def assembly_only(steps):
     for _ in batches(steps):
@@ -72,11 +69,15 @@ def main() -> None:
       out = augment(keys, batch["image"], mean)
     out.block_until_ready()
 
-  print(f"devices: {num_devices} x {jax.devices()[0].device_kind}, "
-        f"batch {args.batch_size}, {args.steps} steps")
-  for name, fn in (("batch assembly", assembly_only),
-                   ("cifar_plus on device", augment_only),
-                   ("assembly + cifar_plus", pipeline)):
+  print(
+    f"devices: {num_devices} x {jax.devices()[0].device_kind}, "
+    f"batch {args.batch_size}, {args.steps} steps"
+  )
+  for name, fn in (
+    ("batch assembly", assembly_only),
+    ("cifar_plus on device", augment_only),
+    ("assembly + cifar_plus", pipeline),
+  ):
     print(f"{name:>22}: {_images_per_second(fn, args.steps, args.batch_size):,.0f} images/s")
 
 

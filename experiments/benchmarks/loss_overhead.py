@@ -33,24 +33,30 @@ def bare_matmuls(x, w):
   def fwd_bwd(x, w, g):
     return x @ w, g @ w.T, x.T @ g
 
-  return (lambda: jax.block_until_ready(fwd(x, w)),
-          lambda: jax.block_until_ready(fwd_bwd(x, w, g)))
+  return (lambda: jax.block_until_ready(fwd(x, w)), lambda: jax.block_until_ready(fwd_bwd(x, w, g)))
 
 
-def run_one(batch: int, dim: int, classes: int, budget_s: float, max_reps: int,
-            min_reps: int = 5, names=None):
+def run_one(
+  batch: int, dim: int, classes: int, budget_s: float, max_reps: int, min_reps: int = 5, names=None
+):
   fns = {}
   for case in _cases.CASES:
     if names is not None and case.name not in names and case.name != BASELINE:
       continue
     args = _cases.make_inputs(case, batch, dim, classes)
     step = _cases.value_and_grad(case)
-    fns[case.name] = (lambda step=step, args=args: jax.block_until_ready(step(*args)))
+    fns[case.name] = lambda step=step, args=args: jax.block_until_ready(step(*args))
   x, w, _, _ = _cases.make_inputs(_cases.CASES[0], batch, dim, classes)
   fns["matmul_fwd"], fns["matmul_fwd_bwd"] = bare_matmuls(x, w)
   cpu: dict[str, list[float]] = {}
-  times = _harness.interleaved(fns, budget_s=budget_s, max_reps=max_reps, min_reps=min_reps,
-                               warmup=1 if classes >= 100_000 else 2, cpu_times=cpu)
+  times = _harness.interleaved(
+    fns,
+    budget_s=budget_s,
+    max_reps=max_reps,
+    min_reps=min_reps,
+    warmup=1 if classes >= 100_000 else 2,
+    cpu_times=cpu,
+  )
   base = times[BASELINE]
   flops_fwd = 2.0 * batch * dim * classes
   result = {"classes": classes, "reps": len(base), "ms": {}, "ratio": {}, "cpu_ratio": {}}
@@ -59,9 +65,9 @@ def run_one(batch: int, dim: int, classes: int, budget_s: float, max_reps: int,
     result["ratio"][name] = _harness.paired_ratio(ts, base)
     result["cpu_ratio"][name] = _harness.paired_ratio(cpu[name], cpu[BASELINE])
   result["gflops"] = {
-      "softmax_fwd_bwd": 3 * flops_fwd / _harness.median(base) / 1e9,
-      "matmul_fwd_bwd": 3 * flops_fwd / _harness.median(times["matmul_fwd_bwd"]) / 1e9,
-      "matmul_fwd": flops_fwd / _harness.median(times["matmul_fwd"]) / 1e9,
+    "softmax_fwd_bwd": 3 * flops_fwd / _harness.median(base) / 1e9,
+    "matmul_fwd_bwd": 3 * flops_fwd / _harness.median(times["matmul_fwd_bwd"]) / 1e9,
+    "matmul_fwd": flops_fwd / _harness.median(times["matmul_fwd"]) / 1e9,
   }
   return result
 
@@ -69,17 +75,21 @@ def run_one(batch: int, dim: int, classes: int, budget_s: float, max_reps: int,
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   _harness.add_loss_timing_args(parser, max_reps=60)
-  parser.add_argument("--losses", nargs="+", default=None,
-                      help="a subset of the cases (softmax is always run)")
+  parser.add_argument(
+    "--losses", nargs="+", default=None, help="a subset of the cases (softmax is always run)"
+  )
   args = parser.parse_args(argv)
 
   info = _harness.machine_info()
-  print(f"# loss overhead, B={args.batch} d={args.dim}; {info.get('cpu')}, "
-        f"{info['cores']} cores, load {info['loadavg_start']}")
+  print(
+    f"# loss overhead, B={args.batch} d={args.dim}; {info.get('cpu')}, "
+    f"{info['cores']} cores, load {info['loadavg_start']}"
+  )
   results = []
   for classes in args.classes:
-    results.append(run_one(args.batch, args.dim, classes, args.budget, args.max_reps,
-                           args.min_reps, args.losses))
+    results.append(
+      run_one(args.batch, args.dim, classes, args.budget, args.max_reps, args.min_reps, args.losses)
+    )
     r = results[-1]
     print(f"C={classes}: {r['reps']} rounds, softmax {r['ms'][BASELINE]:.3f} ms", flush=True)
 
@@ -95,15 +105,41 @@ def main(argv=None):
   rows = [[name] + [r["ms"][name] for r in results] for name in names]
   print("\nmedian ms")
   print(_harness.format_table(["loss (ms)"] + header[1:], rows))
-  rows = [[r["classes"], r["ms"][BASELINE], r["gflops"]["softmax_fwd_bwd"],
-           r["ms"]["matmul_fwd_bwd"], r["gflops"]["matmul_fwd_bwd"], r["gflops"]["matmul_fwd"]]
-          for r in results]
+  rows = [
+    [
+      r["classes"],
+      r["ms"][BASELINE],
+      r["gflops"]["softmax_fwd_bwd"],
+      r["ms"]["matmul_fwd_bwd"],
+      r["gflops"]["matmul_fwd_bwd"],
+      r["gflops"]["matmul_fwd"],
+    ]
+    for r in results
+  ]
   print("\nfloor: achieved GFLOP/s (softmax counts its 3 matmuls only, 6*B*d*C)")
-  print(_harness.format_table(
-      ["C", "softmax ms", "softmax GFLOP/s", "matmul fwd+bwd ms", "matmul fwd+bwd GFLOP/s",
-       "matmul fwd GFLOP/s"], rows))
-  _harness.write_json(args.json, {"benchmark": "loss_overhead", "batch": args.batch,
-                                  "dim": args.dim, "machine": info, "results": results})
+  print(
+    _harness.format_table(
+      [
+        "C",
+        "softmax ms",
+        "softmax GFLOP/s",
+        "matmul fwd+bwd ms",
+        "matmul fwd+bwd GFLOP/s",
+        "matmul fwd GFLOP/s",
+      ],
+      rows,
+    )
+  )
+  _harness.write_json(
+    args.json,
+    {
+      "benchmark": "loss_overhead",
+      "batch": args.batch,
+      "dim": args.dim,
+      "machine": info,
+      "results": results,
+    },
+  )
 
 
 if __name__ == "__main__":

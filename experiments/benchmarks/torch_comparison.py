@@ -40,6 +40,7 @@ def _pml(factory):
       module.W.copy_(w)
     module.W.requires_grad_(True)
     return module, (lambda x: module(x, y))
+
   return loss
 
 
@@ -52,26 +53,44 @@ def _torch_ce(x, w, y, classes, dim):
 
 # (name, margin_jax loss(x, W, y) -> [B], torch builder)
 PAIRS = (
-    ("cross_entropy", lambda x, w, y: losses.softmax_loss(x @ w, y), _torch_ce),
-    ("l_softmax_m2", lambda x, w, y: losses.large_margin_softmax_loss(x, w, y, margin=2),
-     _pml(lambda **kw: pml.LargeMarginSoftmaxLoss(margin=2, scale=1, **kw))),
-    ("l_softmax_m4", lambda x, w, y: losses.large_margin_softmax_loss(x, w, y, margin=4),
-     _pml(lambda **kw: pml.LargeMarginSoftmaxLoss(margin=4, scale=1, **kw))),
-    ("sphereface_m4", lambda x, w, y: losses.a_softmax_loss(x, w, y, margin=4),
-     _pml(lambda **kw: pml.SphereFaceLoss(margin=4, scale=1, **kw))),
-    ("cosface", lambda x, w, y: losses.cosface_loss(x, w, y, scale=64.0, margin=0.35),
-     _pml(lambda **kw: pml.CosFaceLoss(margin=0.35, scale=64, **kw))),
-    ("arcface", lambda x, w, y: losses.arcface_loss(x, w, y, scale=64.0, margin=ARCFACE_MARGIN),
-     _pml(lambda **kw: pml.ArcFaceLoss(margin=math.degrees(ARCFACE_MARGIN), scale=64, **kw))),
-    ("normface", lambda x, w, y: losses.normface_loss(x, w, y, scale=20.0),
-     _pml(lambda **kw: pml.NormalizedSoftmaxLoss(temperature=0.05, **kw))),
+  ("cross_entropy", lambda x, w, y: losses.softmax_loss(x @ w, y), _torch_ce),
+  (
+    "l_softmax_m2",
+    lambda x, w, y: losses.large_margin_softmax_loss(x, w, y, margin=2),
+    _pml(lambda **kw: pml.LargeMarginSoftmaxLoss(margin=2, scale=1, **kw)),
+  ),
+  (
+    "l_softmax_m4",
+    lambda x, w, y: losses.large_margin_softmax_loss(x, w, y, margin=4),
+    _pml(lambda **kw: pml.LargeMarginSoftmaxLoss(margin=4, scale=1, **kw)),
+  ),
+  (
+    "sphereface_m4",
+    lambda x, w, y: losses.a_softmax_loss(x, w, y, margin=4),
+    _pml(lambda **kw: pml.SphereFaceLoss(margin=4, scale=1, **kw)),
+  ),
+  (
+    "cosface",
+    lambda x, w, y: losses.cosface_loss(x, w, y, scale=64.0, margin=0.35),
+    _pml(lambda **kw: pml.CosFaceLoss(margin=0.35, scale=64, **kw)),
+  ),
+  (
+    "arcface",
+    lambda x, w, y: losses.arcface_loss(x, w, y, scale=64.0, margin=ARCFACE_MARGIN),
+    _pml(lambda **kw: pml.ArcFaceLoss(margin=math.degrees(ARCFACE_MARGIN), scale=64, **kw)),
+  ),
+  (
+    "normface",
+    lambda x, w, y: losses.normface_loss(x, w, y, scale=20.0),
+    _pml(lambda **kw: pml.NormalizedSoftmaxLoss(temperature=0.05, **kw)),
+  ),
 )
 
 
 def run_one(batch, dim, classes, threads, budget_s, max_reps, names, min_reps=5):
   rng = np.random.default_rng(0)
   x_np = rng.standard_normal((batch, dim), dtype=np.float32)
-  w_np = (rng.standard_normal((dim, classes), dtype=np.float32) / math.sqrt(dim))
+  w_np = rng.standard_normal((dim, classes), dtype=np.float32) / math.sqrt(dim)
   y_np = rng.integers(0, classes, batch)
   x_j, w_j, y_j = jnp.asarray(x_np), jnp.asarray(w_np), jnp.asarray(y_np, jnp.int32)
   x_t, y_t = torch.from_numpy(x_np).requires_grad_(True), torch.from_numpy(y_np)
@@ -80,8 +99,9 @@ def run_one(batch, dim, classes, threads, budget_s, max_reps, names, min_reps=5)
   for name, jax_loss, torch_builder in PAIRS:
     if name not in names:
       continue
-    step = jax.jit(jax.value_and_grad(
-        lambda x, w, y, f=jax_loss: jnp.mean(f(x, w, y)), argnums=(0, 1)))
+    step = jax.jit(
+      jax.value_and_grad(lambda x, w, y, f=jax_loss: jnp.mean(f(x, w, y)), argnums=(0, 1))
+    )
     module, torch_loss = torch_builder(x_t, w_t, y_t, classes, dim)
 
     def torch_step(module=module, torch_loss=torch_loss):
@@ -97,16 +117,19 @@ def run_one(batch, dim, classes, threads, budget_s, max_reps, names, min_reps=5)
     torch_value = float(torch_step().detach())
     values[name] = (jax_value, torch_value)
   cpu: dict[str, list[float]] = {}
-  times = _harness.interleaved(fns, budget_s=budget_s, max_reps=max_reps, min_reps=min_reps,
-                               cpu_times=cpu)
+  times = _harness.interleaved(
+    fns, budget_s=budget_s, max_reps=max_reps, min_reps=min_reps, cpu_times=cpu
+  )
   result = {"classes": classes, "reps": len(next(iter(times.values()))), "pairs": {}}
   for name, (jv, tv) in values.items():
     tj, tt = times[f"jax:{name}"], times[f"torch:{name}"]
     result["pairs"][name] = {
-        "jax_ms": 1e3 * _harness.median(tj), "torch_ms": 1e3 * _harness.median(tt),
-        "ratio": _harness.paired_ratio(tj, tt),
-        "cpu_ratio": _harness.paired_ratio(cpu[f"jax:{name}"], cpu[f"torch:{name}"]),
-        "jax_loss": jv, "torch_loss": tv,
+      "jax_ms": 1e3 * _harness.median(tj),
+      "torch_ms": 1e3 * _harness.median(tt),
+      "ratio": _harness.paired_ratio(tj, tt),
+      "cpu_ratio": _harness.paired_ratio(cpu[f"jax:{name}"], cpu[f"torch:{name}"]),
+      "jax_loss": jv,
+      "torch_loss": tv,
     }
   return result
 
@@ -121,34 +144,72 @@ def main(argv=None):
   torch.set_num_threads(args.threads)
   info = _harness.machine_info()
   info["torch_threads"] = torch.get_num_threads()
-  print(f"# margin_jax vs pytorch-metric-learning, B={args.batch} d={args.dim}, "
-        f"torch threads {torch.get_num_threads()}; {info.get('cpu')}, load {info['loadavg_start']}")
+  print(
+    f"# margin_jax vs pytorch-metric-learning, B={args.batch} d={args.dim}, "
+    f"torch threads {torch.get_num_threads()}; {info.get('cpu')}, load {info['loadavg_start']}"
+  )
   results = []
   for classes in args.classes:
-    results.append(run_one(args.batch, args.dim, classes, args.threads, args.budget,
-                           args.max_reps, set(args.losses), args.min_reps))
+    results.append(
+      run_one(
+        args.batch,
+        args.dim,
+        classes,
+        args.threads,
+        args.budget,
+        args.max_reps,
+        set(args.losses),
+        args.min_reps,
+      )
+    )
     print(f"C={classes}: {results[-1]['reps']} rounds", flush=True)
 
   names = [n for n in (p[0] for p in PAIRS) if n in args.losses]
   header = ["loss (margin_jax / torch time)"] + [f"C={r['classes']}" for r in results]
-  print("\nmargin_jax time / PyTorch time, forward+backward (median of paired rounds; "
-        "< 0.4 is the 2.5x target)")
-  print(_harness.format_table(header, [[n] + [r["pairs"][n]["ratio"] for r in results]
-                                       for n in names]))
+  print(
+    "\nmargin_jax time / PyTorch time, forward+backward (median of paired rounds; "
+    "< 0.4 is the 2.5x target)"
+  )
+  print(
+    _harness.format_table(header, [[n] + [r["pairs"][n]["ratio"] for r in results] for n in names])
+  )
   print("\nsame, from process CPU time")
-  print(_harness.format_table(header, [[n] + [r["pairs"][n]["cpu_ratio"] for r in results]
-                                       for n in names]))
+  print(
+    _harness.format_table(
+      header, [[n] + [r["pairs"][n]["cpu_ratio"] for r in results] for n in names]
+    )
+  )
   rows = []
   for r in results:
     for n in names:
       p = r["pairs"][n]
-      rows.append([r["classes"], n, p["jax_ms"], p["torch_ms"], p["torch_ms"] / p["jax_ms"],
-                   p["jax_loss"], p["torch_loss"]])
+      rows.append(
+        [
+          r["classes"],
+          n,
+          p["jax_ms"],
+          p["torch_ms"],
+          p["torch_ms"] / p["jax_ms"],
+          p["jax_loss"],
+          p["torch_loss"],
+        ]
+      )
   print("\nmedian ms and the two losses' values on the same inputs")
-  print(_harness.format_table(["C", "loss", "margin_jax ms", "torch ms", "speed-up",
-                               "margin_jax loss", "torch loss"], rows))
-  _harness.write_json(args.json, {"benchmark": "torch_comparison", "batch": args.batch,
-                                  "dim": args.dim, "machine": info, "results": results})
+  print(
+    _harness.format_table(
+      ["C", "loss", "margin_jax ms", "torch ms", "speed-up", "margin_jax loss", "torch loss"], rows
+    )
+  )
+  _harness.write_json(
+    args.json,
+    {
+      "benchmark": "torch_comparison",
+      "batch": args.batch,
+      "dim": args.dim,
+      "machine": info,
+      "results": results,
+    },
+  )
 
 
 if __name__ == "__main__":

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import functools
-import itertools
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from experiments.benchmarks import _harness
@@ -74,17 +72,25 @@ def build_step(loss: str, width: float, batch: int, mean, seed: int = 0):
   init_key, train_key = jax.random.split(jax.random.key(seed))
   state = train.create_train_state(config, model, IMAGE_SHAPE, init_key)
   p_train = devices.parallelize(
-      functools.partial(train.train_step, objective=objective, preprocess=preprocess,
-                        learning_rate=optim.learning_rate_schedule(config), key=train_key),
-      donate_state=True)
+    functools.partial(
+      train.train_step,
+      objective=objective,
+      preprocess=preprocess,
+      learning_rate=optim.learning_rate_schedule(config),
+      key=train_key,
+    ),
+    donate_state=True,
+  )
   return p_train, devices.replicate(state)
 
 
 def random_batch(batch: int, seed: int = 0):
   rng = np.random.default_rng(seed)
   n = devices.local_device_count()
-  return {"image": rng.integers(0, 256, (n, batch // n, *IMAGE_SHAPE), dtype=np.uint8),
-          "label": rng.integers(0, NUM_CLASSES, (n, batch // n)).astype(np.int32)}
+  return {
+    "image": rng.integers(0, 256, (n, batch // n, *IMAGE_SHAPE), dtype=np.uint8),
+    "label": rng.integers(0, NUM_CLASSES, (n, batch // n)).astype(np.int32),
+  }
 
 
 def time_losses(losses, width, batch, mean, budget_s, max_reps):
@@ -105,16 +111,20 @@ def time_losses(losses, width, batch, mean, budget_s, max_reps):
 
   fns = {loss: functools.partial(run, loss) for loss in losses}
   cpu: dict[str, list[float]] = {}
-  times = _harness.interleaved(fns, warmup=1, min_reps=3, max_reps=max_reps,
-                               budget_s=budget_s, cpu_times=cpu)
+  times = _harness.interleaved(
+    fns, warmup=1, min_reps=3, max_reps=max_reps, budget_s=budget_s, cpu_times=cpu
+  )
   base = "softmax" if "softmax" in times else losses[0]
   out = {}
   for loss in losses:
-    out[loss] = {"compile_s": compile_s[loss], "step_ms": 1e3 * _harness.median(times[loss]),
-                 "images_per_s": batch / _harness.median(times[loss]),
-                 "ratio_to_softmax": _harness.paired_ratio(times[loss], times[base]),
-                 "cpu_ratio_to_softmax": _harness.paired_ratio(cpu[loss], cpu[base]),
-                 "reps": len(times[loss])}
+    out[loss] = {
+      "compile_s": compile_s[loss],
+      "step_ms": 1e3 * _harness.median(times[loss]),
+      "images_per_s": batch / _harness.median(times[loss]),
+      "ratio_to_softmax": _harness.paired_ratio(times[loss], times[base]),
+      "cpu_ratio_to_softmax": _harness.paired_ratio(cpu[loss], cpu[base]),
+      "reps": len(times[loss]),
+    }
   return out
 
 
@@ -124,12 +134,9 @@ def time_pipeline(width, batch, mean, images, labels, blocks, steps_per_block):
   fixed = devices.put_batch(random_batch(batch))
   state, _ = p_train(state, fixed)  # compile + warm-up
 
-  def epochs():
-    for epoch in itertools.count():
-      yield from data.train_batches(images, labels, batch_size=batch,
-                                    num_devices=devices.local_device_count(), seed=0,
-                                    epoch=epoch)
-  batches = epochs()
+  batches = data.endless_train_batches(
+    images, labels, batch_size=batch, num_devices=devices.local_device_count(), seed=0
+  )
   fed, alone = [], []
   for _ in range(blocks):
     t0 = time.perf_counter()
@@ -149,23 +156,31 @@ def time_pipeline(width, batch, mean, images, labels, blocks, steps_per_block):
     jax.block_until_ready(devices.put_batch(next(batches)))
     n += 1
   host_s = (time.perf_counter() - t0) / n
-  return {"fed_images_per_s": batch / _harness.median(fed),
-          "fixed_images_per_s": batch / _harness.median(alone),
-          "fed_over_fixed_time": _harness.paired_ratio(fed, alone),
-          "pipeline_only_images_per_s": batch / host_s, "blocks": blocks,
-          "steps_per_block": steps_per_block}
+  return {
+    "fed_images_per_s": batch / _harness.median(fed),
+    "fixed_images_per_s": batch / _harness.median(alone),
+    "fed_over_fixed_time": _harness.paired_ratio(fed, alone),
+    "pipeline_only_images_per_s": batch / host_s,
+    "blocks": blocks,
+    "steps_per_block": steps_per_block,
+  }
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--width", type=float, default=CPU_WIDTH,
-                      help=f"filter multiplier (cpu protocol {CPU_WIDTH}; paper {PAPER_WIDTH})")
+  parser.add_argument(
+    "--width",
+    type=float,
+    default=CPU_WIDTH,
+    help=f"filter multiplier (cpu protocol {CPU_WIDTH}; paper {PAPER_WIDTH})",
+  )
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--losses", nargs="+", default=DEFAULT_LOSSES)
   parser.add_argument("--budget", type=float, default=240.0, help="timed seconds in all")
   parser.add_argument("--max-reps", type=int, default=20)
-  parser.add_argument("--pipeline", action="store_true",
-                      help="also time softmax's step fed by the CIFAR-10 pipeline")
+  parser.add_argument(
+    "--pipeline", action="store_true", help="also time softmax's step fed by the CIFAR-10 pipeline"
+  )
   parser.add_argument("--pipeline-blocks", type=int, default=5)
   parser.add_argument("--pipeline-steps", type=int, default=4)
   parser.add_argument("--json", default=None)
@@ -173,8 +188,10 @@ def main(argv=None):
 
   info = _harness.machine_info()
   info["devices"] = [str(d) for d in jax.local_devices()]
-  print(f"# train step, {ARCHITECTURE} width {args.width}, batch {args.batch}; "
-        f"{info.get('cpu')}, {info['cores']} cores, load {info['loadavg_start']}")
+  print(
+    f"# train step, {ARCHITECTURE} width {args.width}, batch {args.batch}; "
+    f"{info.get('cpu')}, {info['cores']} cores, load {info['loadavg_start']}"
+  )
   images = labels = None
   if args.pipeline:
     dataset = data.load_arrays("cifar10_jpeg")
@@ -182,25 +199,68 @@ def main(argv=None):
     mean = np.asarray(preprocessing.pixel_mean(images))
   else:
     mean = np.full(IMAGE_SHAPE, 120.0, np.float32)  # the mean's value does not change the cost
-  results = {"losses": time_losses(args.losses, args.width, args.batch, mean,
-                                   args.budget, args.max_reps)}
-  rows = [[loss, r["compile_s"], r["step_ms"], r["images_per_s"], r["ratio_to_softmax"],
-           r["cpu_ratio_to_softmax"], r["reps"]] for loss, r in results["losses"].items()]
-  print(f"\ntrain step, width {args.width}, batch {args.batch} (step time / softmax step time: "
-        "median of paired rounds; target <= 1.03)")
-  print(_harness.format_table(["loss", "compile s", "step ms", "images/s", "time / softmax",
-                               "cpu time / softmax", "rounds"], rows))
+  results = {
+    "losses": time_losses(args.losses, args.width, args.batch, mean, args.budget, args.max_reps)
+  }
+  rows = [
+    [
+      loss,
+      r["compile_s"],
+      r["step_ms"],
+      r["images_per_s"],
+      r["ratio_to_softmax"],
+      r["cpu_ratio_to_softmax"],
+      r["reps"],
+    ]
+    for loss, r in results["losses"].items()
+  ]
+  print(
+    f"\ntrain step, width {args.width}, batch {args.batch} (step time / softmax step time: "
+    "median of paired rounds; target <= 1.03)"
+  )
+  print(
+    _harness.format_table(
+      [
+        "loss",
+        "compile s",
+        "step ms",
+        "images/s",
+        "time / softmax",
+        "cpu time / softmax",
+        "rounds",
+      ],
+      rows,
+    )
+  )
   if args.pipeline:
-    results["pipeline"] = p = time_pipeline(args.width, args.batch, mean, images, labels,
-                                            args.pipeline_blocks, args.pipeline_steps)
+    results["pipeline"] = p = time_pipeline(
+      args.width, args.batch, mean, images, labels, args.pipeline_blocks, args.pipeline_steps
+    )
     print("\nsoftmax step fed by the real CIFAR-10 pipeline (cifar_plus augmentation on device)")
-    print(_harness.format_table(
+    print(
+      _harness.format_table(
         ["fed images/s", "fixed-batch images/s", "fed / fixed time", "pipeline alone images/s"],
-        [[p["fed_images_per_s"], p["fixed_images_per_s"], p["fed_over_fixed_time"],
-          p["pipeline_only_images_per_s"]]]))
-  _harness.write_json(args.json, {"benchmark": "train_step", "width": args.width,
-                                  "batch": args.batch, "architecture": ARCHITECTURE,
-                                  "machine": info, "results": results})
+        [
+          [
+            p["fed_images_per_s"],
+            p["fixed_images_per_s"],
+            p["fed_over_fixed_time"],
+            p["pipeline_only_images_per_s"],
+          ]
+        ],
+      )
+    )
+  _harness.write_json(
+    args.json,
+    {
+      "benchmark": "train_step",
+      "width": args.width,
+      "batch": args.batch,
+      "architecture": ARCHITECTURE,
+      "machine": info,
+      "results": results,
+    },
+  )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ functions are re-exported.
 from margin_jax.data.degrade import class_balanced_subset
 from margin_jax.data.degrade import pollute_labels
 from margin_jax.data.load import load_arrays
+from margin_jax.data.pipeline import endless_train_batches
 from margin_jax.data.pipeline import eval_batches
 from margin_jax.data.pipeline import train_batches
 from margin_jax.data.preprocess import center_crop
@@ -23,19 +24,20 @@ from margin_jax.data.registry import DatasetSpec
 from margin_jax.data.registry import get_spec
 
 __all__ = (
-    "DATASETS",
-    "DatasetSpec",
-    "RECIPES",
-    "center_crop",
-    "cifar_augment",
-    "class_balanced_subset",
-    "eval_batches",
-    "get_spec",
-    "load_arrays",
-    "pixel_mean",
-    "pollute_labels",
-    "random_crop",
-    "subtract_mean",
-    "to_float",
-    "train_batches",
+  "DATASETS",
+  "DatasetSpec",
+  "RECIPES",
+  "center_crop",
+  "cifar_augment",
+  "class_balanced_subset",
+  "endless_train_batches",
+  "eval_batches",
+  "get_spec",
+  "load_arrays",
+  "pixel_mean",
+  "pollute_labels",
+  "random_crop",
+  "subtract_mean",
+  "to_float",
+  "train_batches",
 )

@@ -19,8 +19,10 @@ def class_balanced_subset(labels, fraction, *, seed) -> np.ndarray:
     Sorted int64 indices into ``labels``.
 
   Example:
-    >>> idx = class_balanced_subset(train_labels, 0.1, seed=0)
-    >>> images, labels = train_images[idx], train_labels[idx]
+    >>> labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    >>> idx = class_balanced_subset(labels, 0.5, seed=0)
+    >>> np.bincount(labels[idx]).tolist()  # half of each class
+    [2, 3]
 
   References:
     Chen et al., Noisy Softmax: Improving the Generalization Ability of DCNN
@@ -65,8 +67,7 @@ def pollute_labels(labels, rate, *, num_classes, seed) -> tuple[np.ndarray, np.n
     raise ValueError(f"num_classes={num_classes} must be at least 2.")
   if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:
     raise ValueError(
-        f"labels span [{labels.min()}, {labels.max()}], expected [0,"
-        f" num_classes={num_classes})."
+      f"labels span [{labels.min()}, {labels.max()}], expected [0, num_classes={num_classes})."
     )
   rng = np.random.default_rng(seed)
   flipped = np.sort(rng.choice(labels.size, round(rate * labels.size), replace=False))

@@ -32,35 +32,39 @@ URL_VARIABLE = "MARGIN_JAX_DOWNLOAD_URL"
 
 # The official hosts (those tensorflow-datasets downloads from).
 OFFICIAL_URLS = {
-    "mnist": "https://storage.googleapis.com/cvdf-datasets/mnist/",
-    "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
-    "cifar10": "https://www.cs.toronto.edu/~kriz/",
-    "cifar100": "https://www.cs.toronto.edu/~kriz/",
+  "mnist": "https://storage.googleapis.com/cvdf-datasets/mnist/",
+  "fashion_mnist": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+  "cifar10": "https://www.cs.toronto.edu/~kriz/",
+  "cifar100": "https://www.cs.toronto.edu/~kriz/",
 }
 
 # Per dataset: {official file name: (hash, digest of what is hashed)}. "md5 of
 # the gunzipped bytes" for IDX files, "sha256" of the file for tarballs.
 CHECKSUMS = {
-    "mnist": {
-        "train-images-idx3-ubyte.gz": ("gunzip-md5", "6bbc9ace898e44ae57da46a324031adb"),
-        "train-labels-idx1-ubyte.gz": ("gunzip-md5", "a25bea736e30d166cdddb491f175f624"),
-        "t10k-images-idx3-ubyte.gz": ("gunzip-md5", "2646ac647ad5339dbf082846283269ea"),
-        "t10k-labels-idx1-ubyte.gz": ("gunzip-md5", "27ae3e4e09519cfbb04c329615203637"),
-    },
-    "fashion_mnist": {
-        "train-images-idx3-ubyte.gz": ("gunzip-md5", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
-        "train-labels-idx1-ubyte.gz": ("gunzip-md5", "9018921c3c673c538a1fc5bad174d6f9"),
-        "t10k-images-idx3-ubyte.gz": ("gunzip-md5", "8181f5470baa50b63fa0f6fddb340f0a"),
-        "t10k-labels-idx1-ubyte.gz": ("gunzip-md5", "15d484375f8d13e6eb1aabb0c3f46965"),
-    },
-    "cifar10": {
-        "cifar-10-binary.tar.gz": (
-            "sha256", "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd"),
-    },
-    "cifar100": {
-        "cifar-100-binary.tar.gz": (
-            "sha256", "58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec"),
-    },
+  "mnist": {
+    "train-images-idx3-ubyte.gz": ("gunzip-md5", "6bbc9ace898e44ae57da46a324031adb"),
+    "train-labels-idx1-ubyte.gz": ("gunzip-md5", "a25bea736e30d166cdddb491f175f624"),
+    "t10k-images-idx3-ubyte.gz": ("gunzip-md5", "2646ac647ad5339dbf082846283269ea"),
+    "t10k-labels-idx1-ubyte.gz": ("gunzip-md5", "27ae3e4e09519cfbb04c329615203637"),
+  },
+  "fashion_mnist": {
+    "train-images-idx3-ubyte.gz": ("gunzip-md5", "f4a8712d7a061bf5bd6d2ca38dc4d50a"),
+    "train-labels-idx1-ubyte.gz": ("gunzip-md5", "9018921c3c673c538a1fc5bad174d6f9"),
+    "t10k-images-idx3-ubyte.gz": ("gunzip-md5", "8181f5470baa50b63fa0f6fddb340f0a"),
+    "t10k-labels-idx1-ubyte.gz": ("gunzip-md5", "15d484375f8d13e6eb1aabb0c3f46965"),
+  },
+  "cifar10": {
+    "cifar-10-binary.tar.gz": (
+      "sha256",
+      "c4a38c50a1bc5f3a1c5537f2155ab9d68f9f25eb1ed8d9ddda3db29a59bca1dd",
+    ),
+  },
+  "cifar100": {
+    "cifar-100-binary.tar.gz": (
+      "sha256",
+      "58a81ae192c23a4be8b1804d68e518ed807d710a4eb253b1f2a199162a40d8ec",
+    ),
+  },
 }
 
 _CHUNK = 1 << 20
@@ -100,9 +104,9 @@ def _verify(path: pathlib.Path, url: str, kind: str, expected: str) -> None:
     path.unlink()
     what = "MD5 of the uncompressed bytes" if kind == "gunzip-md5" else "SHA-256"
     raise ChecksumError(
-        f"{url.rsplit('/', 1)[-1]} downloaded from {url} is corrupt or truncated: its {what}"
-        f" is {actual}, expected {expected}. The file was removed; run again"
-        " to download it anew."
+      f"{url.rsplit('/', 1)[-1]} downloaded from {url} is corrupt or truncated: its {what}"
+      f" is {actual}, expected {expected}. The file was removed; run again"
+      " to download it anew."
     )
 
 
@@ -120,10 +124,18 @@ def _fetch(url: str, part: pathlib.Path) -> None:
     resumed = response.status == 206
     total = response.headers.get("Content-Length")
     total = int(total) + (have if resumed else 0) if total else None
-    with open(part, "ab" if resumed else "wb") as f, tqdm.tqdm(
-        total=total, initial=have if resumed else 0, unit="B",
-        unit_scale=True, unit_divisor=1024, desc=part.name[:-len(".part")],
-        dynamic_ncols=True) as bar:
+    with (
+      open(part, "ab" if resumed else "wb") as f,
+      tqdm.tqdm(
+        total=total,
+        initial=have if resumed else 0,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=part.name[: -len(".part")],
+        dynamic_ncols=True,
+      ) as bar,
+    ):
       while chunk := response.read(_CHUNK):
         f.write(chunk)
         bar.update(len(chunk))
@@ -162,11 +174,11 @@ def download(name: str, cache_dir) -> pathlib.Path:
       _fetch(url, part)
     except (OSError, http.client.HTTPException) as e:  # URLError is an OSError.
       raise ConnectionError(
-          f"Cannot download {url} ({e}). Without network access, put the"
-          f" official raw files in <DIR>/{name}/ and set MARGIN_JAX_DATA=<DIR>,"
-          f" or run `python -m margin_jax.data.prepare --source <DIR>`; set"
-          f" {URL_VARIABLE} to use a mirror. The partial download is kept in"
-          f" {part} and resumes on the next run."
+        f"Cannot download {url} ({e}). Without network access, put the"
+        f" official raw files in <DIR>/{name}/ and set MARGIN_JAX_DATA=<DIR>,"
+        f" or run `python -m margin_jax.data.prepare --source <DIR>`; set"
+        f" {URL_VARIABLE} to use a mirror. The partial download is kept in"
+        f" {part} and resumes on the next run."
       ) from e
     _verify(part, url, kind, expected)
     os.replace(part, path)

@@ -25,8 +25,8 @@ def _ensure_prepared(name, spec, data_dir, source_dir) -> None:
     offline.prepare(name, source_dir=cache, data_dir=data_dir)
     return
   checked = (
-      f"no prepared dataset in {pathlib.Path(data_dir) / name} and no raw files"
-      f" in {raw_dir or '(no source directory: $MARGIN_JAX_DATA is unset)'}"
+    f"no prepared dataset in {pathlib.Path(data_dir) / name} and no raw files"
+    f" in {raw_dir or '(no source directory: $MARGIN_JAX_DATA is unset)'}"
   )
   if not spec.download:
     raise FileNotFoundError(f"Cannot load {name!r}: {checked}.")
@@ -35,8 +35,8 @@ def _ensure_prepared(name, spec, data_dir, source_dir) -> None:
     builder.download_and_prepare()
   except Exception as e:  # Network, TensorFlow or disk: one clear message.
     raise FileNotFoundError(
-        f"Cannot load {name!r}: {checked}, and tfds' download (which needs"
-        f" TensorFlow for this dataset) failed: {e!r}."
+      f"Cannot load {name!r}: {checked}, and tfds' download (which needs"
+      f" TensorFlow for this dataset) failed: {e!r}."
     ) from e
 
 
@@ -62,9 +62,10 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
     "name": name}`` with images uint8 ``[N, H, W, C]`` and labels int32
     ``[N]``, in tfds' stored order.
 
-  Example:
-    >>> data = load_arrays("mnist")  # doctest: +SKIP
-    >>> images, labels = data["train"]  # (60000, 28, 28, 1), (60000,)
+  Usage (prepares or downloads MNIST on first use)::
+
+    data = load_arrays("mnist")
+    images, labels = data["train"]  # (60000, 28, 28, 1), (60000,)
   """
   spec = registry.get_spec(name)
   data_dir = str(data_dir or offline.default_data_dir())

@@ -45,12 +45,14 @@ def _encode(image):
   rows = np.zeros((height, 1 + width * channels), np.uint8)  # Filter byte 0.
   rows[:, 1:] = image.reshape(height, width * channels)
   header = struct.pack(">IIBBBBB", width, height, 8, {1: 0, 3: 2}[channels], 0, 0, 0)
-  return b"".join((
+  return b"".join(
+    (
       b"\x89PNG\r\n\x1a\n",
       _chunk(b"IHDR", header),
       _chunk(b"IDAT", zlib.compress(rows.tobytes(), 0)),
       _chunk(b"IEND", b""),
-  ))
+    )
+  )
 
 
 class _FromRawSplits:
@@ -67,14 +69,13 @@ class _FromRawSplits:
     del dl_manager  # Everything is local.
     if self._raw_splits is None:
       raise FileNotFoundError(
-          f"Dataset {self.name!r} is built from local raw files only: run"
-          " `python -m margin_jax.data.prepare --source DIR --data-dir DIR`."
+        f"Dataset {self.name!r} is built from local raw files only: run"
+        " `python -m margin_jax.data.prepare --source DIR --data-dir DIR`."
       )
     for feature, names in self._label_names.items():
       self.info.features[feature].names = names
     return {
-        split: self._generate_examples(split, values)
-        for split, values in self._raw_splits.items()
+      split: self._generate_examples(split, values) for split, values in self._raw_splits.items()
     }
 
   def _generate_examples(self, split, values):
@@ -116,21 +117,21 @@ class Cifar10Jpeg(_FromRawSplits, tfds.core.GeneratorBasedBuilder):
 
   def _info(self):
     return tfds.core.DatasetInfo(
-        builder=self,
-        description=self.__doc__,
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(32, 32, 3), encoding_format="jpeg"),
-            "label": tfds.features.ClassLabel(names=raw.CIFAR10_LABEL_NAMES),
-        }),
-        supervised_keys=("image", "label"),
-        homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
-        citation=tfds_cifar._CITATION,  # pylint: disable=protected-access
+      builder=self,
+      description=self.__doc__,
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(32, 32, 3), encoding_format="jpeg"),
+          "label": tfds.features.ClassLabel(names=raw.CIFAR10_LABEL_NAMES),
+        }
+      ),
+      supervised_keys=("image", "label"),
+      homepage="https://www.cs.toronto.edu/~kriz/cifar.html",
+      citation=tfds_cifar._CITATION,  # pylint: disable=protected-access
     )
 
 
-_BUILDERS = {
-    b.name: b for b in (_Mnist, _FashionMnist, _Cifar10, _Cifar100, Cifar10Jpeg)
-}
+_BUILDERS = {b.name: b for b in (_Mnist, _FashionMnist, _Cifar10, _Cifar100, Cifar10Jpeg)}
 
 
 def _verify(builder, splits, spec: registry.DatasetSpec) -> None:
@@ -140,15 +141,14 @@ def _verify(builder, splits, spec: registry.DatasetSpec) -> None:
     expected = len(values["label"])
     if len(sources[split]) != expected:
       raise RuntimeError(
-          f"{builder.data_path}: split {split!r} has {len(sources[split])}"
-          f" examples after preparation, expected {expected}."
+        f"{builder.data_path}: split {split!r} has {len(sources[split])}"
+        f" examples after preparation, expected {expected}."
       )
     for i in sorted({0, expected - 1}):
       shape = np.shape(sources[split][i]["image"])
       if shape != spec.image_shape:
         raise RuntimeError(
-            f"{builder.data_path}: {split}[{i}] has image shape {shape},"
-            f" expected {spec.image_shape}."
+          f"{builder.data_path}: {split}[{i}] has image shape {shape}, expected {spec.image_shape}."
         )
 
 
@@ -171,8 +171,7 @@ def prepare(name: str, *, source_dir, data_dir=None) -> pathlib.Path:
   spec = registry.get_spec(name)
   if not spec.offline:
     raise ValueError(
-        f"Dataset {name!r} has no offline raw-file preparation; expected one of"
-        f" {sorted(_BUILDERS)}."
+      f"Dataset {name!r} has no offline raw-file preparation; expected one of {sorted(_BUILDERS)}."
     )
   builder_cls = _BUILDERS[name]
   data_dir = pathlib.Path(data_dir or default_data_dir()).expanduser()
@@ -183,13 +182,15 @@ def prepare(name: str, *, source_dir, data_dir=None) -> pathlib.Path:
   data_dir.mkdir(parents=True, exist_ok=True)
   with tempfile.TemporaryDirectory(prefix=f".incomplete-{name}-", dir=data_dir) as tmp:
     builder = builder_cls(
-        raw_splits=splits, label_names=label_names, data_dir=tmp,
-        file_format="array_record",
+      raw_splits=splits,
+      label_names=label_names,
+      data_dir=tmp,
+      file_format="array_record",
     )
     builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            compute_stats=tfds.download.ComputeStatsMode.SKIP
-        )
+      download_config=tfds.download.DownloadConfig(
+        compute_stats=tfds.download.ComputeStatsMode.SKIP
+      )
     )
     _verify(builder, splits, spec)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +199,7 @@ def prepare(name: str, *, source_dir, data_dir=None) -> pathlib.Path:
     except OSError as e:
       if not builder_cls(data_dir=data_dir).is_prepared():  # Not a lost race.
         raise FileExistsError(
-            f"{final} exists but is not a prepared dataset (no"
-            " dataset_info.json); remove it and prepare again."
+          f"{final} exists but is not a prepared dataset (no"
+          " dataset_info.json); remove it and prepare again."
         ) from e
   return pathlib.Path(final)

@@ -6,6 +6,7 @@ to ``[num_devices, per_device]`` for ``jax.pmap``, so the union over processes
 is exactly the single-process batch.
 """
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -13,29 +14,33 @@ import numpy as np
 
 def _per_device(batch_size, num_devices, process_index, process_count) -> int:
   if not 0 <= process_index < process_count:
-    raise ValueError(
-        f"process_index={process_index} is not in [0, process_count="
-        f"{process_count})."
-    )
+    raise ValueError(f"process_index={process_index} is not in [0, process_count={process_count}).")
   shards = num_devices * process_count
   if batch_size <= 0 or num_devices <= 0 or batch_size % shards:
     raise ValueError(
-        f"batch_size={batch_size} must be a positive multiple of num_devices *"
-        f" process_count = {num_devices} * {process_count} = {shards}."
+      f"batch_size={batch_size} must be a positive multiple of num_devices *"
+      f" process_count = {num_devices} * {process_count} = {shards}."
     )
   return batch_size // shards
 
 
 def _batch(images, labels, indices, num_devices, per_device) -> dict:
   return {
-      "image": images[indices].reshape(num_devices, per_device, *images.shape[1:]),
-      "label": labels[indices].reshape(num_devices, per_device),
+    "image": images[indices].reshape(num_devices, per_device, *images.shape[1:]),
+    "label": labels[indices].reshape(num_devices, per_device),
   }
 
 
 def train_batches(
-    images, labels, *, batch_size, num_devices, seed, epoch,
-    process_index=0, process_count=1,
+  images,
+  labels,
+  *,
+  batch_size,
+  num_devices,
+  seed,
+  epoch,
+  process_index=0,
+  process_count=1,
 ) -> Iterator[dict]:
   """Yields one epoch of shuffled training batches; drops the remainder.
 
@@ -57,19 +62,60 @@ def train_batches(
   per_device = _per_device(batch_size, num_devices, process_index, process_count)
   if len(images) != len(labels) or len(images) < batch_size:
     raise ValueError(
-        f"Got {len(images)} images and {len(labels)} labels; expected equal"
-        f" counts of at least batch_size={batch_size}."
+      f"Got {len(images)} images and {len(labels)} labels; expected equal"
+      f" counts of at least batch_size={batch_size}."
     )
   labels = np.asarray(labels, np.int32)
   order = np.random.default_rng([seed, epoch]).permutation(len(images))
   per_process = batch_size // process_count
   for start in range(0, len(images) - batch_size + 1, batch_size):
     first = start + process_index * per_process
-    yield _batch(images, labels, order[first:first + per_process], num_devices, per_device)
+    yield _batch(images, labels, order[first : first + per_process], num_devices, per_device)
+
+
+def endless_train_batches(
+  images,
+  labels,
+  *,
+  batch_size,
+  num_devices,
+  seed,
+  start_step=0,
+  process_index=0,
+  process_count=1,
+) -> Iterator[dict]:
+  """`train_batches` epoch after epoch, from global step ``start_step`` on.
+
+  Epoch e is the permutation of (seed, e), so a run resumed at step t sees
+  the batches an uninterrupted run would have seen from step t.
+  """
+  steps_per_epoch = len(labels) // batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"{len(labels)} training examples < batch_size {batch_size}")
+  epoch, skip = divmod(start_step, steps_per_epoch)
+  while True:
+    batches = train_batches(
+      images,
+      labels,
+      batch_size=batch_size,
+      num_devices=num_devices,
+      seed=seed,
+      epoch=epoch,
+      process_index=process_index,
+      process_count=process_count,
+    )
+    yield from itertools.islice(batches, skip, None)
+    epoch, skip = epoch + 1, 0
 
 
 def eval_batches(
-    images, labels, *, batch_size, num_devices, process_index=0, process_count=1,
+  images,
+  labels,
+  *,
+  batch_size,
+  num_devices,
+  process_index=0,
+  process_count=1,
 ) -> Iterator[dict]:
   """Yields evaluation batches in order; pads the last one and masks padding.
 

@@ -24,20 +24,24 @@ def main(argv=None) -> None:
   """Parses the command line and prepares each requested dataset."""
   preparable = [n for n, s in registry.DATASETS.items() if s.offline]
   parser = argparse.ArgumentParser(
-      prog="python -m margin_jax.data.prepare",
-      description="Build tfds datasets from local raw files, atomically.",
+    prog="python -m margin_jax.data.prepare",
+    description="Build tfds datasets from local raw files, atomically.",
   )
   parser.add_argument(
-      "--source", default=os.environ.get("MARGIN_JAX_DATA"),
-      help="folder with <dataset>/<raw files> (default: $MARGIN_JAX_DATA)",
+    "--source",
+    default=os.environ.get("MARGIN_JAX_DATA"),
+    help="folder with <dataset>/<raw files> (default: $MARGIN_JAX_DATA)",
   )
   parser.add_argument(
-      "--data-dir", default=offline.default_data_dir(),
-      help="tfds data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
+    "--data-dir",
+    default=offline.default_data_dir(),
+    help="tfds data directory (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)",
   )
   parser.add_argument(
-      "--datasets", nargs="+", choices=preparable,
-      help="datasets to prepare (default: every one with raw files in --source)",
+    "--datasets",
+    nargs="+",
+    choices=preparable,
+    help="datasets to prepare (default: every one with raw files in --source)",
   )
   args = parser.parse_args(argv)
   if not args.source:

@@ -123,7 +123,7 @@ def center_crop(x, size: int) -> jax.Array:
   if size > min(height, width):
     raise ValueError(f"size={size} exceeds the image size {height}x{width}.")
   top, left = (height - size) // 2, (width - size) // 2
-  return x[..., top:top + size, left:left + size, :]
+  return x[..., top : top + size, left : left + size, :]
 
 
 @jax.jit
@@ -179,9 +179,13 @@ def preprocess(key, images, *, recipe: str, mean=None, train: bool) -> jax.Array
     float32 ``[..., H', W', C]``.
 
   Example:
+    >>> import jax, numpy as np
+    >>> train_images = np.full((8, 32, 32, 3), 128, np.uint8)
     >>> mean = pixel_mean(train_images)
-    >>> x = preprocess(key, batch["image"], recipe="cifar_plus", mean=mean,
-    ...                train=True)
+    >>> x = preprocess(jax.random.key(0), train_images[:4], recipe="cifar_plus",
+    ...                mean=mean, train=True)
+    >>> x.shape, x.dtype
+    ((4, 32, 32, 3), dtype('float32'))
   """
   if recipe not in RECIPES:
     raise ValueError(f"Unknown recipe {recipe!r}; expected one of {RECIPES}.")

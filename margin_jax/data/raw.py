@@ -21,14 +21,22 @@ from PIL import Image
 Split = dict[str, object]
 
 CIFAR10_LABEL_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
+  "airplane",
+  "automobile",
+  "bird",
+  "cat",
+  "deer",
+  "dog",
+  "frog",
+  "horse",
+  "ship",
+  "truck",
 )
 _READ_ERRORS = (OSError, EOFError, zlib.error, tarfile.TarError)
 
 _IDX_FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+  "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+  "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 
 
@@ -57,15 +65,15 @@ def read_idx(path, *, ndim: int) -> np.ndarray:
   magic = bytes([0, 0, 0x08, ndim])
   if data[:4] != magic:
     raise ValueError(
-        f"{path}: IDX magic number is {data[:4].hex()}, expected {magic.hex()}"
-        f" (unsigned bytes, {ndim} dimensions)."
+      f"{path}: IDX magic number is {data[:4].hex()}, expected {magic.hex()}"
+      f" (unsigned bytes, {ndim} dimensions)."
     )
   shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, offset=4))
   payload = len(data) - 4 - 4 * ndim
   if payload != np.prod(shape):
     raise ValueError(
-        f"{path}: header promises {shape[0]} items of shape {shape[1:]}"
-        f" ({np.prod(shape)} bytes) but the file holds {payload} bytes."
+      f"{path}: header promises {shape[0]} items of shape {shape[1:]}"
+      f" ({np.prod(shape)} bytes) but the file holds {payload} bytes."
     )
   return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
@@ -74,8 +82,7 @@ def _checked_labels(labels, num_classes: int, where) -> np.ndarray:
   labels = np.asarray(labels, np.int64)
   if labels.size and not 0 <= labels.min() <= labels.max() < num_classes:
     raise ValueError(
-        f"{where}: labels span [{labels.min()}, {labels.max()}], expected"
-        f" [0, {num_classes})."
+      f"{where}: labels span [{labels.min()}, {labels.max()}], expected [0, {num_classes})."
     )
   return labels
 
@@ -89,12 +96,12 @@ def read_idx_dataset(folder) -> dict[str, Split]:
     labels = read_idx(folder / label_file, ndim=1)
     if len(images) != len(labels):
       raise ValueError(
-          f"{folder / image_file} holds {len(images)} images but"
-          f" {folder / label_file} holds {len(labels)} labels; expected equal."
+        f"{folder / image_file} holds {len(images)} images but"
+        f" {folder / label_file} holds {len(labels)} labels; expected equal."
       )
     splits[split] = {
-        "image": images[..., None],
-        "label": _checked_labels(labels, 10, folder / label_file),
+      "image": images[..., None],
+      "label": _checked_labels(labels, 10, folder / label_file),
     }
   return splits
 
@@ -117,26 +124,43 @@ def _member(members: dict[str, bytes], tarball, name: str) -> bytes:
 
 # Per dataset and format: tarball, member prefix, train/test members, meta.
 _CIFAR_FILES = {
-    ("cifar10", "python"): (
-        "cifar-10-python.tar.gz", "cifar-10-batches-py/",
-        [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "batches.meta"),
-    ("cifar10", "binary"): (
-        "cifar-10-binary.tar.gz", "cifar-10-batches-bin/",
-        [f"data_batch_{i}.bin" for i in range(1, 6)], ["test_batch.bin"], None),
-    ("cifar100", "python"): (
-        "cifar-100-python.tar.gz", "cifar-100-python/", ["train"], ["test"], "meta"),
-    ("cifar100", "binary"): (
-        "cifar-100-binary.tar.gz", "cifar-100-binary/", ["train.bin"], ["test.bin"],
-        None),
+  ("cifar10", "python"): (
+    "cifar-10-python.tar.gz",
+    "cifar-10-batches-py/",
+    [f"data_batch_{i}" for i in range(1, 6)],
+    ["test_batch"],
+    "batches.meta",
+  ),
+  ("cifar10", "binary"): (
+    "cifar-10-binary.tar.gz",
+    "cifar-10-batches-bin/",
+    [f"data_batch_{i}.bin" for i in range(1, 6)],
+    ["test_batch.bin"],
+    None,
+  ),
+  ("cifar100", "python"): (
+    "cifar-100-python.tar.gz",
+    "cifar-100-python/",
+    ["train"],
+    ["test"],
+    "meta",
+  ),
+  ("cifar100", "binary"): (
+    "cifar-100-binary.tar.gz",
+    "cifar-100-binary/",
+    ["train.bin"],
+    ["test.bin"],
+    None,
+  ),
 }
 # Per label feature: python batch key, python meta key, binary names file.
 # Binary records hold the label bytes in this order, then 3072 pixels.
 _CIFAR_LABELS = {
-    "cifar10": {"label": (b"labels", b"label_names", "batches.meta.txt")},
-    "cifar100": {
-        "coarse_label": (b"coarse_labels", b"coarse_label_names", "coarse_label_names.txt"),
-        "label": (b"fine_labels", b"fine_label_names", "fine_label_names.txt"),
-    },
+  "cifar10": {"label": (b"labels", b"label_names", "batches.meta.txt")},
+  "cifar100": {
+    "coarse_label": (b"coarse_labels", b"coarse_label_names", "coarse_label_names.txt"),
+    "label": (b"fine_labels", b"fine_label_names", "fine_label_names.txt"),
+  },
 }
 
 
@@ -154,8 +178,8 @@ def _cifar_python_batch(members, tarball, name, labels) -> Split:
     split = {k: np.asarray(batch[key]) for k, (key, _, _) in labels.items()}
   except (KeyError, ValueError, TypeError) as e:
     raise ValueError(
-        f"{tarball}: member {name!r} is not a CIFAR batch with a [N, 3072]"
-        f" b'data' array and {[v[0] for v in labels.values()]} ({e!r})."
+      f"{tarball}: member {name!r} is not a CIFAR batch with a [N, 3072]"
+      f" b'data' array and {[v[0] for v in labels.values()]} ({e!r})."
     ) from e
   return {"image": images.transpose(0, 2, 3, 1)} | split
 
@@ -165,11 +189,11 @@ def _cifar_binary_batch(members, tarball, name, labels) -> Split:
   record = len(labels) + 3072
   if data.size % record:
     raise ValueError(
-        f"{tarball}: member {name!r} holds {data.size} bytes, expected a"
-        f" multiple of the {record}-byte record (truncated?)."
+      f"{tarball}: member {name!r} holds {data.size} bytes, expected a"
+      f" multiple of the {record}-byte record (truncated?)."
     )
   data = data.reshape(-1, record)
-  images = data[:, len(labels):].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+  images = data[:, len(labels) :].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
   return {"image": images} | {k: data[:, i] for i, k in enumerate(labels)}
 
 
@@ -201,8 +225,7 @@ def read_cifar(folder, name: str) -> tuple[dict[str, Split], dict[str, list]]:
     names = {k: [n.decode() for n in meta[v[1]]] for k, v in labels.items()}
   else:
     names = {
-        k: _member(members, tarball, prefix + v[2]).decode().split()
-        for k, v in labels.items()
+      k: _member(members, tarball, prefix + v[2]).decode().split() for k, v in labels.items()
     }
   for split in splits.values():
     for k in labels:
@@ -231,12 +254,15 @@ def read_image_folder(folder, name: str) -> dict[str, Split]:
   if tar_path.is_file():
     files, origin = _tar_members(tar_path), tar_path
   elif (folder / "train").is_dir():
-    files = {str(p.relative_to(folder)): p.read_bytes()
-             for p in sorted(folder.glob("*/*/*")) if p.is_file()}
+    files = {
+      str(p.relative_to(folder)): p.read_bytes()
+      for p in sorted(folder.glob("*/*/*"))
+      if p.is_file()
+    }
     origin = folder
   else:
     raise FileNotFoundError(
-        f"Neither {tar_path} nor an image folder {folder}/train/<class>/ exists."
+      f"Neither {tar_path} nor an image folder {folder}/train/<class>/ exists."
     )
   examples = {"train": [], "test": []}
   for path in sorted(files):
@@ -245,8 +271,7 @@ def read_image_folder(folder, name: str) -> dict[str, Split]:
       continue
     if cls not in CIFAR10_LABEL_NAMES:
       raise ValueError(
-          f"{origin}: {path} is in class folder {cls!r}, expected one of"
-          f" {CIFAR10_LABEL_NAMES}."
+        f"{origin}: {path} is in class folder {cls!r}, expected one of {CIFAR10_LABEL_NAMES}."
       )
     try:
       with Image.open(io.BytesIO(files[path])) as image:
@@ -255,8 +280,7 @@ def read_image_folder(folder, name: str) -> dict[str, Split]:
       raise ValueError(f"{origin}: {path} is not a readable image ({e}).") from e
     if shape != (32, 32, 3) or mode != "RGB":
       raise ValueError(
-          f"{origin}: {path} is a {mode} image of shape {shape}, expected RGB"
-          " (32, 32, 3)."
+        f"{origin}: {path} is a {mode} image of shape {shape}, expected RGB (32, 32, 3)."
       )
     examples[split].append((files[path], CIFAR10_LABEL_NAMES.index(cls)))
   splits = {}
@@ -265,9 +289,9 @@ def read_image_folder(folder, name: str) -> dict[str, Split]:
     counts = np.bincount(labels, minlength=len(CIFAR10_LABEL_NAMES))
     if not counts.min() == counts.max() > 0:
       raise ValueError(
-          f"{origin}: split {split!r} has {dict(zip(CIFAR10_LABEL_NAMES, counts.tolist()))}"
-          " images per class; expected the same non-zero number in every class"
-          " (truncated archive?)."
+        f"{origin}: split {split!r} has {dict(zip(CIFAR10_LABEL_NAMES, counts.tolist()))}"
+        " images per class; expected the same non-zero number in every class"
+        " (truncated archive?)."
       )
     splits[split] = {"image": [file for file, _ in pairs], "label": labels}
   return splits

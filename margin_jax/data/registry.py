@@ -25,17 +25,17 @@ class DatasetSpec:
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec
-    for spec in (
-        DatasetSpec("mnist", 10, (28, 28, 1), offline=True),
-        DatasetSpec("fashion_mnist", 10, (28, 28, 1), offline=True),
-        DatasetSpec("cifar10", 10, (32, 32, 3), offline=True),
-        DatasetSpec("cifar100", 100, (32, 32, 3), offline=True),
-        DatasetSpec("svhn_cropped", 10, (32, 32, 3), offline=False),
-        # The JPEG (quality ~75) copy of CIFAR-10 in ../shared/datasets: not
-        # byte-exact, so it never answers to the name "cifar10".
-        DatasetSpec("cifar10_jpeg", 10, (32, 32, 3), offline=True, download=False),
-    )
+  spec.name: spec
+  for spec in (
+    DatasetSpec("mnist", 10, (28, 28, 1), offline=True),
+    DatasetSpec("fashion_mnist", 10, (28, 28, 1), offline=True),
+    DatasetSpec("cifar10", 10, (32, 32, 3), offline=True),
+    DatasetSpec("cifar100", 100, (32, 32, 3), offline=True),
+    DatasetSpec("svhn_cropped", 10, (32, 32, 3), offline=False),
+    # The JPEG (quality ~75) copy of CIFAR-10 in ../shared/datasets: not
+    # byte-exact, so it never answers to the name "cifar10".
+    DatasetSpec("cifar10_jpeg", 10, (32, 32, 3), offline=True, download=False),
+  )
 }
 
 
@@ -44,6 +44,4 @@ def get_spec(name: str) -> DatasetSpec:
   try:
     return DATASETS[name]
   except KeyError:
-    raise ValueError(
-        f"Unknown dataset {name!r}; expected one of {sorted(DATASETS)}."
-    ) from None
+    raise ValueError(f"Unknown dataset {name!r}; expected one of {sorted(DATASETS)}.") from None

@@ -33,10 +33,12 @@ def check_labels(labels, batch_size: int, name: str = "labels") -> jax.Array:
   labels = jnp.asarray(labels)
   if labels.ndim != 1:
     raise ValueError(
-        f"{name} must have shape [batch_size]={[batch_size]}, got shape {labels.shape}.")
+      f"{name} must have shape [batch_size]={[batch_size]}, got shape {labels.shape}."
+    )
   if labels.shape[0] != batch_size:
     raise ValueError(
-        f"{name} has {labels.shape[0]} entries but the batch has {batch_size} examples.")
+      f"{name} has {labels.shape[0]} entries but the batch has {batch_size} examples."
+    )
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise TypeError(f"{name} must be integer class indices, got dtype {labels.dtype}.")
   return labels
@@ -56,9 +58,9 @@ def prepare_logits(logits, labels, *, min_classes: int = 1):
 
 # Per kind of class-weight argument: its name, layout and the axis of dim.
 _WEIGHT_LAYOUTS = {
-    "classifier": ("weights", "[dim, num_classes]", 0),
-    "stacked": ("weights", "[num_classifiers, dim, num_classes]", 1),
-    "centers": ("centers", "[num_classes, dim]", 1),
+  "classifier": ("weights", "[dim, num_classes]", 0),
+  "stacked": ("weights", "[num_classifiers, dim, num_classes]", 1),
+  "centers": ("centers", "[num_classes, dim]", 1),
 }
 
 
@@ -84,8 +86,9 @@ def prepare_features(features, weights, labels, *, kind: str = "classifier"):
   name, layout, dim_axis = _WEIGHT_LAYOUTS[kind]
   if weights.shape[dim_axis] != features.shape[1]:
     raise ValueError(
-        f"{name} {weights.shape} (layout {layout}) do not match features {features.shape}: "
-        f"expected dim {features.shape[1]} on axis {dim_axis}.")
+      f"{name} {weights.shape} (layout {layout}) do not match features {features.shape}: "
+      f"expected dim {features.shape[1]} on axis {dim_axis}."
+    )
   labels = check_labels(labels, features.shape[0])
   out_dtype = result_dtype(features, weights)
   dtype = compute_dtype(out_dtype)
@@ -175,8 +178,9 @@ def target_columns(weights: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.take(weights, labels, axis=1, mode="fill").T
 
 
-def cross_entropy_with_target(logits: jax.Array, labels: jax.Array,
-                              target_logit: jax.Array) -> jax.Array:
+def cross_entropy_with_target(
+  logits: jax.Array, labels: jax.Array, target_logit: jax.Array
+) -> jax.Array:
   """-log softmax with the target logit replaced by ``target_logit`` [B].
 
   The replacement is a fused select, so no [B, C] one-hot or scatter is built.

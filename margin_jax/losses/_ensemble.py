@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from margin_jax.losses import _common
 from margin_jax.losses._logit_losses import soft_margin_softmax_loss
 
 
-def hsic_diversity(weights) -> jax.Array:
+def hsic_diversity(weights: ArrayLike) -> jax.Array:
   r"""HSIC between every ordered pair of weak classifiers, inner-product kernel.
 
   .. math::
@@ -51,8 +52,14 @@ def hsic_diversity(weights) -> jax.Array:
   return total.astype(out_dtype)
 
 
-def ensemble_soft_margin_softmax_loss(features, weights, labels, *, margin,
-                                      diversity) -> jax.Array:
+def ensemble_soft_margin_softmax_loss(
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  margin: ArrayLike,
+  diversity: ArrayLike,
+) -> jax.Array:
   r"""EM-Softmax: summed soft-margin losses of V weak classifiers plus HSIC diversity.
 
   .. math::
@@ -76,18 +83,30 @@ def ensemble_soft_margin_softmax_loss(features, weights, labels, *, margin,
     Per-example loss, shape ``[batch_size]``.
 
   Example:
-    >>> ensemble_soft_margin_softmax_loss(x, W_stack, y, margin=0.3, diversity=0.1)
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> W_stack = jnp.stack([W, -W])  # V=2 weak classifiers [2, d, C]
+    >>> ensemble_soft_margin_softmax_loss(x, W_stack, y, margin=0.3, diversity=0.1).round(4)
+    Array([3.4773   , 6.1714997], dtype=float32)
 
   References:
     Wang et al., Ensemble Soft-Margin Softmax Loss for Image Classification,
     IJCAI 2018, eqs. 4, 6 and the EM-Softmax objective of Sec. 3.2.
   """
   features, weights, labels, out_dtype = _common.prepare_features(
-      features, weights, labels, kind="stacked")
+    features, weights, labels, kind="stacked"
+  )
   # One plain [B, d] x [d, C] matmul per weak classifier: a batched einsum over
   # V makes XLA:CPU transpose W [V, d, C] and the [V, B, C] logits (and their
   # gradients) around the dot, which costs ~25% of the step at C = 10^4.
-  loss = sum((soft_margin_softmax_loss(features @ weights[v], labels, margin=margin)
-              for v in range(weights.shape[0])), jnp.zeros(features.shape[:1], features.dtype))
+  loss = sum(
+    (
+      soft_margin_softmax_loss(features @ weights[v], labels, margin=margin)
+      for v in range(weights.shape[0])
+    ),
+    jnp.zeros(features.shape[:1], features.dtype),
+  )
   loss = loss + diversity * hsic_diversity(weights)
   return loss.astype(out_dtype)

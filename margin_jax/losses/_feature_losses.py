@@ -13,6 +13,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from margin_jax.losses import _common
 from margin_jax.losses._logit_losses import softmax_loss
@@ -22,8 +23,9 @@ NOISE_TYPES = ("annealed", "amplitude", "free", "normal", "negative")
 
 def _target_norm_product(features, weights, labels):
   """||W_y|| ||x|| per example, shape [B]."""
-  return (_common.safe_norm(features, axis=1)
-          * _common.safe_norm(_common.target_columns(weights, labels), axis=1))
+  return _common.safe_norm(features, axis=1) * _common.safe_norm(
+    _common.target_columns(weights, labels), axis=1
+  )
 
 
 def _cosine(target_logit, norm_product):
@@ -31,7 +33,7 @@ def _cosine(target_logit, norm_product):
   return jnp.clip(target_logit / norm_product, -1.0, 1.0)
 
 
-def target_cosine(features, weights, labels) -> jax.Array:
+def target_cosine(features: ArrayLike, weights: ArrayLike, labels: ArrayLike) -> jax.Array:
   r"""cos(theta_y) between each feature and its target classifier, shape ``[batch_size]``.
 
   A diagnostic: the mean target angle is ``arccos`` of it (never differentiate
@@ -46,12 +48,13 @@ def target_cosine(features, weights, labels) -> jax.Array:
 def _check_integer_margin(margin) -> int:
   if isinstance(margin, bool) or not isinstance(margin, int) or margin < 1:
     raise ValueError(
-        f"margin must be a Python integer >= 1 (static), got {margin!r}; "
-        "L-Softmax's psi(theta) is defined for integer m only.")
+      f"margin must be a Python integer >= 1 (static), got {margin!r}; "
+      "L-Softmax's psi(theta) is defined for integer m only."
+    )
   return margin
 
 
-def psi(cosine: jax.Array, *, margin: int) -> jax.Array:
+def psi(cosine: ArrayLike, *, margin: int) -> jax.Array:
   r"""L-Softmax's monotone target function of cos(theta), without arccos.
 
   .. math::
@@ -79,16 +82,18 @@ def psi(cosine: jax.Array, *, margin: int) -> jax.Array:
   """
   margin = _check_integer_margin(margin)
   sine_sq = 1.0 - cosine * cosine
-  cos_m_theta = sum((-1) ** n * math.comb(margin, 2 * n)
-                    * cosine ** (margin - 2 * n) * sine_sq ** n
-                    for n in range(margin // 2 + 1))
-  k = sum((cosine <= math.cos(j * math.pi / margin)).astype(cosine.dtype)
-          for j in range(1, margin))
+  cos_m_theta = sum(
+    (-1) ** n * math.comb(margin, 2 * n) * cosine ** (margin - 2 * n) * sine_sq**n
+    for n in range(margin // 2 + 1)
+  )
+  k = sum((cosine <= math.cos(j * math.pi / margin)).astype(cosine.dtype) for j in range(1, margin))
   sign = 1.0 - 2.0 * jnp.mod(k, 2.0)  # (-1)^k
   return sign * cos_m_theta - 2.0 * k
 
 
-def large_margin_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> jax.Array:
+def large_margin_softmax_loss(
+  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, margin: int, lam: ArrayLike = 0.0
+) -> jax.Array:
   r"""L-Softmax: an angular margin m on the target class.
 
   .. math::
@@ -114,7 +119,12 @@ def large_margin_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> 
     Per-example loss, shape ``[batch_size]``.
 
   Example:
-    >>> large_margin_softmax_loss(x, W, y, margin=2, lam=lambda_schedule(...)(step))
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> large_margin_softmax_loss(x, W, y, margin=2).round(4)
+    Array([0.8843, 0.1036], dtype=float32)
 
   References:
     Liu et al., Large-Margin Softmax Loss for Convolutional Neural Networks,
@@ -122,8 +132,13 @@ def large_margin_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> 
   """
   margin = _check_integer_margin(margin)
   features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
-  return _large_margin(features @ weights, _target_norm_product(features, weights, labels),
-                       labels, margin=margin, lam=lam).astype(out_dtype)
+  return _large_margin(
+    features @ weights,
+    _target_norm_product(features, weights, labels),
+    labels,
+    margin=margin,
+    lam=lam,
+  ).astype(out_dtype)
 
 
 def _large_margin(logits, norm_product, labels, *, margin, lam):
@@ -136,7 +151,9 @@ def _large_margin(logits, norm_product, labels, *, margin, lam):
   return _common.cross_entropy_with_target(logits, labels, new_target)
 
 
-def a_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> jax.Array:
+def a_softmax_loss(
+  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, margin: int, lam: ArrayLike = 0.0
+) -> jax.Array:
   r"""A-Softmax (SphereFace): L-Softmax with unit-norm class weights.
 
   .. math::
@@ -153,6 +170,14 @@ def a_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> jax.Array:
   Returns:
     Per-example loss, shape ``[batch_size]``.
 
+  Example:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> a_softmax_loss(x, W, y, margin=4).round(4)
+    Array([2.2902, 0.6483], dtype=float32)
+
   References:
     Liu et al., SphereFace: Deep Hypersphere Embedding for Face Recognition,
     CVPR 2017, eq. 6 (psi as L-Softmax eq. 6).
@@ -163,14 +188,22 @@ def a_softmax_loss(features, weights, labels, *, margin, lam=0.0) -> jax.Array:
   # W and no [d, C] passes for its gradient (the cost at many classes).
   logits = _common.divide_columns(features @ weights, _common.safe_norm(weights, axis=0))
   unit_targets = _common.normalize(_common.target_columns(weights, labels), axis=1)
-  norm_product = (_common.safe_norm(features, axis=1)
-                  * _common.safe_norm(unit_targets, axis=1))  # ||x|| ||W_y / ||W_y|| ||
-  return _large_margin(logits, norm_product, labels, margin=margin,
-                       lam=lam).astype(out_dtype)
+  norm_product = _common.safe_norm(features, axis=1) * _common.safe_norm(
+    unit_targets, axis=1
+  )  # ||x|| ||W_y / ||W_y|| ||
+  return _large_margin(logits, norm_product, labels, margin=margin, lam=lam).astype(out_dtype)
 
 
-def noisy_softmax_loss(features, weights, labels, key, *, alpha, noise="annealed",
-                       bias=None) -> jax.Array:
+def noisy_softmax_loss(
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  key: jax.Array,
+  *,
+  alpha: ArrayLike,
+  noise: str = "annealed",
+  bias: ArrayLike | None = None,
+) -> jax.Array:
   r"""Noisy Softmax: subtract non-negative annealed noise from the target logit.
 
   .. math::
@@ -207,7 +240,13 @@ def noisy_softmax_loss(features, weights, labels, key, *, alpha, noise="annealed
     Per-example loss, shape ``[batch_size]``.
 
   Example:
-    >>> noisy_softmax_loss(x, W, y, jax.random.key(0), alpha=0.1 ** 0.5)
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> import jax
+    >>> noisy_softmax_loss(x, W, y, jax.random.key(0), alpha=0.1 ** 0.5).round(4)
+    Array([0.6046, 0.0637], dtype=float32)
 
   References:
     Chen, Deng & Du, Noisy Softmax: Improving the Generalization Ability of
@@ -222,11 +261,11 @@ def noisy_softmax_loss(features, weights, labels, key, *, alpha, noise="annealed
   xi = jax.random.normal(key, target_logit.shape, dtype=target_logit.dtype)
   sigma = alpha * (norm_product - target_logit)  # alpha ||W_y|| ||x|| (1 - cos theta_y)
   subtracted = {
-      "annealed": lambda: sigma * jnp.abs(xi),
-      "amplitude": lambda: alpha * norm_product * jnp.abs(xi),
-      "free": lambda: alpha * jnp.abs(xi),
-      "normal": lambda: sigma * xi,
-      "negative": lambda: -sigma * jnp.abs(xi),
+    "annealed": lambda: sigma * jnp.abs(xi),
+    "amplitude": lambda: alpha * norm_product * jnp.abs(xi),
+    "free": lambda: alpha * jnp.abs(xi),
+    "normal": lambda: sigma * xi,
+    "negative": lambda: -sigma * jnp.abs(xi),
   }[noise]()
   if bias is not None:
     bias = jnp.asarray(bias, logits.dtype)
@@ -234,11 +273,12 @@ def noisy_softmax_loss(features, weights, labels, key, *, alpha, noise="annealed
       raise ValueError(f"bias must have shape [num_classes]={[logits.shape[1]]}, got {bias.shape}.")
     logits = logits + bias
     target_logit = target_logit + jnp.take(bias, labels, mode="fill")
-  return _common.cross_entropy_with_target(
-      logits, labels, target_logit - subtracted).astype(out_dtype)
+  return _common.cross_entropy_with_target(logits, labels, target_logit - subtracted).astype(
+    out_dtype
+  )
 
 
-def virtual_softmax_loss(features, weights, labels) -> jax.Array:
+def virtual_softmax_loss(features: ArrayLike, weights: ArrayLike, labels: ArrayLike) -> jax.Array:
   r"""Virtual Softmax: one extra negative class placed on the feature itself.
 
   .. math::
@@ -257,7 +297,12 @@ def virtual_softmax_loss(features, weights, labels) -> jax.Array:
     Per-example loss, shape ``[batch_size]``.
 
   Example:
-    >>> virtual_softmax_loss(x, W, y)
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> virtual_softmax_loss(x, W, y).round(4)
+    Array([1.0993    , 0.84279996], dtype=float32)
 
   References:
     Chen, Deng & Shen, Virtual Class Enhanced Discriminative Embedding
@@ -279,11 +324,14 @@ def _cosine_logits(features, weights):
   passes over [d, C] cost more than the matmul's own memory traffic at many
   classes.
   """
-  return _common.divide_columns(_common.normalize(features, axis=1) @ weights,
-                                _common.safe_norm(weights, axis=0))
+  return _common.divide_columns(
+    _common.normalize(features, axis=1) @ weights, _common.safe_norm(weights, axis=0)
+  )
 
 
-def normface_loss(features, weights, labels, *, scale) -> jax.Array:
+def normface_loss(
+  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, scale: ArrayLike
+) -> jax.Array:
   r"""NormFace / N-Softmax: softmax over scaled cosines.
 
   .. math::
@@ -298,6 +346,14 @@ def normface_loss(features, weights, labels, *, scale) -> jax.Array:
   Returns:
     Per-example loss, shape ``[batch_size]``.
 
+  Example:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> normface_loss(x, W, y, scale=16.0).round(4)
+    Array([0.0009, 0.    ], dtype=float32)
+
   References:
     Wang et al., NormFace: L2 Hypersphere Embedding for Face Verification,
     ACM MM 2017, eq. 6 (the N-Softmax compared in the EM and Virtual papers).
@@ -306,7 +362,9 @@ def normface_loss(features, weights, labels, *, scale) -> jax.Array:
   return softmax_loss(scale * _cosine_logits(features, weights), labels).astype(out_dtype)
 
 
-def cosface_loss(features, weights, labels, *, scale, margin) -> jax.Array:
+def cosface_loss(
+  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, scale: ArrayLike, margin: ArrayLike
+) -> jax.Array:
   r"""CosFace / AM-Softmax: an additive cosine margin.
 
   .. math::
@@ -323,6 +381,14 @@ def cosface_loss(features, weights, labels, *, scale, margin) -> jax.Array:
   Returns:
     Per-example loss, shape ``[batch_size]``.
 
+  Example:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> cosface_loss(x, W, y, scale=16.0, margin=0.35).round(4)
+    Array([0.2127, 0.    ], dtype=float32)
+
   References:
     Wang et al., CosFace: Large Margin Cosine Loss, CVPR 2018, eq. 4.
   """
@@ -332,7 +398,9 @@ def cosface_loss(features, weights, labels, *, scale, margin) -> jax.Array:
   return _common.cross_entropy_with_target(logits, labels, target).astype(out_dtype)
 
 
-def arcface_loss(features, weights, labels, *, scale, margin) -> jax.Array:
+def arcface_loss(
+  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, scale: ArrayLike, margin: ArrayLike
+) -> jax.Array:
   r"""ArcFace: an additive angular margin, in radians.
 
   .. math::
@@ -353,6 +421,14 @@ def arcface_loss(features, weights, labels, *, scale, margin) -> jax.Array:
   Returns:
     Per-example loss, shape ``[batch_size]``.
 
+  Example:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> arcface_loss(x, W, y, scale=16.0, margin=0.5).round(4)
+    Array([0.1451, 0.    ], dtype=float32)
+
   References:
     Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face
     Recognition, CVPR 2019, eq. 3.
@@ -366,7 +442,7 @@ def arcface_loss(features, weights, labels, *, scale, margin) -> jax.Array:
   return _common.cross_entropy_with_target(scale * cosine, labels, target).astype(out_dtype)
 
 
-def center_loss(features, centers, labels) -> jax.Array:
+def center_loss(features: ArrayLike, centers: ArrayLike, labels: ArrayLike) -> jax.Array:
   r"""Center loss: half the squared distance of each feature to its class centre.
 
   .. math::
@@ -382,11 +458,21 @@ def center_loss(features, centers, labels) -> jax.Array:
   Returns:
     Per-example loss, shape ``[batch_size]``.
 
+  Example:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> centers = jnp.array([[1.0, 1.0], [0.0, 2.0], [-1.0, 0.0]])  # [C, d]
+    >>> center_loss(x, centers, y).round(4)
+    Array([0.5, 2.5], dtype=float32)
+
   References:
     Wen et al., A Discriminative Feature Learning Approach for Deep Face
     Recognition, ECCV 2016, eq. 2.
   """
   features, centers, labels, out_dtype = _common.prepare_features(
-      features, centers, labels, kind="centers")
+    features, centers, labels, kind="centers"
+  )
   diff = features - jnp.take(centers, labels, axis=0, mode="fill")
   return (0.5 * jnp.sum(diff * diff, axis=1)).astype(out_dtype)

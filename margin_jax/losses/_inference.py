@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from margin_jax.losses import _common
 
 
-def ensemble_weights(weights) -> jax.Array:
+def ensemble_weights(weights: ArrayLike) -> jax.Array:
   r"""The averaged classifier :math:`\bar W = \frac1V \sum_v W_v` of EM-Softmax.
 
   Args:
@@ -23,7 +24,7 @@ def ensemble_weights(weights) -> jax.Array:
   return jnp.mean(_common.check_weights(weights, "stacked"), axis=0)
 
 
-def inference_logits(features, weights, *, cosine=False) -> jax.Array:
+def inference_logits(features: ArrayLike, weights: ArrayLike, *, cosine: bool = False) -> jax.Array:
   r"""The logits a trained model classifies with (argmax), ``[batch_size, num_classes]``.
 
   Every margin acts on the target logit during training only; at test time
@@ -48,8 +49,9 @@ def inference_logits(features, weights, *, cosine=False) -> jax.Array:
   features = jnp.asarray(features)
   if features.ndim != 2 or weights.ndim != 2 or weights.shape[0] != features.shape[1]:
     raise ValueError(
-        f"features {features.shape} and weights {weights.shape} must be [batch_size, dim] "
-        "and [dim, num_classes] (or [num_classifiers, dim, num_classes]).")
+      f"features {features.shape} and weights {weights.shape} must be [batch_size, dim] "
+      "and [dim, num_classes] (or [num_classifiers, dim, num_classes])."
+    )
   if cosine:
     features, weights = _common.normalize(features, axis=1), _common.normalize(weights, axis=0)
   return features @ weights

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import jax
 import jax.numpy as jnp
-import optax
+from jax.typing import ArrayLike
+
+# A hyperparameter schedule, optax-style: step -> value (an ``optax.Schedule``).
+Schedule = Callable[[ArrayLike], jax.Array]
 
 # The authors' released constants of the lambda annealing, with the length of
 # the run they were set for. L-Softmax (Liu et al., ICML 2016, Sec. 5.1): the
@@ -11,16 +17,32 @@ import optax
 # A-Softmax (Liu et al., SphereFace, CVPR 2017): the authors' released
 # SphereFace-20 prototxt, lambda_min 5, for their 28k iterations (Sec. 4.1).
 PUBLISHED_LAMBDA = {
-    "l_softmax": {"base": 1000.0, "gamma": 2.5e-5, "power": 35.0,
-                  "lambda_min": 0.0, "schedule_steps": 18_000},
-    "a_softmax": {"base": 1000.0, "gamma": 0.12, "power": 1.0,
-                  "lambda_min": 5.0, "schedule_steps": 28_000},
+  "l_softmax": {
+    "base": 1000.0,
+    "gamma": 2.5e-5,
+    "power": 35.0,
+    "lambda_min": 0.0,
+    "schedule_steps": 18_000,
+  },
+  "a_softmax": {
+    "base": 1000.0,
+    "gamma": 0.12,
+    "power": 1.0,
+    "lambda_min": 5.0,
+    "schedule_steps": 28_000,
+  },
 }
 
 
-def lambda_schedule(base: float = 1000.0, gamma: float = 2.5e-5, power: float = 35.0,
-                    lambda_min: float = 0.0, *, num_steps: int | None = None,
-                    schedule_steps: int = 18_000) -> optax.Schedule:
+def lambda_schedule(
+  base: float = 1000.0,
+  gamma: float = 2.5e-5,
+  power: float = 35.0,
+  lambda_min: float = 0.0,
+  *,
+  num_steps: int | None = None,
+  schedule_steps: int = 18_000,
+) -> Schedule:
   r"""The L-Softmax authors' annealing of the lambda blend.
 
   .. math::

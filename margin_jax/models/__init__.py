@@ -10,12 +10,12 @@ from margin_jax.models.heads import MarginNet
 from margin_jax.models.heads import margin_net
 
 __all__ = [
-    "ARCHITECTURES",
-    "ClassifierHead",
-    "ConvNet",
-    "MarginNet",
-    "PReLU",
-    "caffe_pool",
-    "conv_net",
-    "margin_net",
+  "ARCHITECTURES",
+  "ClassifierHead",
+  "ConvNet",
+  "MarginNet",
+  "PReLU",
+  "caffe_pool",
+  "conv_net",
+  "margin_net",
 ]

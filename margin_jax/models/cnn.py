@@ -64,8 +64,7 @@ def caffe_pool(x, *, kind: str, window: int, stride: int):
   if kind == "max":
     return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
   if kind == "avg":
-    return nn.avg_pool(x, (window, window), (stride, stride), padding=pads,
-                       count_include_pad=False)
+    return nn.avg_pool(x, (window, window), (stride, stride), padding=pads, count_include_pad=False)
   raise ValueError(f"pool kind must be 'max' or 'avg', got {kind!r}")
 
 
@@ -100,47 +99,47 @@ class ConvNet(nn.Module):
     for i, (num_convs, filters, kernel) in enumerate(self.stages):
       filters = max(1, round(filters * self.width))
       for _ in range(num_convs):
-        x = nn.Conv(filters, (kernel, kernel), padding="SAME", use_bias=False,
-                    kernel_init=he_normal)(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                         axis_name=self.bn_axis_name)(x)
+        x = nn.Conv(
+          filters, (kernel, kernel), padding="SAME", use_bias=False, kernel_init=he_normal
+        )(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)(
+          x
+        )
         x = PReLU()(x)
       kind = self.last_pool if i == len(self.stages) - 1 else "max"
-      x = caffe_pool(x, kind=kind, window=self.pool_window,
-                     stride=self.pool_stride)
+      x = caffe_pool(x, kind=kind, window=self.pool_window, stride=self.pool_stride)
     x = x.reshape((x.shape[0], math.prod(x.shape[1:])))
     x = nn.Dense(self.feature_dim, use_bias=False, kernel_init=he_normal)(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
-                     axis_name=self.bn_axis_name)(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, axis_name=self.bn_axis_name)(x)
     return PReLU()(x)
 
 
 # name -> (stages, feature_dim, pool_window, last_pool). Widths are the
 # tables' with t = 1 for Virtual Softmax (multiply with ``width``).
 ARCHITECTURES = {
-    # L-Softmax Table 1 (Liu et al., ICML 2016).
-    "lsoftmax_mnist_2d": (((2, 32, 5), (2, 64, 5), (2, 128, 5)), 2, 2, "max"),
-    "lsoftmax_mnist": (((4, 64, 3), (3, 64, 3), (3, 64, 3)), 256, 2, "max"),
-    "lsoftmax_cifar10": (((5, 64, 3), (4, 96, 3), (4, 128, 3)), 256, 2, "max"),
-    "lsoftmax_cifar100": (((5, 96, 3), (4, 192, 3), (4, 384, 3)), 512, 2,
-                          "max"),
-    # Noisy Softmax Table 2 (Chen et al., CVPR 2017).
-    "noisy_mnist_subset": (((2, 40, 3), (1, 60, 3), (1, 60, 3)), 100, 2, "max"),
-    "noisy_mnist": (((3, 64, 3), (3, 64, 3), (3, 64, 3)), 256, 2, "max"),
-    "noisy_cifar10": (((4, 64, 3), (4, 128, 3), (4, 256, 3)), 512, 2, "max"),
-    "noisy_cifar100": (((4, 96, 3), (4, 192, 3), (4, 384, 3)), 512, 2, "max"),
-    # Virtual Softmax Table 1 (Chen et al., NeurIPS 2018), 3x3/2 pooling.
-    "virtual_mnist_2d": (((2, 32, 5), (2, 64, 5), (2, 128, 5)), 2, 3, "max"),
-    "virtual_mnist_3d": (((2, 32, 5), (2, 64, 5), (2, 128, 5)), 3, 3, "max"),
-    "virtual_mnist": (((4, 32, 3), (4, 32, 3), (4, 32, 3)), 64, 3, "max"),
-    "virtual_svhn": (((5, 32, 3), (4, 64, 3), (4, 128, 3)), 64, 3, "max"),
-    "virtual_cifar10": (((5, 32, 3), (4, 64, 3), (4, 128, 3)), 64, 3, "max"),
-    "virtual_cifar100": (((5, 32, 3), (4, 64, 3), (4, 128, 3)), 512, 3, "avg"),
+  # L-Softmax Table 1 (Liu et al., ICML 2016).
+  "lsoftmax_mnist_2d": (((2, 32, 5), (2, 64, 5), (2, 128, 5)), 2, 2, "max"),
+  "lsoftmax_mnist": (((4, 64, 3), (3, 64, 3), (3, 64, 3)), 256, 2, "max"),
+  "lsoftmax_cifar10": (((5, 64, 3), (4, 96, 3), (4, 128, 3)), 256, 2, "max"),
+  "lsoftmax_cifar100": (((5, 96, 3), (4, 192, 3), (4, 384, 3)), 512, 2, "max"),
+  # Noisy Softmax Table 2 (Chen et al., CVPR 2017).
+  "noisy_mnist_subset": (((2, 40, 3), (1, 60, 3), (1, 60, 3)), 100, 2, "max"),
+  "noisy_mnist": (((3, 64, 3), (3, 64, 3), (3, 64, 3)), 256, 2, "max"),
+  "noisy_cifar10": (((4, 64, 3), (4, 128, 3), (4, 256, 3)), 512, 2, "max"),
+  "noisy_cifar100": (((4, 96, 3), (4, 192, 3), (4, 384, 3)), 512, 2, "max"),
+  # Virtual Softmax Table 1 (Chen et al., NeurIPS 2018), 3x3/2 pooling.
+  "virtual_mnist_2d": (((2, 32, 5), (2, 64, 5), (2, 128, 5)), 2, 3, "max"),
+  "virtual_mnist_3d": (((2, 32, 5), (2, 64, 5), (2, 128, 5)), 3, 3, "max"),
+  "virtual_mnist": (((4, 32, 3), (4, 32, 3), (4, 32, 3)), 64, 3, "max"),
+  "virtual_svhn": (((5, 32, 3), (4, 64, 3), (4, 128, 3)), 64, 3, "max"),
+  "virtual_cifar10": (((5, 32, 3), (4, 64, 3), (4, 128, 3)), 64, 3, "max"),
+  "virtual_cifar100": (((5, 32, 3), (4, 64, 3), (4, 128, 3)), 512, 3, "avg"),
 }
 
 
-def conv_net(name: str, *, width: float = 1.0, feature_dim: int | None = None,
-             bn_axis_name: str | None = None) -> ConvNet:
+def conv_net(
+  name: str, *, width: float = 1.0, feature_dim: int | None = None, bn_axis_name: str | None = None
+) -> ConvNet:
   """Builds the network ``name`` of :data:`ARCHITECTURES`.
 
   Args:
@@ -150,9 +149,13 @@ def conv_net(name: str, *, width: float = 1.0, feature_dim: int | None = None,
     bn_axis_name: pmap axis for synchronised batch norm.
   """
   if name not in ARCHITECTURES:
-    raise ValueError(f"unknown architecture {name!r}; expected one of "
-                     f"{sorted(ARCHITECTURES)}")
+    raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(ARCHITECTURES)}")
   stages, dim, window, last_pool = ARCHITECTURES[name]
-  return ConvNet(stages=stages, feature_dim=feature_dim or dim,
-                 pool_window=window, last_pool=last_pool, width=width,
-                 bn_axis_name=bn_axis_name)
+  return ConvNet(
+    stages=stages,
+    feature_dim=feature_dim or dim,
+    pool_window=window,
+    last_pool=last_pool,
+    width=width,
+    bn_axis_name=bn_axis_name,
+  )

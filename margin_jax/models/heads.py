@@ -91,17 +91,28 @@ class MarginNet(nn.Module):
     return {"features": features, **self.head(features, labels, train=train)}
 
 
-def margin_net(architecture: str, *, num_classes: int, width: float = 1.0,
-               feature_dim: int | None = None, num_classifiers: int = 0,
-               use_bias: bool = False, center_alpha: float = 0.0,
-               axis_name: str | None = None) -> MarginNet:
+def margin_net(
+  architecture: str,
+  *,
+  num_classes: int,
+  width: float = 1.0,
+  feature_dim: int | None = None,
+  num_classifiers: int = 0,
+  use_bias: bool = False,
+  center_alpha: float = 0.0,
+  axis_name: str | None = None,
+) -> MarginNet:
   """Builds ``MarginNet`` from an :data:`~margin_jax.models.cnn.ARCHITECTURES` name.
 
   ``axis_name`` synchronises batch norm and center updates across devices.
   """
   return MarginNet(
-      backbone=conv_net(architecture, width=width, feature_dim=feature_dim,
-                        bn_axis_name=axis_name),
-      head=ClassifierHead(num_classes=num_classes, num_classifiers=num_classifiers,
-                          use_bias=use_bias, center_alpha=center_alpha,
-                          axis_name=axis_name))
+    backbone=conv_net(architecture, width=width, feature_dim=feature_dim, bn_axis_name=axis_name),
+    head=ClassifierHead(
+      num_classes=num_classes,
+      num_classifiers=num_classifiers,
+      use_bias=use_bias,
+      center_alpha=center_alpha,
+      axis_name=axis_name,
+    ),
+  )

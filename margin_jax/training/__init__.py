@@ -9,11 +9,11 @@ from margin_jax.training.train import TrainState
 from margin_jax.training.train import train_and_evaluate
 
 __all__ = [
-    "ConfigMismatchError",
-    "LOSSES",
-    "NonFiniteLossError",
-    "Objective",
-    "TrainState",
-    "get_objective",
-    "train_and_evaluate",
+  "ConfigMismatchError",
+  "LOSSES",
+  "NonFiniteLossError",
+  "Objective",
+  "TrainState",
+  "get_objective",
+  "train_and_evaluate",
 ]

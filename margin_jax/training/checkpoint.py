@@ -8,10 +8,16 @@ import orbax.checkpoint as ocp
 
 # Config fields that may change between a run and its resumption: they steer
 # the run (how long, how often to log/evaluate/save) but not what is trained.
-RUN_CONTROL_FIELDS = frozenset({
-    "num_train_steps", "log_every_steps", "eval_every_steps",
-    "checkpoint_every_steps", "keep_checkpoints", "data_dir",
-})
+RUN_CONTROL_FIELDS = frozenset(
+  {
+    "num_train_steps",
+    "log_every_steps",
+    "eval_every_steps",
+    "checkpoint_every_steps",
+    "keep_checkpoints",
+    "data_dir",
+  }
+)
 
 
 class ConfigMismatchError(ValueError):
@@ -21,8 +27,7 @@ class ConfigMismatchError(ValueError):
 def config_identity(config) -> dict:
   """The config fields a checkpoint belongs to (all but run control)."""
   fields = json.loads(config.to_json())
-  return {k: v for k, v in sorted(fields.items())
-          if k not in RUN_CONTROL_FIELDS}
+  return {k: v for k, v in sorted(fields.items()) if k not in RUN_CONTROL_FIELDS}
 
 
 class Checkpointer:
@@ -36,18 +41,23 @@ class Checkpointer:
   def __init__(self, directory, config):
     self._identity = config_identity(config)
     self._manager = ocp.CheckpointManager(
-        directory, item_names=("state", "config"),
-        options=ocp.CheckpointManagerOptions(
-            max_to_keep=config.keep_checkpoints, create=True,
-            cleanup_tmp_directories=True))
+      directory,
+      item_names=("state", "config"),
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=config.keep_checkpoints, create=True, cleanup_tmp_directories=True
+      ),
+    )
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def save(self, step: int, state) -> None:
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        config=ocp.args.JsonSave(self._identity)))
+    self._manager.save(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(self._identity)
+      ),
+    )
 
   def restore(self, target):
     """Restores the latest checkpoint into the structure of ``target``.
@@ -56,20 +66,24 @@ class Checkpointer:
       ConfigMismatchError: naming each field that differs.
     """
     step = self._manager.latest_step()
-    saved = self._manager.restore(
-        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-    diff = {k: (saved.get(k), self._identity.get(k))
-            for k in sorted(set(saved) | set(self._identity))
-            if saved.get(k) != self._identity.get(k)}
+    saved = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))[
+      "config"
+    ]
+    diff = {
+      k: (saved.get(k), self._identity.get(k))
+      for k in sorted(set(saved) | set(self._identity))
+      if saved.get(k) != self._identity.get(k)
+    }
     if diff:
-      lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}"
-                        for k, (a, b) in diff.items())
+      lines = "\n".join(f"  {k}: checkpoint {a!r}, now {b!r}" for k, (a, b) in diff.items())
       raise ConfigMismatchError(
-          f"checkpoint {self._manager.directory}/{step} was written with a "
-          f"different config; refusing to load it:\n{lines}\nUse a new "
-          "--workdir or the original config.")
-    return self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target)))["state"]
+        f"checkpoint {self._manager.directory}/{step} was written with a "
+        f"different config; refusing to load it:\n{lines}\nUse a new "
+        "--workdir or the original config."
+      )
+    return self._manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
+    )["state"]
 
   def close(self) -> None:
     self._manager.wait_until_finished()

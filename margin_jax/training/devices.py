@@ -17,17 +17,16 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 AXIS_NAME = "batch"
 
 
-def initialize_distributed(coordinator_address: str, num_processes: int,
-                           process_id: int) -> None:
+def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
   """Joins a multi-process run (``jax.distributed.initialize``).
 
   Must run before any other JAX call. On CPU, cross-process collectives use
   gloo.
   """
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes,
-                             process_id=process_id)
+  jax.distributed.initialize(
+    coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+  )
 
 
 def local_device_count() -> int:
@@ -36,8 +35,7 @@ def local_device_count() -> int:
 
 def parallelize(fn, *, donate_state: bool = False):
   """``pmap`` over all devices with axis ``"batch"``; arg 0 may be donated."""
-  return jax.pmap(fn, axis_name=AXIS_NAME,
-                  donate_argnums=(0,) if donate_state else ())
+  return jax.pmap(fn, axis_name=AXIS_NAME, donate_argnums=(0,) if donate_state else ())
 
 
 def _local_sharding() -> NamedSharding:
@@ -54,8 +52,8 @@ def replicate(tree):
   """
   n = jax.local_device_count()
   return jax.device_put(
-      jax.tree.map(lambda x: np.stack([np.asarray(x)] * n), tree),
-      _local_sharding())
+    jax.tree.map(lambda x: np.stack([np.asarray(x)] * n), tree), _local_sharding()
+  )
 
 
 def unreplicate(tree):
@@ -68,6 +66,5 @@ def put_batch(batch):
   n = jax.local_device_count()
   for x in jax.tree.leaves(batch):
     if x.shape[0] != n:
-      raise ValueError(f"batch leading axis {x.shape[0]} != local device "
-                       f"count {n}")
+      raise ValueError(f"batch leading axis {x.shape[0]} != local device count {n}")
   return jax.device_put(batch, _local_sharding())

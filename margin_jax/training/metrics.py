@@ -24,6 +24,7 @@ class MetricWriter:
       self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
       try:
         from tensorboardX import SummaryWriter  # optional dependency
+
         self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
       except ImportError:
         pass
@@ -53,14 +54,13 @@ class Progress:
     self._start, self._initial, self._total = time.time(), initial, total
     if self._active and sys.stderr.isatty():
       from tqdm import tqdm
-      self._bar = tqdm(total=total, initial=initial, unit="step",
-                       dynamic_ncols=True)
+
+      self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
 
   def update(self, step: int, scalars: dict[str, float]) -> None:
     if not self._active:
       return
-    shown = {k: scalars[k] for k in ("loss", "accuracy", "test_error")
-             if k in scalars}
+    shown = {k: scalars[k] for k in ("loss", "accuracy", "test_error") if k in scalars}
     if self._bar is not None:
       self._bar.update(step - self._bar.n)
       self._bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()})
@@ -69,8 +69,7 @@ class Progress:
     done = step - self._initial
     eta = elapsed / done * (self._total - step) if done else float("nan")
     values = " ".join(f"{k}={v:.4g}" for k, v in shown.items())
-    print(f"step {step}/{self._total} {values} ({elapsed:.1f}s, "
-          f"eta {eta:.0f}s)", flush=True)
+    print(f"step {step}/{self._total} {values} ({elapsed:.1f}s, eta {eta:.0f}s)", flush=True)
 
   def close(self) -> None:
     if self._bar is not None:

@@ -44,8 +44,7 @@ class Objective:
 
   def logits(self, outputs) -> jax.Array:
     """Test-time logits ``[B, C]`` (averaged W for EM; + bias if any)."""
-    logits = losses.inference_logits(outputs["features"], outputs["weights"],
-                                     cosine=self.cosine)
+    logits = losses.inference_logits(outputs["features"], outputs["weights"], cosine=self.cosine)
     return logits + outputs["bias"] if "bias" in outputs else logits
 
   def diagnostics(self, outputs, labels, step) -> dict[str, jax.Array]:
@@ -65,13 +64,12 @@ class Objective:
       plain = plain + outputs["bias"]
     w_bar = losses.ensemble_weights(w) if w.ndim == 3 else w
     cos = losses.target_cosine(x, w_bar, labels)  # clipped to [-1, 1]
-    p_target = jnp.take_along_axis(jax.nn.softmax(plain), labels[:, None],
-                                   axis=1)[:, 0]
+    p_target = jnp.take_along_axis(jax.nn.softmax(plain), labels[:, None], axis=1)[:, 0]
     out = {
-        "theta_y": jnp.degrees(jnp.arccos(cos)).mean(),
-        "p_target": p_target.mean(),
-        "saturated": (p_target > self.saturation_threshold).mean(),
-        "rho_hat": losses.rho_hat(plain, labels).mean(),
+      "theta_y": jnp.degrees(jnp.arccos(cos)).mean(),
+      "p_target": p_target.mean(),
+      "saturated": (p_target > self.saturation_threshold).mean(),
+      "rho_hat": losses.rho_hat(plain, labels).mean(),
     }
     if self.lam is not None:
       out["lambda"] = self.lam(step)
@@ -87,18 +85,20 @@ def lambda_schedule(config):
   (`margin_jax.losses.PUBLISHED_LAMBDA`).
   """
   published = losses.PUBLISHED_LAMBDA[config.loss]
-  fields = {"base": "lambda_base", "gamma": "lambda_gamma",
-            "power": "lambda_power", "lambda_min": "lambda_min",
-            "schedule_steps": "lambda_schedule_steps"}
-  settings = {k: published[k] if config[f] is None else config[f]
-              for k, f in fields.items()}
+  fields = {
+    "base": "lambda_base",
+    "gamma": "lambda_gamma",
+    "power": "lambda_power",
+    "lambda_min": "lambda_min",
+    "schedule_steps": "lambda_schedule_steps",
+  }
+  settings = {k: published[k] if config[f] is None else config[f] for k, f in fields.items()}
   return losses.lambda_schedule(**settings, num_steps=config.num_train_steps)
 
 
 def _int_margin(config) -> int:
   if config.margin != int(config.margin):
-    raise ValueError(f"config.margin must be an integer for {config.loss}, "
-                     f"got {config.margin}")
+    raise ValueError(f"config.margin must be an integer for {config.loss}, got {config.margin}")
   return int(config.margin)
 
 
@@ -115,16 +115,18 @@ def get_objective(config) -> Objective:
   """
   c = config
   if c.loss not in losses.TABLE:
-    raise ValueError(f"unknown config.loss {c.loss!r}; expected one of "
-                     f"{list(LOSSES)}")
+    raise ValueError(f"unknown config.loss {c.loss!r}; expected one of {list(LOSSES)}")
   spec = losses.TABLE[c.loss]
   takes_bias = spec.inputs in ("logits", "centers") or (
-      "bias" in inspect.signature(spec.fn).parameters)
+    "bias" in inspect.signature(spec.fn).parameters
+  )
   if c.use_bias and not takes_bias:
     raise ValueError(f"config.use_bias is not supported by {c.loss!r}")
   if (spec.inputs == "stacked") != (c.num_classifiers > 0):
-    raise ValueError(f"config.num_classifiers={c.num_classifiers}: e_softmax/em_softmax need "
-                     "num_classifiers >= 1, the other losses num_classifiers = 0")
+    raise ValueError(
+      f"config.num_classifiers={c.num_classifiers}: e_softmax/em_softmax need "
+      "num_classifiers >= 1, the other losses num_classifiers = 0"
+    )
   kwargs = spec.hyperparameters(c)
   if "margin" in kwargs and spec.lambda_schedule:
     kwargs["margin"] = _int_margin(c)
@@ -138,11 +140,15 @@ def get_objective(config) -> Objective:
     if spec.inputs == "logits":
       return spec.fn(logits, y, **kwargs)
     if spec.inputs == "centers":  # Wen et al. eq 5: softmax + lambda * center.
-      return (losses.softmax_loss(logits, y)
-              + center_weight * spec.fn(x, o["centers"], y, **kwargs))
+      return losses.softmax_loss(logits, y) + center_weight * spec.fn(x, o["centers"], y, **kwargs)
     if spec.needs_key:
       return spec.fn(x, w, y, key, bias=o.get("bias"), **kwargs)
     return spec.fn(x, w, y, **kwargs, **extra)
 
-  return Objective(name=c.loss, loss=loss, cosine=spec.classify == "cosine",
-                   lam=lam, saturation_threshold=c.saturation_threshold)
+  return Objective(
+    name=c.loss,
+    loss=loss,
+    cosine=spec.classify == "cosine",
+    lam=lam,
+    saturation_threshold=c.saturation_threshold,
+  )

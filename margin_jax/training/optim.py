@@ -19,14 +19,15 @@ def learning_rate_schedule(config) -> optax.Schedule:
   """
   if config.lr_schedule == "piecewise":
     return optax.piecewise_constant_schedule(
-        config.learning_rate,
-        {int(b): config.lr_decay for b in config.lr_boundaries})
+      config.learning_rate, {int(b): config.lr_decay for b in config.lr_boundaries}
+    )
   if config.lr_schedule == "log":
     return optax.exponential_decay(
-        config.learning_rate, transition_steps=config.num_train_steps,
-        decay_rate=config.final_learning_rate / config.learning_rate)
-  raise ValueError(f"config.lr_schedule must be 'piecewise' or 'log', got "
-                   f"{config.lr_schedule!r}")
+      config.learning_rate,
+      transition_steps=config.num_train_steps,
+      decay_rate=config.final_learning_rate / config.learning_rate,
+    )
+  raise ValueError(f"config.lr_schedule must be 'piecewise' or 'log', got {config.lr_schedule!r}")
 
 
 def create_optimizer(config) -> optax.GradientTransformation:
@@ -40,5 +41,6 @@ def create_optimizer(config) -> optax.GradientTransformation:
   """
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   return optax.chain(
-      optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-      optax.sgd(learning_rate_schedule(config), momentum=config.momentum))
+    optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
+    optax.sgd(learning_rate_schedule(config), momentum=config.momentum),
+  )

@@ -17,7 +17,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax.training import train_state
 
 from margin_jax import data
@@ -43,11 +42,15 @@ class NonFiniteLossError(FloatingPointError):
 
 def create_model(config, num_classes: int) -> models.MarginNet:
   return models.margin_net(
-      config.model, num_classes=num_classes, width=config.width,
-      feature_dim=config.feature_dim or None, num_classifiers=config.num_classifiers,
-      use_bias=config.use_bias,
-      center_alpha=config.center_alpha if config.loss == "center" else 0.0,
-      axis_name=devices.AXIS_NAME)
+    config.model,
+    num_classes=num_classes,
+    width=config.width,
+    feature_dim=config.feature_dim or None,
+    num_classifiers=config.num_classifiers,
+    use_bias=config.use_bias,
+    center_alpha=config.center_alpha if config.loss == "center" else 0.0,
+    axis_name=devices.AXIS_NAME,
+  )
 
 
 def create_train_state(config, model, image_shape, key) -> TrainState:
@@ -55,9 +58,11 @@ def create_train_state(config, model, image_shape, key) -> TrainState:
   init = jax.jit(functools.partial(model.init, train=False))
   variables = jax.device_get(init(key, jnp.zeros((1, *image_shape))))
   return TrainState.create(
-      apply_fn=model.apply, params=variables["params"],
-      tx=optim.create_optimizer(config),
-      batch_stats=variables.get("batch_stats", {}))
+    apply_fn=model.apply,
+    params=variables["params"],
+    tx=optim.create_optimizer(config),
+    batch_stats=variables.get("batch_stats", {}),
+  )
 
 
 def train_step(state, batch, *, objective, preprocess, learning_rate, key):
@@ -76,16 +81,21 @@ def train_step(state, batch, *, objective, preprocess, learning_rate, key):
   Returns:
     The new state and the device-averaged metrics.
   """
-  key = jax.random.fold_in(jax.random.fold_in(key, state.step),
-                           jax.lax.axis_index(devices.AXIS_NAME))
+  key = jax.random.fold_in(
+    jax.random.fold_in(key, state.step), jax.lax.axis_index(devices.AXIS_NAME)
+  )
   aug_key, loss_key = jax.random.split(key)
   labels = batch["label"]
   images = preprocess(aug_key, batch["image"], train=True)
 
   def loss_fn(params):
     outputs, new_model_state = state.apply_fn(
-        {"params": params, "batch_stats": state.batch_stats}, images, labels,
-        train=True, mutable=["batch_stats"])
+      {"params": params, "batch_stats": state.batch_stats},
+      images,
+      labels,
+      train=True,
+      mutable=["batch_stats"],
+    )
     loss = objective.loss(outputs, labels, step=state.step, key=loss_key)
     return loss.mean(), (outputs, new_model_state)
 
@@ -94,14 +104,13 @@ def train_step(state, batch, *, objective, preprocess, learning_rate, key):
   grads = jax.lax.pmean(grads, devices.AXIS_NAME)
   logits = objective.logits(outputs)
   metrics = {
-      "loss": loss,
-      "accuracy": (logits.argmax(-1) == labels).mean(),
-      "learning_rate": learning_rate(state.step),
-      **objective.diagnostics(outputs, labels, state.step),
+    "loss": loss,
+    "accuracy": (logits.argmax(-1) == labels).mean(),
+    "learning_rate": learning_rate(state.step),
+    **objective.diagnostics(outputs, labels, state.step),
   }
   metrics = jax.lax.pmean(metrics, devices.AXIS_NAME)
-  state = state.apply_gradients(
-      grads=grads, batch_stats=new_model_state["batch_stats"])
+  state = state.apply_gradients(grads=grads, batch_stats=new_model_state["batch_stats"])
   return state, metrics
 
 
@@ -110,11 +119,10 @@ def eval_step(state, batch, *, objective, preprocess):
   all devices."""
   images = preprocess(None, batch["image"], train=False)
   outputs = state.apply_fn(
-      {"params": state.params, "batch_stats": state.batch_stats}, images,
-      train=False)
-  correct = (objective.logits(outputs).argmax(-1) == batch["label"])
-  counts = {"correct": (correct * batch["mask"]).sum(),
-            "count": batch["mask"].sum()}
+    {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+  )
+  correct = objective.logits(outputs).argmax(-1) == batch["label"]
+  counts = {"correct": (correct * batch["mask"]).sum(), "count": batch["mask"].sum()}
   return jax.lax.psum(counts, devices.AXIS_NAME)
 
 
@@ -128,44 +136,26 @@ def load_dataset(config):
   arrays = data.load_arrays(config.dataset, data_dir=config.data_dir or None)
   images, labels = arrays["train"]
   if config.train_fraction < 1:
-    keep = data.class_balanced_subset(labels, config.train_fraction,
-                                      seed=config.seed)
+    keep = data.class_balanced_subset(labels, config.train_fraction, seed=config.seed)
     images, labels = images[keep], labels[keep]
   if config.label_noise > 0:
-    labels, _ = data.pollute_labels(labels, config.label_noise,
-                                    num_classes=arrays["num_classes"],
-                                    seed=config.seed)
-  return {"train": (images, labels), "test": arrays["test"],
-          "num_classes": arrays["num_classes"]}
-
-
-def _train_batches(config, images, labels, start_step):
-  """Endless training batches from ``start_step`` on: epoch e is the data
-  pipeline's permutation for (seed, e), so a resumed run sees the same data."""
-  steps_per_epoch = len(labels) // config.batch_size
-  if steps_per_epoch == 0:
-    raise ValueError(f"{len(labels)} training examples < batch_size "
-                     f"{config.batch_size}")
-  epoch, skip = divmod(start_step, steps_per_epoch)
-  while True:
-    batches = data.train_batches(
-        images, labels, batch_size=config.batch_size,
-        num_devices=devices.local_device_count(), seed=config.seed,
-        epoch=epoch, process_index=jax.process_index(),
-        process_count=jax.process_count())
-    for i, batch in enumerate(batches):
-      if i >= skip:
-        yield batch
-    epoch, skip = epoch + 1, 0
+    labels, _ = data.pollute_labels(
+      labels, config.label_noise, num_classes=arrays["num_classes"], seed=config.seed
+    )
+  return {"train": (images, labels), "test": arrays["test"], "num_classes": arrays["num_classes"]}
 
 
 def evaluate(p_eval, state, config, images, labels) -> float:
   """Test error (fraction) over the whole split, every example once."""
   correct = count = 0
   for batch in data.eval_batches(
-      images, labels, batch_size=config.eval_batch_size,
-      num_devices=devices.local_device_count(),
-      process_index=jax.process_index(), process_count=jax.process_count()):
+    images,
+    labels,
+    batch_size=config.eval_batch_size,
+    num_devices=devices.local_device_count(),
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  ):
     counts = devices.unreplicate(p_eval(state, devices.put_batch(batch)))
     correct, count = correct + counts["correct"], count + counts["count"]
   return 1.0 - float(correct) / float(count)
@@ -189,13 +179,12 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   train_images, train_labels = dataset["train"]
   objective = objectives.get_objective(config)
   mean = np.asarray(preprocessing.pixel_mean(train_images))
-  preprocess = functools.partial(preprocessing.preprocess,
-                                 recipe=config.preprocess, mean=mean)
+  preprocess = functools.partial(preprocessing.preprocess, recipe=config.preprocess, mean=mean)
 
   model = create_model(config, dataset["num_classes"])
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   image_shape = jax.eval_shape(
-      lambda: preprocess(jax.random.key(0), train_images[:1], train=True)
+    lambda: preprocess(jax.random.key(0), train_images[:1], train=True)
   ).shape[1:]
   state = create_train_state(config, model, image_shape, init_key)
 
@@ -203,26 +192,41 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   if checkpointer.latest_step() is not None:
     if not resume:
       raise FileExistsError(
-          f"{workdir} already holds checkpoints (latest step "
-          f"{checkpointer.latest_step()}); pass resume=True (--resume) to "
-          "continue that run or use a new workdir")
+        f"{workdir} already holds checkpoints (latest step "
+        f"{checkpointer.latest_step()}); pass resume=True (--resume) to "
+        "continue that run or use a new workdir"
+      )
     state = checkpointer.restore(state)
   start_step = int(state.step)
 
   learning_rate = optim.learning_rate_schedule(config)
   p_train = devices.parallelize(
-      functools.partial(train_step, objective=objective,
-                        preprocess=preprocess, learning_rate=learning_rate,
-                        key=train_key),
-      donate_state=True)
+    functools.partial(
+      train_step,
+      objective=objective,
+      preprocess=preprocess,
+      learning_rate=learning_rate,
+      key=train_key,
+    ),
+    donate_state=True,
+  )
   p_eval = devices.parallelize(
-      functools.partial(eval_step, objective=objective,
-                        preprocess=preprocess))
+    functools.partial(eval_step, objective=objective, preprocess=preprocess)
+  )
 
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(config.num_train_steps, start_step)
   state = devices.replicate(state)
-  batches = _train_batches(config, train_images, train_labels, start_step)
+  batches = data.endless_train_batches(
+    train_images,
+    train_labels,
+    batch_size=config.batch_size,
+    num_devices=devices.local_device_count(),
+    seed=config.seed,
+    start_step=start_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
   test_images, test_labels = dataset["test"]
   start_time = time.time()
   try:
@@ -236,12 +240,12 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
       scalars = {k: float(v) for k, v in devices.unreplicate(metrics).items()}
       if not math.isfinite(scalars["loss"]):
         raise NonFiniteLossError(
-            f"loss is {scalars['loss']} at step {step} ({config.loss}); "
-            f"stopping. The last good checkpoint is step "
-            f"{checkpointer.latest_step()} in {workdir}/checkpoints.")
+          f"loss is {scalars['loss']} at step {step} ({config.loss}); "
+          f"stopping. The last good checkpoint is step "
+          f"{checkpointer.latest_step()} in {workdir}/checkpoints."
+        )
       if evaluate_now:
-        scalars["test_error"] = evaluate(p_eval, state, config, test_images,
-                                         test_labels)
+        scalars["test_error"] = evaluate(p_eval, state, config, test_images, test_labels)
       scalars["wall_time"] = time.time() - start_time
       writer.write(step, scalars)
       progress.update(step, scalars)

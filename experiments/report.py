@@ -1,0 +1,154 @@
+r"""Tables and figures of the reproduction, from the run records alone.
+
+  python -m experiments.report
+
+Rewrites the generated block of ``experiments/RESULTS.md`` (between the
+``report`` markers) and the figures in ``experiments/results/`` from
+``experiments/results/runs/``; no training.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments import campaign  # noqa: E402
+from experiments import records  # noqa: E402
+from experiments import stats  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+RESULTS_MD = RESULTS.parent / "RESULTS.md"
+BEGIN, END = "<!-- report:begin -->", "<!-- report:end -->"
+RETRIEVAL = (("precision_at_1", "P@1"), ("mean_average_precision_at_r", "MAP@R"))
+
+
+def _pct(mean_sd) -> str:
+  return f"{100 * mean_sd[0]:.2f} ± {100 * mean_sd[1]:.2f}"
+
+
+def _interval(difference) -> str:
+  if difference is None:
+    return "-"
+  mean, low, high, _ = difference
+  return f"{100 * mean:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"
+
+
+def table_markdown(name: str, runs_dir=records.RUNS) -> str:
+  """The markdown table of one campaign table: every run against the baseline."""
+  table = campaign.TABLES[name]
+  on_record = records.load_table(name, runs_dir)
+  base = {s: r["test_error"] for s, r in on_record.get(table.baseline, {}).items()}
+  lines = [
+    f"**{name}** ({table.paper}; config `{table.config}`). Test error in %,"
+    f" mean ± sd over seeds; paired difference to {table.baseline} in"
+    " percentage points with its 95% interval; retrieval on the test features"
+    " by cosine similarity (mean over seeds).",
+    "",
+    "| run | seeds | test error % | train error % | P@1 | MAP@R | vs "
+    f"{table.baseline} (pp) [95% CI] | verdict |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+  ]
+  for run in table.runs:
+    seeds = on_record.get(run, {})
+    if not seeds:
+      lines.append(f"| {run} | 0 | not run | | | | | |")
+      continue
+    errors = {s: r["test_error"] for s, r in seeds.items()}
+    retrieval = [
+      f"{np.mean([r['retrieval'][key] for r in seeds.values()]):.4f}" for key, _ in RETRIEVAL
+    ]
+    if run == table.baseline:
+      difference, verdict = None, "baseline"
+    else:
+      difference = stats.paired_difference(errors, base)
+      verdict = stats.verdict(difference, expected="lower")
+    lines.append(
+      f"| {run} | {sorted(seeds)} | {_pct(stats.mean_sd(list(errors.values())))} |"
+      f" {_pct(stats.mean_sd([r['train_error'] for r in seeds.values()]))} |"
+      f" {' | '.join(retrieval)} | {_interval(difference)} | {verdict} |"
+    )
+  return "\n".join(lines)
+
+
+def features_figure(name: str, out: pathlib.Path, runs_dir=records.RUNS, seed: int = 0) -> None:
+  """One scatter panel per run: the 2-D test features of ``seed``, by class."""
+  table = campaign.TABLES[name]
+  on_record = records.load_table(name, runs_dir)
+  panels = [run for run in table.runs if seed in on_record.get(run, {})]
+  if not panels:
+    return
+  fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.6), squeeze=False)
+  colors = plt.get_cmap("tab10")
+  for ax, run in zip(axes[0], panels):
+    record = on_record[run][seed]
+    features = np.asarray(record["test_features"])
+    labels = np.asarray(record["test_labels"])
+    for c in range(10):
+      points = features[labels == c]
+      ax.scatter(points[:, 0], points[:, 1], s=1, color=colors(c), label=str(c), rasterized=True)
+    ax.set_title(f"{run}\ntest error {100 * record['test_error']:.2f}%", fontsize=9)
+    ax.set_xlabel("feature 1")
+    ax.set_ylabel("feature 2")
+    ax.tick_params(labelsize=7)
+  axes[0][-1].legend(
+    title="class", markerscale=8, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5)
+  )
+  fig.suptitle(f"MNIST test features, 2-D feature net, seed {seed}")
+  fig.tight_layout()
+  fig.savefig(out, dpi=110)
+  plt.close(fig)
+
+
+def curves_figure(name: str, out: pathlib.Path, runs_dir=records.RUNS) -> None:
+  """Test error over training (mean over seeds) for every run of a table."""
+  table = campaign.TABLES[name]
+  on_record = records.load_table(name, runs_dir)
+  fig, ax = plt.subplots(figsize=(6.5, 4))
+  for run in table.runs:
+    seeds = on_record.get(run, {})
+    if not seeds:
+      continue
+    curves = []
+    for record in seeds.values():
+      points = [
+        (s, e)
+        for s, e in zip(record["curves"]["step"], record["curves"]["test_error"])
+        if e is not None
+      ]
+      curves.append(points)
+    steps = [s for s, _ in curves[0]]
+    mean = np.mean([[e for _, e in c] for c in curves], axis=0)
+    ax.plot(steps, 100 * mean, marker="o", label=f"{run} (n={len(seeds)})")
+  ax.set_yscale("log")
+  ax.set_xlabel("training step")
+  ax.set_ylabel("test error % (mean over seeds, log scale)")
+  ax.grid(True, which="both", alpha=0.3)
+  ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+  ax.set_title(f"{name}: test error over training")
+  fig.tight_layout()
+  fig.savefig(out, dpi=110)
+  plt.close(fig)
+
+
+def report(runs_dir=records.RUNS, results_md=RESULTS_MD, out_dir=RESULTS) -> None:
+  """Rewrites the generated block of RESULTS.md and every figure."""
+  blocks = []
+  for name, table in campaign.TABLES.items():
+    if table.features:
+      features_figure(name, out_dir / f"{name}.png", runs_dir)
+    curves_figure(name, out_dir / f"{name}_curves.png", runs_dir)
+    blocks.append(table_markdown(name, runs_dir))
+  text = pathlib.Path(results_md).read_text()
+  head, rest = text.split(BEGIN)
+  _, tail = rest.split(END)
+  generated = "\n\n".join(blocks)
+  pathlib.Path(results_md).write_text(f"{head}{BEGIN}\n{generated}\n{END}{tail}")
+
+
+if __name__ == "__main__":
+  report()

@@ -1,0 +1,111 @@
+"""Tests of the reproduction machinery: statistics, records, one real run
+through the campaign, and the report."""
+
+import json
+import shlex
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import campaign
+from experiments import records
+from experiments import report
+from experiments import stats
+
+ROOT = campaign.ROOT
+
+
+def test_paired_difference_and_its_interval():
+  run = {0: 0.10, 1: 0.12, 2: 0.11}
+  base = {0: 0.13, 1: 0.14, 2: 0.15, 3: 0.5}  # seed 3 has no pair
+  mean, low, high, n = stats.paired_difference(run, base)
+  diffs = np.array([-0.03, -0.02, -0.04])
+  half = 4.303 * diffs.std(ddof=1) / np.sqrt(3)
+  np.testing.assert_allclose(
+    [mean, low, high], [diffs.mean(), diffs.mean() - half, diffs.mean() + half]
+  )
+  assert n == 3
+  assert stats.paired_difference({0: 0.1}, {0: 0.2}) is None
+
+
+@pytest.mark.parametrize(
+  "difference,expected,verdict",
+  [
+    ((-0.02, -0.03, -0.01, 3), "lower", "reproduced"),
+    ((0.02, 0.01, 0.03, 3), "lower", "contradicted"),
+    ((-0.01, -0.03, 0.01, 3), "lower", "not resolved with 3 seeds"),
+    ((0.02, 0.01, 0.03, 4), "higher", "reproduced"),
+    (None, "lower", "fewer than 2 paired seeds"),
+  ],
+)
+def test_verdict(difference, expected, verdict):
+  assert stats.verdict(difference, expected=expected) == verdict
+
+
+def test_records_are_written_atomically_and_read_back(tmp_path):
+  path = records.path("t", "softmax", 1, tmp_path)
+  records.write(path, {"run": "softmax", "seed": 1, "test_error": 0.5})
+  assert records.load(path)["test_error"] == 0.5
+  assert records.load_table("t", tmp_path) == {"softmax": {1: records.load(path)}}
+  assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_campaign_run_records_a_command_that_repeats_it(tiny_mnist, tmp_path, monkeypatch):
+  table = campaign.Table(
+    config="experiments/configs/smoke.py",
+    runs={"softmax": {"loss": "softmax", "data_dir": tiny_mnist[1]}},
+    paper="none",
+  )
+  monkeypatch.setitem(campaign.TABLES, "smoke", table)
+  monkeypatch.setenv("MARGIN_JAX_CAMPAIGN_DIR", str(tmp_path / "work"))
+  record = campaign.train_run("smoke", "softmax", 0, runs_dir=tmp_path / "runs")
+  assert record == records.load(records.path("smoke", "softmax", 0, tmp_path / "runs"))
+  for key in ("command", "test_error", "seed", "loss", "dataset", "curves", "train_error"):
+    assert key in record
+  assert set(record["retrieval"]) == {
+    "precision_at_1",
+    "r_precision",
+    "mean_average_precision_at_r",
+  }
+  # The recorded command, run as it stands, gives the same test error.
+  argv = shlex.split(record["command"].replace("{workdir}", str(tmp_path / "again")))
+  assert argv[:3] == ["python", "-m", "experiments.train"]
+  subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, check=True, capture_output=True)
+  with open(tmp_path / "again" / "metrics.jsonl") as f:
+    again = [json.loads(line) for line in f][-1]
+  assert again["test_error"] == record["test_error"]
+
+
+def test_report_writes_tables_and_figures(tmp_path, monkeypatch):
+  runs = tmp_path / "runs"
+  rng = np.random.default_rng(0)
+  table = campaign.TABLES["features_2d"]
+  for run in ("softmax", "l_softmax_m2"):
+    for seed in (0, 1, 2):
+      error = 0.02 - (0.005 if run != "softmax" else 0.0) + 0.001 * seed
+      records.write(
+        records.path("features_2d", run, seed, runs),
+        {
+          "run": run,
+          "seed": seed,
+          "test_error": error,
+          "train_error": error / 2,
+          "retrieval": {"precision_at_1": 0.9, "mean_average_precision_at_r": 0.8},
+          "curves": {"step": [1, 2], "test_error": [0.5, error]},
+          "test_features": rng.normal(size=(20, 2)).tolist(),
+          "test_labels": (np.arange(20) % 10).tolist(),
+        },
+      )
+  results_md = tmp_path / "RESULTS.md"
+  results_md.write_text(f"intro\n{report.BEGIN}\nold\n{report.END}\noutro\n")
+  report.report(runs_dir=runs, results_md=results_md, out_dir=tmp_path)
+  text = results_md.read_text()
+  assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
+  assert "| l_softmax_m2 | [0, 1, 2] | 1.60 ± 0.10 |" in text
+  assert "-0.50 [-0.50, -0.50] | reproduced |" in text
+  assert "| l_softmax_m3 | 0 | not run |" in text
+  assert (tmp_path / "features_2d.png").stat().st_size > 0
+  assert (tmp_path / "features_2d_curves.png").stat().st_size > 0
+  assert len(table.runs) == 5
