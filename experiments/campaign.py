@@ -107,16 +107,16 @@ def _final_state_outputs(config, workdir: pathlib.Path, with_features: bool) -> 
   import functools
   import jax
   import jax.numpy as jnp
-  from margin_jax.data import preprocess as preprocessing
+  from margin_jax.data import transforms
   from margin_jax.training import objectives
   from margin_jax.training import train as train_lib
   from margin_jax import metrics
   from margin_jax.training.checkpoint import Checkpointer
 
   dataset = train_lib.load_dataset(config)
-  mean = np.asarray(preprocessing.pixel_mean(dataset["train"][0]))
+  mean = np.asarray(transforms.pixel_mean(dataset["train"][0]))
   preprocess = functools.partial(
-    preprocessing.preprocess, recipe=config.preprocess, mean=mean, train=False
+    transforms.preprocess, recipe=config.preprocess, mean=mean, train=False
   )
   model = train_lib.create_model(config, dataset["num_classes"])
   image_shape = jax.eval_shape(lambda: preprocess(None, dataset["train"][0][:1])).shape[1:]

@@ -21,7 +21,7 @@ import tensorflow_datasets as tfds
 
 from margin_jax.data import download
 from margin_jax.data import load
-from margin_jax.data import offline
+from margin_jax.data import prepare
 
 SHARED = pathlib.Path(
   os.environ.get("MARGIN_JAX_DATA")
@@ -89,7 +89,7 @@ def _prepared_files(data_dir):
 def test_download_prepare_load_equals_the_offline_dataset(server, tmp_path):
   downloaded = load.load_arrays("mnist", data_dir=tmp_path / "online")
   offline_dir = tmp_path / "offline"
-  offline.prepare("mnist", source_dir=SHARED, data_dir=offline_dir)
+  prepare.build("mnist", source_dir=SHARED, data_dir=offline_dir)
   reference = load.load_arrays("mnist", data_dir=offline_dir)
   for split in ("train", "test"):
     for got, want in zip(downloaded[split], reference[split]):

@@ -7,7 +7,7 @@ import pytest
 
 from margin_jax.data import degrade
 from margin_jax.data import pipeline
-from margin_jax.data import preprocess as pp
+from margin_jax.data import transforms
 
 
 # --- Epoch iterators -------------------------------------------------------
@@ -133,19 +133,19 @@ def _reference_crops(x, top, left, size, flip):
 
 def test_to_float_and_pixel_mean():
   images = np.random.default_rng(0).integers(0, 256, (50, 4, 4, 3), np.uint8)
-  x = pp.to_float(images)
+  x = transforms.to_float(images)
   assert x.dtype == jnp.float32
   np.testing.assert_allclose(x, images / 255.0, rtol=1e-6)
-  mean = pp.pixel_mean(images)
+  mean = transforms.pixel_mean(images)
   assert mean.shape == (4, 4, 3)
   np.testing.assert_allclose(mean, images.mean(0) / 255.0, rtol=1e-6)
-  np.testing.assert_allclose(pp.subtract_mean(x, mean), images / 255.0 - mean, atol=1e-6)
+  np.testing.assert_allclose(transforms.subtract_mean(x, mean), images / 255.0 - mean, atol=1e-6)
 
 
 def test_cifar_augment_is_a_padded_shifted_flipped_view():
   n = 4000
   x = _coordinates(n)
-  out = np.asarray(jax.jit(pp.cifar_augment)(jax.random.key(0), x))
+  out = np.asarray(jax.jit(transforms.cifar_augment)(jax.random.key(0), x))
   assert out.shape == x.shape
   flip = out[:, 16, 17, 1] < out[:, 16, 16, 1]
   top = out[:, 16, 16, 0].astype(int) - 13
@@ -159,48 +159,52 @@ def test_cifar_augment_is_a_padded_shifted_flipped_view():
 
 def test_cifar_augment_same_key_same_batch_and_leading_axes():
   x = np.random.default_rng(0).integers(0, 256, (2, 8, 32, 32, 3), np.uint8)
-  a = pp.cifar_augment(jax.random.key(1), x)
+  a = transforms.cifar_augment(jax.random.key(1), x)
   assert a.shape == x.shape and a.dtype == jnp.uint8
-  np.testing.assert_array_equal(a, pp.cifar_augment(jax.random.key(1), x))
-  assert not np.array_equal(a, pp.cifar_augment(jax.random.key(2), x))
+  np.testing.assert_array_equal(a, transforms.cifar_augment(jax.random.key(1), x))
+  assert not np.array_equal(a, transforms.cifar_augment(jax.random.key(2), x))
 
 
 def test_random_and_center_crop():
   n = 3000
   x = _coordinates(n)
-  out = np.asarray(pp.random_crop(jax.random.key(0), x, 30))
+  out = np.asarray(transforms.random_crop(jax.random.key(0), x, 30))
   assert out.shape == (n, 30, 30, 2)
   top, left = (out[:, 0, 0] - 1).astype(int).T
   np.testing.assert_array_equal(out, _reference_crops(x, top, left, 30, np.zeros(n, bool)))
   for offsets in (top, left):
     np.testing.assert_allclose(np.bincount(offsets, minlength=3) / n, 1 / 3, atol=0.04)
-  np.testing.assert_array_equal(pp.center_crop(x, 30), x[:, 1:31, 1:31])
+  np.testing.assert_array_equal(transforms.center_crop(x, 30), x[:, 1:31, 1:31])
   with pytest.raises(ValueError, match="size=33"):
-    pp.center_crop(x, 33)
+    transforms.center_crop(x, 33)
 
 
 def test_preprocess_recipes():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (6, 32, 32, 3), np.uint8)
-  mean = pp.pixel_mean(rng.integers(0, 256, (20, 32, 32, 3), np.uint8))
+  mean = transforms.pixel_mean(rng.integers(0, 256, (20, 32, 32, 3), np.uint8))
   key = jax.random.key(7)
   scaled = images / np.float32(255.0)
   centred = scaled - mean
 
   def run(recipe, train):
-    return np.asarray(pp.preprocess(key, images, recipe=recipe, mean=mean, train=train))
+    return np.asarray(transforms.preprocess(key, images, recipe=recipe, mean=mean, train=train))
 
   np.testing.assert_allclose(run("none", True), scaled, atol=1e-6)
   np.testing.assert_allclose(run("mean", True), centred, atol=1e-6)
   np.testing.assert_allclose(run("cifar_plus", False), centred, atol=1e-6)
-  np.testing.assert_allclose(run("cifar_plus", True), pp.cifar_augment(key, centred), atol=1e-6)
+  np.testing.assert_allclose(
+    run("cifar_plus", True), transforms.cifar_augment(key, centred), atol=1e-6
+  )
   np.testing.assert_allclose(run("noisy_crop", False), centred[:, 1:31, 1:31], atol=1e-6)
-  np.testing.assert_allclose(run("noisy_crop", True), pp.random_crop(key, centred, 30), atol=1e-6)
+  np.testing.assert_allclose(
+    run("noisy_crop", True), transforms.random_crop(key, centred, 30), atol=1e-6
+  )
   np.testing.assert_array_equal(run("cifar_plus", True), run("cifar_plus", True))
   with pytest.raises(ValueError, match="Unknown recipe 'flip'"):
-    pp.preprocess(key, images, recipe="flip", mean=mean, train=True)
+    transforms.preprocess(key, images, recipe="flip", mean=mean, train=True)
   with pytest.raises(ValueError, match="needs the training-set mean"):
-    pp.preprocess(key, images, recipe="mean", train=True)
+    transforms.preprocess(key, images, recipe="mean", train=True)
 
 
 # --- Degraded training sets ------------------------------------------------

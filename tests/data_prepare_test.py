@@ -16,8 +16,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.testing import mocking as tfds_mocking
 
 from margin_jax.data import load
-from margin_jax.data import offline
-from margin_jax.data import prepare as prepare_lib
+from margin_jax.data import prepare
 from margin_jax.data import raw
 from margin_jax.data import registry
 
@@ -252,7 +251,7 @@ def test_load_prepares_mnist_offline_from_raw_files(tmp_path):
 
 def test_prepare_cli_cifar10_python_tarball(tmp_path, capsys):
   written = _write_cifar10_python(tmp_path / "src" / "cifar10")
-  prepare_lib.main(["--source", str(tmp_path / "src"), "--data-dir", str(tmp_path / "tfds")])
+  prepare.main(["--source", str(tmp_path / "src"), "--data-dir", str(tmp_path / "tfds")])
   assert "cifar10:" in capsys.readouterr().out
   builder = tfds.builder("cifar10", data_dir=tmp_path / "tfds")
   assert builder.info.features["label"].names == [f"class{i}" for i in range(10)]
@@ -269,7 +268,7 @@ def test_prepare_cli_cifar10_python_tarball(tmp_path, capsys):
 
 def test_prepare_cifar100_binary_tarball_with_coarse_labels(tmp_path):
   written = _write_cifar100_binary(tmp_path / "src" / "cifar100")
-  path = offline.prepare("cifar100", source_dir=tmp_path / "src", data_dir=tmp_path / "tfds")
+  path = prepare.build("cifar100", source_dir=tmp_path / "src", data_dir=tmp_path / "tfds")
   assert path == tmp_path / "tfds" / "cifar100" / "3.0.2"
   train = tfds.data_source("cifar100", data_dir=tmp_path / "tfds", download=False)["train"]
   images, labels, coarse = written["train"]
@@ -302,9 +301,9 @@ def test_failed_preparation_leaves_nothing_a_load_accepts(tmp_path, monkeypatch)
   def fail(*args):
     raise RuntimeError("interrupted")
 
-  monkeypatch.setattr(offline, "_verify", fail)
+  monkeypatch.setattr(prepare, "_verify", fail)
   with pytest.raises(RuntimeError, match="interrupted"):
-    offline.prepare("mnist", source_dir=tmp_path / "src", data_dir=tmp_path / "tfds")
+    prepare.build("mnist", source_dir=tmp_path / "src", data_dir=tmp_path / "tfds")
   assert os.listdir(tmp_path / "tfds") == []
   assert not tfds.builder("mnist", data_dir=tmp_path / "tfds").is_prepared()
   # A partial dataset left by other means is refused, not read.
@@ -320,7 +319,7 @@ def test_unknown_or_unavailable_datasets(tmp_path):
   with pytest.raises(ValueError, match=r"Unknown dataset 'cifar11'; expected one of"):
     load.load_arrays("cifar11", data_dir=tmp_path)
   with pytest.raises(ValueError, match=r"'svhn_cropped' has no offline raw-file preparation"):
-    offline.prepare("svhn_cropped", source_dir=tmp_path, data_dir=tmp_path)
+    prepare.build("svhn_cropped", source_dir=tmp_path, data_dir=tmp_path)
   with pytest.raises(
     FileNotFoundError,
     match=r"no prepared dataset in .*cifar10_jpeg and no raw files in .*src/cifar10_jpeg",

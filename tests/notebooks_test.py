@@ -21,7 +21,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 
-from margin_jax.data import offline
+from margin_jax.data import prepare
 from margin_jax.data import raw
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -91,7 +91,7 @@ def test_committed_notebook_has_no_outputs(path):
 
 def _mnist_available() -> bool:
   source = os.environ.get("MARGIN_JAX_DATA")
-  return tfds.builder("mnist", data_dir=offline.default_data_dir()).is_prepared() or bool(
+  return tfds.builder("mnist", data_dir=prepare.default_data_dir()).is_prepared() or bool(
     source and raw.raw_files_present("mnist", pathlib.Path(source) / "mnist")
   )
 

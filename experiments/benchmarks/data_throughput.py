@@ -38,7 +38,7 @@ def main() -> None:
   labels = rng.integers(0, 10, 50_000).astype(np.int32)
   mean = data.pixel_mean(images)
   augment = jax.pmap(
-    lambda key, x, mean: data.preprocess.preprocess(
+    lambda key, x, mean: data.transforms.preprocess(
       key, x, recipe="cifar_plus", mean=mean, train=True
     ),
     in_axes=(0, 0, None),

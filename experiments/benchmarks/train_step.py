@@ -33,7 +33,7 @@ from experiments.benchmarks import _harness
 from experiments.configs import cifar10_cpu
 from experiments.configs import lsoftmax_cifar10
 from margin_jax import data
-from margin_jax.data import preprocess as preprocessing
+from margin_jax.data import transforms
 from margin_jax.training import devices
 from margin_jax.training import objectives
 from margin_jax.training import optim
@@ -67,7 +67,7 @@ def build_step(loss: str, width: float, batch: int, mean, seed: int = 0):
   """(jitted pmapped step, replicated state) exactly as train_and_evaluate builds them."""
   config = make_config(loss, width, batch)
   objective = objectives.get_objective(config)
-  preprocess = functools.partial(preprocessing.preprocess, recipe=config.preprocess, mean=mean)
+  preprocess = functools.partial(transforms.preprocess, recipe=config.preprocess, mean=mean)
   model = train.create_model(config, NUM_CLASSES)
   init_key, train_key = jax.random.split(jax.random.key(seed))
   state = train.create_train_state(config, model, IMAGE_SHAPE, init_key)
@@ -196,7 +196,7 @@ def main(argv=None):
   if args.pipeline:
     dataset = data.load_arrays("cifar10_jpeg")
     images, labels = dataset["train"]
-    mean = np.asarray(preprocessing.pixel_mean(images))
+    mean = np.asarray(transforms.pixel_mean(images))
   else:
     mean = np.full(IMAGE_SHAPE, 120.0, np.float32)  # the mean's value does not change the cost
   results = {

@@ -2,7 +2,7 @@
 
 No TensorFlow: the files are fetched with the standard library into
 ``<cache>/<dataset>/<official file name>`` and then built by the project's own
-builders (`margin_jax.data.offline.prepare`), so a downloaded dataset is
+builders (`margin_jax.data.prepare.build`), so a downloaded dataset is
 byte for byte the one prepared offline from the same files.
 
 Each file is written to ``<file>.part`` (an interrupted download resumes from
@@ -152,7 +152,7 @@ def download(name: str, cache_dir) -> pathlib.Path:
       there are checked, not fetched again.
 
   Returns:
-    ``cache_dir``, the source directory for `margin_jax.data.offline.prepare`.
+    ``cache_dir``, the source directory for `margin_jax.data.prepare.build`.
 
   Raises:
     ChecksumError: a file's checksum is not the published one (the file is

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from margin_jax.data import download
-from margin_jax.data import offline
+from margin_jax.data import prepare
 from margin_jax.data import raw
 from margin_jax.data import registry
 
@@ -18,11 +18,11 @@ def _ensure_prepared(name, spec, data_dir, source_dir) -> None:
     return
   raw_dir = pathlib.Path(source_dir) / name if source_dir else None
   if spec.offline and raw_dir and raw.raw_files_present(name, raw_dir):
-    offline.prepare(name, source_dir=source_dir, data_dir=data_dir)
+    prepare.build(name, source_dir=source_dir, data_dir=data_dir)
     return
   if name in download.CHECKSUMS:
     cache = download.download(name, pathlib.Path(data_dir) / "downloads")
-    offline.prepare(name, source_dir=cache, data_dir=data_dir)
+    prepare.build(name, source_dir=cache, data_dir=data_dir)
     return
   checked = (
     f"no prepared dataset in {pathlib.Path(data_dir) / name} and no raw files"
@@ -47,7 +47,7 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
   images decoded by OpenCV, which tfds prefers to PIL when installed). If
   the dataset is not prepared in ``data_dir`` it is first prepared from the
   raw files in ``<source_dir>/<name>/`` (atomically, see
-  `margin_jax.data.offline.prepare`), else from the official raw files
+  `margin_jax.data.prepare.build`), else from the official raw files
   downloaded and verified into ``<data_dir>/downloads/<name>/`` (see
   `margin_jax.data.download`; MNIST, Fashion-MNIST, CIFAR-10/100).
 
@@ -68,7 +68,7 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
     images, labels = data["train"]  # (60000, 28, 28, 1), (60000,)
   """
   spec = registry.get_spec(name)
-  data_dir = str(data_dir or offline.default_data_dir())
+  data_dir = str(data_dir or prepare.default_data_dir())
   source_dir = source_dir or os.environ.get("MARGIN_JAX_DATA")
   _ensure_prepared(name, spec, data_dir, source_dir)
   result = {"num_classes": spec.num_classes, "name": name}

@@ -21,7 +21,7 @@ from flax.training import train_state
 
 from margin_jax import data
 from margin_jax import models
-from margin_jax.data import preprocess as preprocessing
+from margin_jax.data import transforms
 from margin_jax.training import devices
 from margin_jax.training import metrics as metrics_lib
 from margin_jax.training import objectives
@@ -178,8 +178,8 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   dataset = load_dataset(config)
   train_images, train_labels = dataset["train"]
   objective = objectives.get_objective(config)
-  mean = np.asarray(preprocessing.pixel_mean(train_images))
-  preprocess = functools.partial(preprocessing.preprocess, recipe=config.preprocess, mean=mean)
+  mean = np.asarray(transforms.pixel_mean(train_images))
+  preprocess = functools.partial(transforms.preprocess, recipe=config.preprocess, mean=mean)
 
   model = create_model(config, dataset["num_classes"])
   init_key, train_key = jax.random.split(jax.random.key(config.seed))

@@ -1,0 +1,23 @@
+"""Every config of experiments/configs builds its objective and model and
+documents its command and target."""
+
+import importlib
+import pathlib
+
+import pytest
+
+from margin_jax import models
+from margin_jax.training import objectives
+
+
+@pytest.mark.parametrize(
+  "path",
+  sorted(pathlib.Path(__file__).parents[1].glob("experiments/configs/*.py")),
+  ids=lambda p: p.stem,
+)
+def test_config_files_build_an_objective_and_model(path):
+  module = importlib.import_module(f"experiments.configs.{path.stem}")
+  config = module.get_config()
+  objectives.get_objective(config)
+  assert config.model in models.ARCHITECTURES
+  assert "Command:" in module.__doc__ and "Target:" in module.__doc__
