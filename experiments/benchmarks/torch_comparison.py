@@ -28,9 +28,8 @@ import torch.nn.functional as F
 from pytorch_metric_learning import losses as pml
 
 from margin_jax import losses
+from experiments.benchmarks import _cases
 from experiments.benchmarks import _harness
-
-ARCFACE_MARGIN = 0.5  # radians; pytorch-metric-learning takes degrees
 
 
 def _pml(factory):
@@ -51,40 +50,32 @@ def _torch_ce(x, w, y, classes, dim):
   return holder, (lambda x: F.cross_entropy(x @ holder.W, y))
 
 
-# (name, margin_jax loss(x, W, y) -> [B], torch builder)
-PAIRS = (
-  ("cross_entropy", lambda x, w, y: losses.softmax_loss(x @ w, y), _torch_ce),
-  (
-    "l_softmax_m2",
-    lambda x, w, y: losses.large_margin_softmax_loss(x, w, y, margin=2),
-    _pml(lambda **kw: pml.LargeMarginSoftmaxLoss(margin=2, scale=1, **kw)),
+def _typical(name, key):
+  return losses.TABLE[name].typical[key]
+
+
+# Benchmark case of margin_jax (`_cases`, the table's typical hyperparameters)
+# -> the PyTorch module computing the same loss with the same settings.
+PAIRS = {
+  "softmax": _torch_ce,
+  "l_softmax_m2": _pml(lambda **kw: pml.LargeMarginSoftmaxLoss(margin=2, scale=1, **kw)),
+  "l_softmax_m4": _pml(lambda **kw: pml.LargeMarginSoftmaxLoss(margin=4, scale=1, **kw)),
+  "a_softmax_m4": _pml(lambda **kw: pml.SphereFaceLoss(margin=4, scale=1, **kw)),
+  "cosface": _pml(
+    lambda **kw: pml.CosFaceLoss(
+      margin=_typical("cosface", "margin"), scale=_typical("cosface", "scale"), **kw
+    )
   ),
-  (
-    "l_softmax_m4",
-    lambda x, w, y: losses.large_margin_softmax_loss(x, w, y, margin=4),
-    _pml(lambda **kw: pml.LargeMarginSoftmaxLoss(margin=4, scale=1, **kw)),
+  "arcface": _pml(  # pytorch-metric-learning takes the margin in degrees.
+    lambda **kw: pml.ArcFaceLoss(
+      margin=math.degrees(_typical("arcface", "margin")), scale=_typical("arcface", "scale"), **kw
+    )
   ),
-  (
-    "sphereface_m4",
-    lambda x, w, y: losses.a_softmax_loss(x, w, y, margin=4),
-    _pml(lambda **kw: pml.SphereFaceLoss(margin=4, scale=1, **kw)),
+  "normface": _pml(
+    lambda **kw: pml.NormalizedSoftmaxLoss(temperature=1 / _typical("normface", "scale"), **kw)
   ),
-  (
-    "cosface",
-    lambda x, w, y: losses.cosface_loss(x, w, y, scale=64.0, margin=0.35),
-    _pml(lambda **kw: pml.CosFaceLoss(margin=0.35, scale=64, **kw)),
-  ),
-  (
-    "arcface",
-    lambda x, w, y: losses.arcface_loss(x, w, y, scale=64.0, margin=ARCFACE_MARGIN),
-    _pml(lambda **kw: pml.ArcFaceLoss(margin=math.degrees(ARCFACE_MARGIN), scale=64, **kw)),
-  ),
-  (
-    "normface",
-    lambda x, w, y: losses.normface_loss(x, w, y, scale=20.0),
-    _pml(lambda **kw: pml.NormalizedSoftmaxLoss(temperature=0.05, **kw)),
-  ),
-)
+}
+CASES = {case.name: case for case in _cases.CASES}
 
 
 def run_one(batch, dim, classes, threads, budget_s, max_reps, names, min_reps=5):
@@ -96,11 +87,13 @@ def run_one(batch, dim, classes, threads, budget_s, max_reps, names, min_reps=5)
   x_t, y_t = torch.from_numpy(x_np).requires_grad_(True), torch.from_numpy(y_np)
   w_t = torch.from_numpy(w_np)
   fns, values = {}, {}
-  for name, jax_loss, torch_builder in PAIRS:
+  for name, torch_builder in PAIRS.items():
     if name not in names:
       continue
     step = jax.jit(
-      jax.value_and_grad(lambda x, w, y, f=jax_loss: jnp.mean(f(x, w, y)), argnums=(0, 1))
+      jax.value_and_grad(
+        lambda x, w, y, f=CASES[name].fn: jnp.mean(f(x, w, y, None)), argnums=(0, 1)
+      )
     )
     module, torch_loss = torch_builder(x_t, w_t, y_t, classes, dim)
 
@@ -138,7 +131,7 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   _harness.add_loss_timing_args(parser, max_reps=40)
   parser.add_argument("--threads", type=int, default=os.cpu_count())
-  parser.add_argument("--losses", nargs="+", default=[p[0] for p in PAIRS])
+  parser.add_argument("--losses", nargs="+", default=list(PAIRS))
   args = parser.parse_args(argv)
 
   torch.set_num_threads(args.threads)
@@ -164,7 +157,7 @@ def main(argv=None):
     )
     print(f"C={classes}: {results[-1]['reps']} rounds", flush=True)
 
-  names = [n for n in (p[0] for p in PAIRS) if n in args.losses]
+  names = [n for n in PAIRS if n in args.losses]
   header = ["loss (margin_jax / torch time)"] + [f"C={r['classes']}" for r in results]
   print(
     "\nmargin_jax time / PyTorch time, forward+backward (median of paired rounds; "
