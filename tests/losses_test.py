@@ -139,11 +139,11 @@ def _logits_case(fn, **kw):
 
 LOSS_CASES = {
   "softmax": _logits_case(losses.softmax_loss),
-  "l_softmax_m2": _features_case(losses.large_margin_softmax_loss, margin=2),
+  "l_softmax_m2": _features_case(losses.large_margin_softmax_loss, margin=2, lam=0.0),
   "l_softmax_m3_lam": _features_case(losses.large_margin_softmax_loss, margin=3, lam=0.5),
-  "l_softmax_m4": _features_case(losses.large_margin_softmax_loss, margin=4),
-  "l_softmax_m6": _features_case(losses.large_margin_softmax_loss, margin=6),
-  "a_softmax_m4": _features_case(losses.a_softmax_loss, margin=4),
+  "l_softmax_m4": _features_case(losses.large_margin_softmax_loss, margin=4, lam=0.0),
+  "l_softmax_m6": _features_case(losses.large_margin_softmax_loss, margin=6, lam=0.0),
+  "a_softmax_m4": _features_case(losses.a_softmax_loss, margin=4, lam=0.0),
   "noisy_annealed": _tagged(
     losses.noisy_softmax_loss,
     lambda x, w, y, key: losses.noisy_softmax_loss(x, w, y, key, alpha=0.3),
@@ -328,7 +328,8 @@ def assemble_target_gradients(x, w, y, target_terms):
 def test_l_softmax_gradient_matches_eqs_12_13_for_m2():
   x, w, y = make_inputs(4)
   grads = jax.grad(
-    lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=2)), argnums=(0, 1)
+    lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=2, lam=0.0)),
+    argnums=(0, 1),
   )(x, w)
 
   def target_terms(i):
@@ -363,7 +364,8 @@ def cos_m_power_coefficients(m):
 def test_l_softmax_gradient_matches_eqs_9_10(m):
   x, w, y = make_inputs(5)
   grads = jax.grad(
-    lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=m)), argnums=(0, 1)
+    lambda x, w: jnp.sum(losses.large_margin_softmax_loss(x, w, y, margin=m, lam=0.0)),
+    argnums=(0, 1),
   )(x, w)
   coefficients = cos_m_power_coefficients(m)
 
@@ -504,7 +506,9 @@ def test_reductions_to_softmax():
   x, w, y = make_inputs(12)
   logits = jnp.asarray(x) @ jnp.asarray(w)  # the same XLA matmul the losses run
   softmax = losses.softmax_loss(logits, y)
-  np.testing.assert_array_equal(losses.large_margin_softmax_loss(x, w, y, margin=1), softmax)
+  np.testing.assert_array_equal(
+    losses.large_margin_softmax_loss(x, w, y, margin=1, lam=0.0), softmax
+  )
   np.testing.assert_array_equal(
     losses.large_margin_softmax_loss(x, w, y, margin=1, lam=3.0), softmax
   )
@@ -641,14 +645,14 @@ def test_clear_errors_for_bad_input():
   with pytest.raises(ValueError, match="labels has 3 entries"):
     losses.virtual_softmax_loss(x, w, y[:3])
   with pytest.raises(ValueError, match=r"do not match features .*expected dim 5"):
-    losses.large_margin_softmax_loss(x, w[:4], y, margin=2)
+    losses.large_margin_softmax_loss(x, w[:4], y, margin=2, lam=0.0)
   with pytest.raises(ValueError, match=r"\[num_classifiers, dim, num_classes\]"):
     losses.ensemble_soft_margin_softmax_loss(x, w, y, margin=0.0, diversity=0.0)
   for bad in (0, -1, 2.5, 2.0, True):
     with pytest.raises(ValueError, match="margin must be a Python integer >= 1"):
-      losses.large_margin_softmax_loss(x, w, y, margin=bad)
+      losses.large_margin_softmax_loss(x, w, y, margin=bad, lam=0.0)
     with pytest.raises(ValueError, match="margin must be a Python integer >= 1"):
-      losses.a_softmax_loss(x, w, y, margin=bad)
+      losses.a_softmax_loss(x, w, y, margin=bad, lam=0.0)
   with pytest.raises(ValueError, match="noise='gaussian' is not one of"):
     losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=0.1, noise="gaussian")
   with pytest.raises(ValueError, match="divergence='kl' is not one of"):
@@ -663,5 +667,129 @@ def test_out_of_range_label_gives_nan_not_a_silent_value():
   x, w, y = make_inputs()
   y = y.copy()
   y[0] = C  # cannot be checked inside jit; documented to produce NaN
-  out = jax.jit(losses.large_margin_softmax_loss, static_argnames="margin")(x, w, y, margin=2)
+  out = jax.jit(losses.large_margin_softmax_loss, static_argnames="margin")(
+    x, w, y, margin=2, lam=0.0
+  )
   assert np.isnan(out[0]) and np.all(np.isfinite(out[1:]))
+
+
+# Each case as fn(x, w, y, key, where): the table's loss with a mask.
+def _masked_case(name):
+  fn = LOSS_CASES[name].loss_fn
+  inputs, kwargs = _CASE_CALLS[name]
+  return lambda x, w, y, key, where: fn(*inputs(x, w, y, key), **kwargs, where=where)
+
+
+_CASE_CALLS = {
+  "softmax": (lambda x, w, y, key: (x @ w, y), {}),
+  "l_softmax_m2": (lambda x, w, y, key: (x, w, y), {"margin": 2, "lam": 0.0}),
+  "a_softmax_m4": (lambda x, w, y, key: (x, w, y), {"margin": 4, "lam": 0.5}),
+  "noisy_annealed": (lambda x, w, y, key: (x, w, y, key), {"alpha": 0.3}),
+  "virtual": (lambda x, w, y, key: (x, w, y), {}),
+  "m_softmax": (lambda x, w, y, key: (x @ w, y), {"margin": 0.4}),
+  "em_softmax": (lambda x, w, y, key: (x, stacked(w), y), {"margin": 0.3, "diversity": 0.1}),
+  "uniformity": (lambda x, w, y, key: (x @ w, y), {"lam": 0.3}),
+  "hinge": (lambda x, w, y, key: (x @ w, y), {}),
+  "lsr": (lambda x, w, y, key: (x @ w, y), {"smoothing": 0.1}),
+  "normface": (lambda x, w, y, key: (x, w, y), {"scale": 8.0}),
+  "cosface": (lambda x, w, y, key: (x, w, y), {"scale": 8.0, "margin": 0.35}),
+  "arcface": (lambda x, w, y, key: (x, w, y), {"scale": 8.0, "margin": 0.5}),
+  "center": (lambda x, w, y, key: (x, w.T, y), {}),
+}
+
+
+def test_masked_cases_cover_the_table():
+  assert {LOSS_CASES[n].loss_fn for n in _CASE_CALLS} == {s.fn for s in losses.TABLE.values()}
+
+
+@pytest.mark.parametrize("name", sorted(_CASE_CALLS))
+@pytest.mark.parametrize("bad_label", [-1, C, -C - 1])
+def test_a_label_outside_the_classes_gives_nan_under_jit(name, bad_label):
+  x, w, y = make_inputs()
+  y = y.copy()
+  y[2] = bad_label
+  out = jax.jit(_masked_case(name))(x, w, y, jax.random.key(0), None)
+  assert np.isnan(out[2]), (name, out)
+  assert np.all(np.isfinite(np.delete(np.asarray(out), 2))), name
+
+
+@pytest.mark.parametrize("name", sorted(_CASE_CALLS))
+def test_where_mask_gives_zero_loss_and_no_gradient(name):
+  x, w, y = make_inputs()
+  y = y.copy()
+  y[1] = -1  # the usual "ignore" label, masked out below
+  where = np.ones(B, bool)
+  where[[1, 4]] = False
+  key = jax.random.key(0)
+  fn = jax.jit(_masked_case(name))
+  out = fn(x, w, y, key, where)
+  assert np.all(out[~where] == 0) and np.all(np.isfinite(out)), name
+  full = fn(x, w, np.where(where, y, 0), key, None)
+  np.testing.assert_allclose(out[where], full[where], rtol=1e-12, err_msg=name)
+  gx, gw = jax.grad(lambda x, w: fn(x, w, y, key, where).sum(), argnums=(0, 1))(x, w)
+  assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gw)), name
+  np.testing.assert_array_equal(gx[~where], 0.0)
+  # The gradient is that of the kept examples alone: the unmasked loss, with
+  # the masked examples multiplied by 0.
+  y_safe = np.where(where, y, 0)
+  gx_ref, gw_ref = jax.grad(
+    lambda x, w: (fn(x, w, y_safe, key, None) * where).sum(), argnums=(0, 1)
+  )(x, w)
+  np.testing.assert_allclose(gx, gx_ref, rtol=1e-10, atol=1e-12, err_msg=name)
+  np.testing.assert_allclose(gw, gw_ref, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize(
+  "call,message",
+  [
+    (
+      lambda x, w, y: losses.arcface_loss(x, w, y, scale=16.0, margin=28.6),
+      r"margin=28.6 must be >= 0.0 and < 3.14.*looks like degrees: math.radians\(28.6\) = 0.4992",
+    ),
+    (
+      lambda x, w, y: losses.cosface_loss(x, w, y, scale=-16.0, margin=0.35),
+      r"scale=-16.0 must be > 0.0",
+    ),
+    (lambda x, w, y: losses.normface_loss(x, w, y, scale=0), r"scale=0 must be > 0.0"),
+    (
+      lambda x, w, y: losses.a_softmax_loss(x, w, y, margin=4, lam=-1.0),
+      r"lam=-1.0 must be >= 0.0",
+    ),
+    (lambda x, w, y: losses.large_margin_softmax_loss(x, w, y, margin=2, lam=-0.5), r"lam=-0.5"),
+    (
+      lambda x, w, y: losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=-0.1),
+      r"alpha=-0.1 must be >= 0.0",
+    ),
+    (
+      lambda x, w, y: losses.label_smoothing_loss(x @ w, y, smoothing=1.0),
+      r"smoothing=1.0 must be >= 0.0 and < 1.0",
+    ),
+    (lambda x, w, y: losses.uniformity_regularized_softmax_loss(x @ w, y, lam=-0.3), r"lam=-0.3"),
+    (lambda x, w, y: losses.soft_margin_softmax_loss(x @ w, y, margin=-1.0), r"margin=-1.0"),
+    (lambda x, w, y: losses.multiclass_hinge_loss(x @ w, y, margin=-1.0), r"margin=-1.0"),
+    (
+      lambda x, w, y: losses.ensemble_soft_margin_softmax_loss(
+        x, stacked(w), y, margin=0.3, diversity=-1.0
+      ),
+      r"diversity=-1.0",
+    ),
+  ],
+)
+def test_static_hyperparameters_are_checked(call, message):
+  x, w, y = make_inputs()
+  with pytest.raises(ValueError, match=message):
+    call(x, w, y)
+
+
+def test_traced_hyperparameters_are_not_checked():
+  x, w, y = make_inputs()
+  out = jax.jit(lambda s: losses.cosface_loss(x, w, y, scale=s, margin=0.35))(-1.0)
+  assert out.shape == (B,)
+
+
+def test_l_softmax_has_no_silent_default_lambda():
+  x, w, y = make_inputs()
+  with pytest.raises(TypeError, match="lam"):
+    losses.large_margin_softmax_loss(x, w, y, margin=2)
+  with pytest.raises(TypeError, match="lam"):
+    losses.a_softmax_loss(x, w, y, margin=4)

@@ -44,16 +44,60 @@ def check_labels(labels, batch_size: int, name: str = "labels") -> jax.Array:
   return labels
 
 
-def prepare_logits(logits, labels, *, min_classes: int = 1):
-  """Checks ``logits`` [B, C] and ``labels`` [B]; returns (logits, labels, out_dtype)."""
+def check_where(where, batch_size: int) -> jax.Array | None:
+  """Checks an optax-style example mask ``where`` [B] (``None``: every example)."""
+  if where is None:
+    return None
+  where = jnp.asarray(where)
+  if where.shape != (batch_size,):
+    raise ValueError(f"where must have shape [batch_size]=[{batch_size}], got {where.shape}.")
+  return where.astype(bool)
+
+
+def safe_labels(labels: jax.Array, num_classes: int, where) -> jax.Array:
+  """Labels for the target gathers: an out-of-range label (negative included)
+  becomes ``num_classes``, which every gather fills with NaN, so its loss is
+  NaN and never another class's; a masked-out example gets label 0, so it
+  computes finite values that `apply_where` then drops."""
+  labels = jnp.where((labels >= 0) & (labels < num_classes), labels, num_classes)
+  return labels if where is None else jnp.where(where, labels, 0)
+
+
+def apply_where(loss: jax.Array, where, out_dtype) -> jax.Array:
+  """The per-example loss in ``out_dtype``, 0 (and no gradient) where masked out."""
+  if where is not None:
+    loss = jnp.where(where, loss, 0.0)
+  return loss.astype(out_dtype)
+
+
+def check_static(name: str, value, *, low=None, high=None, low_open=False, hint="") -> None:
+  """Range check of a hyperparameter given as a Python number; a traced or
+  array value is not checked (inside ``jit`` it has no value to check)."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return
+  too_low = low is not None and (value <= low if low_open else value < low)
+  if too_low or (high is not None and value >= high) or value != value:
+    lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+    hi = "" if high is None else f"< {high}"
+    raise ValueError(f"{name}={value!r} must be {' and '.join(b for b in (lo, hi) if b)}.{hint}")
+
+
+def prepare_logits(logits, labels, *, min_classes: int = 1, where=None):
+  """Checks ``logits`` [B, C], ``labels`` [B] and the mask ``where`` [B].
+
+  Returns (logits, labels, where, out_dtype): logits in the compute dtype,
+  labels made safe for the target gathers (`safe_labels`).
+  """
   logits = jnp.asarray(logits)
   if logits.ndim != 2:
     raise ValueError(f"logits must have shape [batch_size, num_classes], got {logits.shape}.")
   if logits.shape[1] < min_classes:
     raise ValueError(f"this loss needs at least {min_classes} classes, got logits {logits.shape}.")
   labels = check_labels(labels, logits.shape[0])
+  where = check_where(where, logits.shape[0])
+  labels = safe_labels(labels, logits.shape[1], where)
   out_dtype = result_dtype(logits)
-  return logits.astype(compute_dtype(out_dtype)), labels, out_dtype
+  return logits.astype(compute_dtype(out_dtype)), labels, where, out_dtype
 
 
 # Per kind of class-weight argument: its name, layout and the axis of dim.
@@ -73,12 +117,14 @@ def check_weights(weights, kind: str = "classifier") -> jax.Array:
   return weights
 
 
-def prepare_features(features, weights, labels, *, kind: str = "classifier"):
-  """Checks ``features`` [B, d], class weights of ``kind`` and ``labels`` [B].
+def prepare_features(features, weights, labels, *, kind: str = "classifier", where=None):
+  """Checks ``features`` [B, d], class weights of ``kind``, ``labels`` [B] and
+  the mask ``where`` [B].
 
   ``kind``: ``"classifier"`` W [d, C], ``"stacked"`` [V, d, C] or
-  ``"centers"`` [C, d]. Returns (features, weights, labels, out_dtype) with the
-  arrays cast to the compute dtype.
+  ``"centers"`` [C, d]. Returns (features, weights, labels, where, out_dtype)
+  with the arrays cast to the compute dtype and the labels made safe for the
+  target gathers (`safe_labels`).
   """
   features, weights = jnp.asarray(features), check_weights(weights, kind)
   if features.ndim != 2:
@@ -90,9 +136,12 @@ def prepare_features(features, weights, labels, *, kind: str = "classifier"):
       f"expected dim {features.shape[1]} on axis {dim_axis}."
     )
   labels = check_labels(labels, features.shape[0])
+  where = check_where(where, features.shape[0])
+  num_classes = weights.shape[0] if kind == "centers" else weights.shape[-1]
+  labels = safe_labels(labels, num_classes, where)
   out_dtype = result_dtype(features, weights)
   dtype = compute_dtype(out_dtype)
-  return features.astype(dtype), weights.astype(dtype), labels, out_dtype
+  return features.astype(dtype), weights.astype(dtype), labels, where, out_dtype
 
 
 def check_choice(name: str, value, choices) -> None:

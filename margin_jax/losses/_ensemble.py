@@ -59,6 +59,7 @@ def ensemble_soft_margin_softmax_loss(
   *,
   margin: ArrayLike,
   diversity: ArrayLike,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""EM-Softmax: summed soft-margin losses of V weak classifiers plus HSIC diversity.
 
@@ -78,6 +79,8 @@ def ensemble_soft_margin_softmax_loss(
     labels: ``[batch_size]`` integers.
     margin: the soft margin m >= 0 (may be traced).
     diversity: the HSIC weight lambda >= 0 (may be traced).
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -95,8 +98,10 @@ def ensemble_soft_margin_softmax_loss(
     Wang et al., Ensemble Soft-Margin Softmax Loss for Image Classification,
     IJCAI 2018, eqs. 4, 6 and the EM-Softmax objective of Sec. 3.2.
   """
-  features, weights, labels, out_dtype = _common.prepare_features(
-    features, weights, labels, kind="stacked"
+  _common.check_static("margin", margin, low=0.0)
+  _common.check_static("diversity", diversity, low=0.0)
+  features, weights, labels, where, out_dtype = _common.prepare_features(
+    features, weights, labels, kind="stacked", where=where
   )
   # One plain [B, d] x [d, C] matmul per weak classifier: a batched einsum over
   # V makes XLA:CPU transpose W [V, d, C] and the [V, B, C] logits (and their
@@ -109,4 +114,4 @@ def ensemble_soft_margin_softmax_loss(
     jnp.zeros(features.shape[:1], features.dtype),
   )
   loss = loss + diversity * hsic_diversity(weights)
-  return loss.astype(out_dtype)
+  return _common.apply_where(loss, where, out_dtype)

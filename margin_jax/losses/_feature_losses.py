@@ -39,10 +39,20 @@ def target_cosine(features: ArrayLike, weights: ArrayLike, labels: ArrayLike) ->
   A diagnostic: the mean target angle is ``arccos`` of it (never differentiate
   through ``arccos``).
   """
-  features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
+  features, weights, labels, _, out_dtype = _common.prepare_features(features, weights, labels)
   target_logit = jnp.sum(features * _common.target_columns(weights, labels), axis=1)
   norm_product = _target_norm_product(features, weights, labels)
   return _cosine(target_logit, norm_product).astype(out_dtype)
+
+
+def _check_arc_margin(margin) -> None:
+  hint = ""
+  if isinstance(margin, (int, float)) and margin >= math.pi:
+    hint = (
+      f" The margin is in radians; {margin} looks like degrees:"
+      f" math.radians({margin}) = {math.radians(margin):.4f}."
+    )
+  _common.check_static("margin", margin, low=0.0, high=math.pi, hint=hint)
 
 
 def _check_integer_margin(margin) -> int:
@@ -92,7 +102,13 @@ def psi(cosine: ArrayLike, *, margin: int) -> jax.Array:
 
 
 def large_margin_softmax_loss(
-  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, margin: int, lam: ArrayLike = 0.0
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  margin: int,
+  lam: ArrayLike,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""L-Softmax: an angular margin m on the target class.
 
@@ -112,8 +128,13 @@ def large_margin_softmax_loss(
     features: ``[batch_size, dim]``.
     weights: ``[dim, num_classes]``.
     labels: ``[batch_size]`` integers.
-    margin: integer m >= 1 (static).
-    lam: the lambda blend >= 0 (may be traced); 0 is the pure L-Softmax.
+    margin: integer m >= 1 (static); the papers use 2, 3 or 4.
+    lam: the lambda blend >= 0 (may be traced), required: a large lambda is
+      plain softmax, 0 the pure margin, which from the first step trains to
+      chance. Anneal it with ``lambda_schedule(num_steps=N)(step)`` (the
+      authors' schedule stretched to an N-step run) or pass 0.0 explicitly.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -123,7 +144,7 @@ def large_margin_softmax_loss(
     >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
     >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
     >>> y = jnp.array([1, 0])
-    >>> large_margin_softmax_loss(x, W, y, margin=2).round(4)
+    >>> large_margin_softmax_loss(x, W, y, margin=2, lam=0.0).round(4)
     Array([0.8843, 0.1036], dtype=float32)
 
   References:
@@ -131,14 +152,21 @@ def large_margin_softmax_loss(
     ICML 2016, eqs. 4-13 and Sec. 5.1.
   """
   margin = _check_integer_margin(margin)
-  features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
-  return _large_margin(
-    features @ weights,
-    _target_norm_product(features, weights, labels),
-    labels,
-    margin=margin,
-    lam=lam,
-  ).astype(out_dtype)
+  _common.check_static("lam", lam, low=0.0)
+  features, weights, labels, where, out_dtype = _common.prepare_features(
+    features, weights, labels, where=where
+  )
+  return _common.apply_where(
+    _large_margin(
+      features @ weights,
+      _target_norm_product(features, weights, labels),
+      labels,
+      margin=margin,
+      lam=lam,
+    ),
+    where,
+    out_dtype,
+  )
 
 
 def _large_margin(logits, norm_product, labels, *, margin, lam):
@@ -152,7 +180,13 @@ def _large_margin(logits, norm_product, labels, *, margin, lam):
 
 
 def a_softmax_loss(
-  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, margin: int, lam: ArrayLike = 0.0
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  margin: int,
+  lam: ArrayLike,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""A-Softmax (SphereFace): L-Softmax with unit-norm class weights.
 
@@ -164,8 +198,13 @@ def a_softmax_loss(
     features: ``[batch_size, dim]``.
     weights: ``[dim, num_classes]``; each column is L2-normalised inside.
     labels: ``[batch_size]`` integers.
-    margin: integer m >= 1 (static).
-    lam: the lambda blend (may be traced).
+    margin: integer m >= 1 (static); the papers use 2, 3 or 4.
+    lam: the lambda blend >= 0 (may be traced), required: a large lambda is
+      plain NormFace-like softmax (unit W), 0 the pure margin, which from the first step trains to
+      chance. Anneal it with ``lambda_schedule(**PUBLISHED_LAMBDA["a_softmax"], num_steps=N)(step)`` (the
+      authors' schedule stretched to an N-step run) or pass 0.0 explicitly.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -175,7 +214,7 @@ def a_softmax_loss(
     >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
     >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
     >>> y = jnp.array([1, 0])
-    >>> a_softmax_loss(x, W, y, margin=4).round(4)
+    >>> a_softmax_loss(x, W, y, margin=4, lam=0.0).round(4)
     Array([2.2902, 0.6483], dtype=float32)
 
   References:
@@ -183,7 +222,10 @@ def a_softmax_loss(
     CVPR 2017, eq. 6 (psi as L-Softmax eq. 6).
   """
   margin = _check_integer_margin(margin)
-  features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
+  _common.check_static("lam", lam, low=0.0)
+  features, weights, labels, where, out_dtype = _common.prepare_features(
+    features, weights, labels, where=where
+  )
   # x @ normalize(W) computed as (x @ W) / ||W_j||: no normalised [d, C] copy of
   # W and no [d, C] passes for its gradient (the cost at many classes).
   logits = _common.divide_columns(features @ weights, _common.safe_norm(weights, axis=0))
@@ -191,7 +233,9 @@ def a_softmax_loss(
   norm_product = _common.safe_norm(features, axis=1) * _common.safe_norm(
     unit_targets, axis=1
   )  # ||x|| ||W_y / ||W_y|| ||
-  return _large_margin(logits, norm_product, labels, margin=margin, lam=lam).astype(out_dtype)
+  return _common.apply_where(
+    _large_margin(logits, norm_product, labels, margin=margin, lam=lam), where, out_dtype
+  )
 
 
 def noisy_softmax_loss(
@@ -203,6 +247,7 @@ def noisy_softmax_loss(
   alpha: ArrayLike,
   noise: str = "annealed",
   bias: ArrayLike | None = None,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Noisy Softmax: subtract non-negative annealed noise from the target logit.
 
@@ -232,9 +277,12 @@ def noisy_softmax_loss(
     weights: ``[dim, num_classes]``.
     labels: ``[batch_size]`` integers.
     key: a PRNG key; the same key gives the same loss.
-    alpha: noise scale alpha >= 0 (may be traced); 0 is softmax.
+    alpha: noise scale alpha >= 0 (may be traced); 0 is softmax. The paper
+      recommends alpha^2 = 0.1 (``alpha=0.316``).
     noise: one of ``annealed``, ``amplitude``, ``free``, ``normal``, ``negative`` (static).
     bias: optional class bias ``[num_classes]`` added to the logits.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -254,7 +302,10 @@ def noisy_softmax_loss(
     Sec. 5.2-5.3.
   """
   _common.check_choice("noise", noise, NOISE_TYPES)
-  features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
+  _common.check_static("alpha", alpha, low=0.0)
+  features, weights, labels, where, out_dtype = _common.prepare_features(
+    features, weights, labels, where=where
+  )
   logits = features @ weights
   target_logit = _common.take_target(logits, labels)
   norm_product = _target_norm_product(features, weights, labels)
@@ -273,12 +324,14 @@ def noisy_softmax_loss(
       raise ValueError(f"bias must have shape [num_classes]={[logits.shape[1]]}, got {bias.shape}.")
     logits = logits + bias
     target_logit = target_logit + jnp.take(bias, labels, mode="fill")
-  return _common.cross_entropy_with_target(logits, labels, target_logit - subtracted).astype(
-    out_dtype
+  return _common.apply_where(
+    _common.cross_entropy_with_target(logits, labels, target_logit - subtracted), where, out_dtype
   )
 
 
-def virtual_softmax_loss(features: ArrayLike, weights: ArrayLike, labels: ArrayLike) -> jax.Array:
+def virtual_softmax_loss(
+  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
+) -> jax.Array:
   r"""Virtual Softmax: one extra negative class placed on the feature itself.
 
   .. math::
@@ -292,6 +345,8 @@ def virtual_softmax_loss(features: ArrayLike, weights: ArrayLike, labels: ArrayL
     features: ``[batch_size, dim]``.
     weights: ``[dim, num_classes]``.
     labels: ``[batch_size]`` integers.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -308,12 +363,14 @@ def virtual_softmax_loss(features: ArrayLike, weights: ArrayLike, labels: ArrayL
     Chen, Deng & Shen, Virtual Class Enhanced Discriminative Embedding
     Learning, NeurIPS 2018, eqs. 3-5.
   """
-  features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
+  features, weights, labels, where, out_dtype = _common.prepare_features(
+    features, weights, labels, where=where
+  )
   logits = features @ weights
   target_logit = _common.take_target(logits, labels)
   virtual_logit = _target_norm_product(features, weights, labels)
   lse = jnp.logaddexp(jax.nn.logsumexp(logits, axis=-1), virtual_logit)
-  return (lse - target_logit).astype(out_dtype)
+  return _common.apply_where(lse - target_logit, where, out_dtype)
 
 
 def _cosine_logits(features, weights):
@@ -330,7 +387,12 @@ def _cosine_logits(features, weights):
 
 
 def normface_loss(
-  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, scale: ArrayLike
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  scale: ArrayLike,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""NormFace / N-Softmax: softmax over scaled cosines.
 
@@ -341,7 +403,10 @@ def normface_loss(
     features: ``[batch_size, dim]``.
     weights: ``[dim, num_classes]``.
     labels: ``[batch_size]`` integers.
-    scale: the scale s > 0 (may be traced).
+    scale: the scale s > 0 (may be traced); typically 16-64 (~16 for small
+      nets; face recognition uses 30-64).
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -358,12 +423,23 @@ def normface_loss(
     Wang et al., NormFace: L2 Hypersphere Embedding for Face Verification,
     ACM MM 2017, eq. 6 (the N-Softmax compared in the EM and Virtual papers).
   """
-  features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
-  return softmax_loss(scale * _cosine_logits(features, weights), labels).astype(out_dtype)
+  _common.check_static("scale", scale, low=0.0, low_open=True)
+  features, weights, labels, where, out_dtype = _common.prepare_features(
+    features, weights, labels, where=where
+  )
+  return _common.apply_where(
+    softmax_loss(scale * _cosine_logits(features, weights), labels), where, out_dtype
+  )
 
 
 def cosface_loss(
-  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, scale: ArrayLike, margin: ArrayLike
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  scale: ArrayLike,
+  margin: ArrayLike,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""CosFace / AM-Softmax: an additive cosine margin.
 
@@ -375,8 +451,10 @@ def cosface_loss(
     features: ``[batch_size, dim]``.
     weights: ``[dim, num_classes]``.
     labels: ``[batch_size]`` integers.
-    scale: s > 0 (may be traced).
-    margin: m >= 0 (may be traced).
+    scale: s > 0 (may be traced); the paper uses 64.
+    margin: m >= 0 (may be traced); the paper uses 0.35 (0.25-0.45).
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -392,14 +470,26 @@ def cosface_loss(
   References:
     Wang et al., CosFace: Large Margin Cosine Loss, CVPR 2018, eq. 4.
   """
-  features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
+  _common.check_static("scale", scale, low=0.0, low_open=True)
+  _common.check_static("margin", margin, low=0.0)
+  features, weights, labels, where, out_dtype = _common.prepare_features(
+    features, weights, labels, where=where
+  )
   logits = scale * _cosine_logits(features, weights)
   target = _common.take_target(logits, labels) - scale * margin
-  return _common.cross_entropy_with_target(logits, labels, target).astype(out_dtype)
+  return _common.apply_where(
+    _common.cross_entropy_with_target(logits, labels, target), where, out_dtype
+  )
 
 
 def arcface_loss(
-  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, scale: ArrayLike, margin: ArrayLike
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  scale: ArrayLike,
+  margin: ArrayLike,
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""ArcFace: an additive angular margin, in radians.
 
@@ -415,8 +505,12 @@ def arcface_loss(
     features: ``[batch_size, dim]``.
     weights: ``[dim, num_classes]``.
     labels: ``[batch_size]`` integers.
-    scale: s > 0 (may be traced).
-    margin: m in radians (may be traced).
+    scale: s > 0 (may be traced); the paper uses 64.
+    margin: m in radians, in ``[0, pi)`` (may be traced); the paper uses 0.5
+      (28.6 degrees). pytorch-metric-learning takes degrees: a Python number
+      of pi or more is refused with a hint.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -433,16 +527,24 @@ def arcface_loss(
     Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face
     Recognition, CVPR 2019, eq. 3.
   """
-  features, weights, labels, out_dtype = _common.prepare_features(features, weights, labels)
+  _common.check_static("scale", scale, low=0.0, low_open=True)
+  _check_arc_margin(margin)
+  features, weights, labels, where, out_dtype = _common.prepare_features(
+    features, weights, labels, where=where
+  )
   cosine = _cosine_logits(features, weights)
   cos_y = jnp.clip(_common.take_target(cosine, labels), -1.0, 1.0)
   # sin(theta) >= 0 on [0, pi]; the floor keeps the sqrt's gradient finite at cos = +-1.
   sin_y = jnp.sqrt(jnp.maximum(1.0 - cos_y * cos_y, jnp.finfo(cos_y.dtype).eps))
   target = scale * (cos_y * jnp.cos(margin) - sin_y * jnp.sin(margin))
-  return _common.cross_entropy_with_target(scale * cosine, labels, target).astype(out_dtype)
+  return _common.apply_where(
+    _common.cross_entropy_with_target(scale * cosine, labels, target), where, out_dtype
+  )
 
 
-def center_loss(features: ArrayLike, centers: ArrayLike, labels: ArrayLike) -> jax.Array:
+def center_loss(
+  features: ArrayLike, centers: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
+) -> jax.Array:
   r"""Center loss: half the squared distance of each feature to its class centre.
 
   .. math::
@@ -454,6 +556,8 @@ def center_loss(features: ArrayLike, centers: ArrayLike, labels: ArrayLike) -> j
     features: ``[batch_size, dim]``.
     centers: class centres, ``[num_classes, dim]`` (one row per class).
     labels: ``[batch_size]`` integers.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -471,8 +575,8 @@ def center_loss(features: ArrayLike, centers: ArrayLike, labels: ArrayLike) -> j
     Wen et al., A Discriminative Feature Learning Approach for Deep Face
     Recognition, ECCV 2016, eq. 2.
   """
-  features, centers, labels, out_dtype = _common.prepare_features(
-    features, centers, labels, kind="centers"
+  features, centers, labels, where, out_dtype = _common.prepare_features(
+    features, centers, labels, kind="centers", where=where
   )
   diff = features - jnp.take(centers, labels, axis=0, mode="fill")
-  return (0.5 * jnp.sum(diff * diff, axis=1)).astype(out_dtype)
+  return _common.apply_where(0.5 * jnp.sum(diff * diff, axis=1), where, out_dtype)

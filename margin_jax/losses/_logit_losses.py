@@ -16,7 +16,9 @@ from margin_jax.losses import _common
 DIVERGENCES = ("symmetric", "q_u", "u_q")
 
 
-def softmax_loss(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
+def softmax_loss(
+  logits: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
+) -> jax.Array:
   r"""Softmax cross-entropy with integer labels.
 
   .. math::
@@ -26,6 +28,8 @@ def softmax_loss(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   Args:
     logits: class scores ``f``, shape ``[batch_size, num_classes]``.
     labels: integer targets, shape ``[batch_size]``.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -38,13 +42,13 @@ def softmax_loss(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   References:
     Liu et al., Large-Margin Softmax Loss for CNNs, ICML 2016, eq. 1-2.
   """
-  logits, labels, out_dtype = _common.prepare_logits(logits, labels)
+  logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
   loss = jax.nn.logsumexp(logits, axis=-1) - _common.take_target(logits, labels)
-  return loss.astype(out_dtype)
+  return _common.apply_where(loss, where, out_dtype)
 
 
 def soft_margin_softmax_loss(
-  logits: ArrayLike, labels: ArrayLike, *, margin: ArrayLike
+  logits: ArrayLike, labels: ArrayLike, *, margin: ArrayLike, where: ArrayLike | None = None
 ) -> jax.Array:
   r"""Soft-margin softmax (M-Softmax): an additive margin on the target logit.
 
@@ -57,7 +61,10 @@ def soft_margin_softmax_loss(
   Args:
     logits: ``[batch_size, num_classes]``.
     labels: ``[batch_size]`` integers.
-    margin: the non-negative distance margin m (may be a traced scalar).
+    margin: the non-negative distance margin m (may be a traced scalar); the
+      EM paper picks it from {0.1, 0.5, 1, 5, 10} per dataset.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -74,9 +81,12 @@ def soft_margin_softmax_loss(
     IJCAI 2018, eq. 4; Kobayashi, Large Margin In Softmax Cross-Entropy Loss,
     BMVC 2019, eq. 15.
   """
-  logits, labels, out_dtype = _common.prepare_logits(logits, labels)
+  _common.check_static("margin", margin, low=0.0)
+  logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
   target = _common.take_target(logits, labels) - margin
-  return _common.cross_entropy_with_target(logits, labels, target).astype(out_dtype)
+  return _common.apply_where(
+    _common.cross_entropy_with_target(logits, labels, target), where, out_dtype
+  )
 
 
 def _non_target_log_posterior(logits, labels):
@@ -111,14 +121,19 @@ def rho_hat(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   References:
     Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019, eq. 7.
   """
-  logits, labels, out_dtype = _common.prepare_logits(logits, labels, min_classes=2)
+  logits, labels, _, out_dtype = _common.prepare_logits(logits, labels, min_classes=2)
   masked = jnp.where(_common.target_mask(labels, logits.shape[1]), -jnp.inf, logits)
   lse = jax.nn.logsumexp(masked, axis=-1)
   return (lse - jnp.max(masked, axis=-1)).astype(out_dtype)
 
 
 def uniformity_regularized_softmax_loss(
-  logits: ArrayLike, labels: ArrayLike, *, lam: ArrayLike = 0.3, divergence: str = "symmetric"
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  lam: ArrayLike = 0.3,
+  divergence: str = "symmetric",
+  where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""Softmax loss plus Kobayashi's uniformity regulariser on non-target logits.
 
@@ -143,6 +158,8 @@ def uniformity_regularized_softmax_loss(
     labels: ``[batch_size]`` integers.
     lam: regularisation weight lambda (paper: 0.3); may be traced.
     divergence: ``"symmetric"``, ``"q_u"`` or ``"u_q"`` (Table 1), static.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -158,8 +175,11 @@ def uniformity_regularized_softmax_loss(
     Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019,
     eqs. 8, 10, 11, 12 and Table 1.
   """
+  _common.check_static("lam", lam, low=0.0)
   _common.check_choice("divergence", divergence, DIVERGENCES)
-  logits, labels, out_dtype = _common.prepare_logits(logits, labels, min_classes=3)
+  logits, labels, where, out_dtype = _common.prepare_logits(
+    logits, labels, min_classes=3, where=where
+  )
   num_others = logits.shape[1] - 1
   log_q, is_target = _non_target_log_posterior(logits, labels)
   q = jnp.where(is_target, 0.0, jnp.exp(log_q))
@@ -172,11 +192,11 @@ def uniformity_regularized_softmax_loss(
   else:  # "u_q"
     penalty = -jnp.sum(uniform * log_q, axis=-1) - log_others
   cross_entropy = jax.nn.logsumexp(logits, axis=-1) - _common.take_target(logits, labels)
-  return (cross_entropy + lam * penalty).astype(out_dtype)
+  return _common.apply_where(cross_entropy + lam * penalty, where, out_dtype)
 
 
 def multiclass_hinge_loss(
-  logits: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0
+  logits: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, where: ArrayLike | None = None
 ) -> jax.Array:
   r"""Multiclass hinge loss averaged over the non-target classes.
 
@@ -187,6 +207,8 @@ def multiclass_hinge_loss(
     logits: ``[batch_size, num_classes]`` with ``num_classes >= 2``.
     labels: ``[batch_size]`` integers.
     margin: the constant bias rho (paper: 1); may be traced.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -201,15 +223,18 @@ def multiclass_hinge_loss(
   References:
     Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019, eq. 14.
   """
-  logits, labels, out_dtype = _common.prepare_logits(logits, labels, min_classes=2)
+  _common.check_static("margin", margin, low=0.0)
+  logits, labels, where, out_dtype = _common.prepare_logits(
+    logits, labels, min_classes=2, where=where
+  )
   target = _common.take_target(logits, labels)
   hinge = jnp.maximum(0.0, logits - target[:, None] + margin)
   hinge = jnp.where(_common.target_mask(labels, logits.shape[1]), 0.0, hinge)
-  return (jnp.sum(hinge, axis=-1) / (logits.shape[1] - 1)).astype(out_dtype)
+  return _common.apply_where(jnp.sum(hinge, axis=-1) / (logits.shape[1] - 1), where, out_dtype)
 
 
 def label_smoothing_loss(
-  logits: ArrayLike, labels: ArrayLike, *, smoothing: ArrayLike
+  logits: ArrayLike, labels: ArrayLike, *, smoothing: ArrayLike, where: ArrayLike | None = None
 ) -> jax.Array:
   r"""Cross-entropy against labels smoothed toward the uniform distribution (LSR).
 
@@ -219,7 +244,9 @@ def label_smoothing_loss(
   Args:
     logits: ``[batch_size, num_classes]``.
     labels: ``[batch_size]`` integers.
-    smoothing: lambda in ``[0, 1]`` (usually 0.1); may be traced.
+    smoothing: lambda in ``[0, 1)`` (usually 0.1); may be traced.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -235,8 +262,11 @@ def label_smoothing_loss(
     Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019, eq. 13;
     Szegedy et al., Rethinking the Inception Architecture, CVPR 2016.
   """
-  logits, labels, out_dtype = _common.prepare_logits(logits, labels)
+  _common.check_static("smoothing", smoothing, low=0.0, high=1.0)
+  logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
   lse = jax.nn.logsumexp(logits, axis=-1)
   nll_target = lse - _common.take_target(logits, labels)
   nll_uniform = lse - jnp.mean(logits, axis=-1)
-  return ((1.0 - smoothing) * nll_target + smoothing * nll_uniform).astype(out_dtype)
+  return _common.apply_where(
+    (1.0 - smoothing) * nll_target + smoothing * nll_uniform, where, out_dtype
+  )

@@ -38,7 +38,8 @@ class LossSpec:
     inputs: one of `INPUTS`.
     classify: one of `CLASSIFY`.
     typical: the papers' typical keyword arguments (tests and benchmarks use
-      them; schedules and the noise key are passed separately).
+      them; the noise key is passed separately). L-/A-Softmax's ``lam`` is the
+      pure margin here; training anneals it (``lambda_schedule``).
     config_fields: ``{keyword: config field}``; the field's value is passed as
       the keyword (see ``from_config`` for derived values).
     from_config: ``config -> {keyword: value}`` for keywords that are not a
@@ -77,7 +78,7 @@ TABLE: dict[str, LossSpec] = {
       "l_softmax",
       _features.large_margin_softmax_loss,
       "features",
-      typical={"margin": 4},
+      typical={"margin": 4, "lam": 0.0},
       config_fields={"margin": "margin"},
       lambda_schedule=True,
       paper="L-Softmax (Liu et al., ICML 2016) eqs 4-13, Sec 5.1",
@@ -87,7 +88,7 @@ TABLE: dict[str, LossSpec] = {
       _features.a_softmax_loss,
       "features",
       "cosine",
-      typical={"margin": 4},
+      typical={"margin": 4, "lam": 0.0},
       config_fields={"margin": "margin"},
       lambda_schedule=True,
       paper="SphereFace (Liu et al., CVPR 2017) eq 7 (L-Softmax 6 with unit W)",
