@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
 import os
 import pathlib
@@ -93,61 +92,23 @@ def command(table: Table, overrides: dict, seed: int) -> list[str]:
   ]
 
 
-def _config(table: Table, overrides: dict, seed: int):
-  spec = importlib.util.spec_from_file_location("campaign_config", ROOT / table.config)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  config.update({**overrides, "seed": seed})
-  return config
-
-
-def _final_state_outputs(config, workdir: pathlib.Path, with_features: bool) -> dict:
-  """Training-set error and (optionally) test features of the final checkpoint."""
-  import functools
-  import jax
-  import jax.numpy as jnp
-  from margin_jax.data import transforms
-  from margin_jax.training import objectives
-  from margin_jax.training import train as train_lib
+def _final_state_outputs(workdir: pathlib.Path, with_features: bool, data_dir=None) -> dict:
+  """The restored run's config, its error on the whole training set (as
+  trained on) and retrieval metrics (and features) of the test set."""
   from margin_jax import metrics
-  from margin_jax.training.checkpoint import Checkpointer
+  from margin_jax import training
+  from margin_jax.training import train as train_lib
 
-  dataset = train_lib.load_dataset(config)
-  mean = np.asarray(transforms.pixel_mean(dataset["train"][0]))
-  preprocess = functools.partial(
-    transforms.preprocess, recipe=config.preprocess, mean=mean, train=False
-  )
-  model = train_lib.create_model(config, dataset["num_classes"])
-  image_shape = jax.eval_shape(lambda: preprocess(None, dataset["train"][0][:1])).shape[1:]
-  state = train_lib.create_train_state(config, model, image_shape, jax.random.key(0))
-  checkpointer = Checkpointer(f"{workdir}/checkpoints", config)
-  state = checkpointer.restore(state)
-  checkpointer.close()
-  objective = objectives.get_objective(config)
-
-  @jax.jit
-  def apply(images):
-    outputs = state.apply_fn(
-      {"params": state.params, "batch_stats": state.batch_stats},
-      preprocess(None, images),
-      train=False,
-    )
-    return outputs["features"], objective.logits(outputs).argmax(-1)
-
-  def run(images):
-    parts = [apply(jnp.asarray(images[i : i + 1000])) for i in range(0, len(images), 1000)]
-    return (
-      np.concatenate([np.asarray(p[0]) for p in parts]),
-      np.concatenate([np.asarray(p[1]) for p in parts]),
-    )
-
+  run = training.restore(str(workdir), data_dir=data_dir)
+  dataset = train_lib.load_dataset(run.config)
   train_images, train_labels = dataset["train"]
-  _, train_predictions = run(train_images)
   test_images, test_labels = dataset["test"]
-  features, _ = run(test_images)
+  train_predictions = np.asarray(run.logits(train_images)).argmax(-1)
+  features = np.asarray(run.outputs(test_images)["features"])
   retrieval = metrics.retrieval_metrics(features, test_labels)
   out = {
+    "loss": run.config.loss,
+    "dataset": run.config.dataset,
     "train_error": float(np.mean(train_predictions != train_labels)),
     "retrieval": {k: float(v) for k, v in retrieval.items()},
   }
@@ -174,15 +135,12 @@ def train_run(table_name: str, run: str, seed: int, runs_dir=records.RUNS) -> di
   subprocess.run(argv, cwd=ROOT, check=True)
   with open(workdir / "metrics.jsonl") as f:
     lines = [json.loads(line) for line in f]
-  config = _config(table, overrides, seed)
   record = {
     "name": path.name.removesuffix(".json.gz"),
     "table": table_name,
     "run": run,
     "command": shlex.join(template),
     "seed": seed,
-    "loss": config.loss,
-    "dataset": config.dataset,
     "overrides": overrides,
     "test_error": lines[-1]["test_error"],
     "wall_time": time.time() - start,
@@ -190,7 +148,7 @@ def train_run(table_name: str, run: str, seed: int, runs_dir=records.RUNS) -> di
       "step": [l["step"] for l in lines],
       **{k: [l.get(k) for l in lines] for k in CURVE_KEYS if any(k in l for l in lines)},
     },
-    **_final_state_outputs(config, workdir, table.features),
+    **_final_state_outputs(workdir, table.features, overrides.get("data_dir")),
   }
   records.write(path, record)
   return record

@@ -148,3 +148,30 @@ def test_objective_config_errors():
   config.loss = "em_softmax"
   with pytest.raises(ValueError, match="num_classifiers"):
     objectives.get_objective(config)
+
+
+def test_restore_a_workdir_and_use_the_model(tiny_mnist, tmp_path):
+  config = tiny_config(tiny_mnist[1], loss="arcface", num_train_steps=4)
+  training.train_and_evaluate(config, str(tmp_path))
+  run = training.restore(str(tmp_path), data_dir=tiny_mnist[1])
+  assert run.step == 4 and run.config.loss == "arcface"
+  images, labels = train_lib.load_dataset(config)["test"]
+  predictions = np.asarray(run.logits(images, batch_size=24)).argmax(-1)
+  (final,) = [m for m in read_metrics(tmp_path) if "test_error" in m][-1:]
+  assert float(np.mean(predictions != labels)) == pytest.approx(final["test_error"])
+  embeddings = run.embed(images)
+  assert embeddings.shape == (len(images), 16)
+  np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+  with pytest.raises(FileNotFoundError, match="No checkpoint"):
+    training.restore(str(tmp_path / "empty"))
+
+
+def test_evaluate_command(tiny_mnist, tmp_path):
+  from experiments import evaluate
+
+  config = tiny_config(tiny_mnist[1], num_train_steps=3)
+  training.train_and_evaluate(config, str(tmp_path))
+  result = evaluate.evaluate(str(tmp_path), data_dir=tiny_mnist[1])
+  (final,) = [m for m in read_metrics(tmp_path) if "test_error" in m][-1:]
+  assert result["test_error"] == pytest.approx(final["test_error"])
+  assert 0 <= result["mean_average_precision_at_r"] <= 1

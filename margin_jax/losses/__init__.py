@@ -28,10 +28,13 @@ from margin_jax.losses._logit_losses import softmax_loss
 from margin_jax.losses._logit_losses import uniformity_regularized_softmax_loss
 from margin_jax.losses._schedules import PUBLISHED_LAMBDA
 from margin_jax.losses._schedules import lambda_schedule
+from margin_jax.losses._table import BoundLoss
 from margin_jax.losses._table import LossSpec
 from margin_jax.losses._table import TABLE
+from margin_jax.losses._table import by_name
 
 __all__ = (
+  "BoundLoss",
   "LossSpec",
   "PUBLISHED_LAMBDA",
   "TABLE",
@@ -41,6 +44,7 @@ __all__ = (
   "cosface_loss",
   "ensemble_soft_margin_softmax_loss",
   "ensemble_weights",
+  "by_name",
   "hsic_diversity",
   "inference_logits",
   "label_smoothing_loss",

@@ -15,6 +15,7 @@ from typing import Any
 
 from margin_jax.losses import _ensemble
 from margin_jax.losses import _feature_losses as _features
+from margin_jax.losses import _inference
 from margin_jax.losses import _logit_losses as _logits
 
 # What a loss takes besides the labels:
@@ -197,3 +198,46 @@ TABLE: dict[str, LossSpec] = {
     ),
   )
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class BoundLoss:
+  """A loss of `TABLE` with its hyperparameters bound, called uniformly as
+  ``loss(features, weights, labels, *, key=None, where=None) -> [B]``.
+
+  ``weights`` is W ``[d, C]`` (stacked ``[V, d, C]`` for EM-Softmax; the
+  centres ``[C, d]`` for the center loss); logit losses get ``features @ W``.
+  ``key`` is needed by Noisy Softmax only.
+  """
+
+  spec: LossSpec
+  hyperparameters: Mapping[str, Any]
+
+  def __call__(self, features, weights, labels, *, key=None, where=None):
+    if self.spec.inputs == "logits":
+      return self.spec.fn(features @ weights, labels, **self.hyperparameters, where=where)
+    if self.spec.needs_key:
+      if key is None:
+        raise ValueError(f"{self.spec.name} draws noise: pass key=jax.random.key(...).")
+      return self.spec.fn(features, weights, labels, key, **self.hyperparameters, where=where)
+    return self.spec.fn(features, weights, labels, **self.hyperparameters, where=where)
+
+  def test_logits(self, features, weights):
+    """The logits ``[B, C]`` a model trained with this loss classifies with."""
+    return _inference.inference_logits(features, weights, cosine=self.spec.classify == "cosine")
+
+
+def by_name(name: str, **hyperparameters) -> BoundLoss:
+  """The loss ``name`` of `TABLE` with ``hyperparameters`` over its typical ones.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> loss = by_name("arcface", scale=16.0)  # margin: the typical 0.5
+    >>> x, W, y = jnp.array([[1.0, 2.0]]), jnp.array([[1.0, 0.0], [0.0, 1.0]]), jnp.array([1])
+    >>> loss(x, W, y).round(4), loss.test_logits(x, W).argmax(-1)
+    (Array([0.1302], dtype=float32), Array([1], dtype=int32))
+  """
+  if name not in TABLE:
+    raise ValueError(f"Unknown loss {name!r}; expected one of {sorted(TABLE)}.")
+  spec = TABLE[name]
+  return BoundLoss(spec, {**spec.typical, **hyperparameters})

@@ -1,4 +1,9 @@
-"""Flax Linen models of the papers' tables: a CNN backbone and a loss-side head."""
+"""Flax models of the papers' tables: a CNN backbone and a loss-side head.
+
+The heads work in any model: `ClassifierHead` (Linen) and
+`margin_jax.models.nnx_heads.ClassifierHead` (NNX), with `test_logits` and
+`embeddings` for test time.
+"""
 
 from margin_jax.models.cnn import ARCHITECTURES
 from margin_jax.models.cnn import ConvNet
@@ -7,7 +12,9 @@ from margin_jax.models.cnn import caffe_pool
 from margin_jax.models.cnn import conv_net
 from margin_jax.models.heads import ClassifierHead
 from margin_jax.models.heads import MarginNet
+from margin_jax.models.heads import embeddings
 from margin_jax.models.heads import margin_net
+from margin_jax.models.heads import test_logits
 
 __all__ = [
   "ARCHITECTURES",
@@ -17,5 +24,7 @@ __all__ = [
   "PReLU",
   "caffe_pool",
   "conv_net",
+  "embeddings",
   "margin_net",
+  "test_logits",
 ]

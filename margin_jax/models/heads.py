@@ -2,17 +2,24 @@
 
 The losses of :mod:`margin_jax.losses` take the features ``x`` and the class
 weights ``W`` rather than logits, so the model does not multiply them: the
-:class:`ClassifierHead` owns ``W`` (``[d, C]``, the Flax ``Dense`` kernel
-layout, or ``[V, d, C]`` for EM-Softmax's V weak classifiers, EM paper eq 7)
-and hands it to the objective together with ``x``.
+head owns ``W`` (``[d, C]``, the Flax ``Dense`` kernel layout, or ``[V, d, C]``
+for EM-Softmax's V weak classifiers, EM paper eq 7) and hands it to the loss
+together with ``x``. Two shells share the math of this module: the Linen
+:class:`ClassifierHead` and the NNX :class:`margin_jax.models.nnx_heads.ClassifierHead`.
+
+PyTorch code (and pytorch-metric-learning) stores W as ``[C, d]``: pass
+``W_torch.T``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
+from margin_jax import losses
 from margin_jax.models.cnn import conv_net
 
 # Caffe's Gaussian filler with std 0.01, the classic classifier-layer setting
@@ -22,25 +29,71 @@ from margin_jax.models.cnn import conv_net
 # every class logit, the loss is then only its angle term
 # ||W_y|| ||x|| (1 - cos theta_y), which no other class enters, and SGD at
 # lr 0.1 collapses the class columns onto the features' common direction
-# (see experiments/RESULTS.md). At std 0.01 every logit starts near 0, as
+# (see the README's training notes). At std 0.01 every logit starts near 0, as
 # in plain softmax; the other losses train as before.
-_weight_init = nn.initializers.normal(stddev=0.01)
+default_kernel_init = nn.initializers.normal(stddev=0.01)
+
+
+def weights_shape(dim: int, num_classes: int, num_classifiers: int) -> tuple[int, ...]:
+  """``[d, C]``, or ``[V, d, C]`` for V > 0 weak classifiers."""
+  return (num_classifiers, dim, num_classes) if num_classifiers else (dim, num_classes)
+
+
+def updated_centers(centers, features, labels, *, alpha: float, axis_name=None):
+  """Wen et al. (ECCV 2016) eq 4 and Algorithm 1 step 5: each centre moves
+  towards the mean of its class in the (all-device) batch,
+  ``c_j <- c_j - alpha * sum_i [y_i = j](c_j - x_i) / (1 + n_j)``."""
+  onehot = jax.nn.one_hot(labels, centers.shape[0], dtype=features.dtype)
+  counts = onehot.sum(0)
+  diff = counts[:, None] * centers - onehot.T @ features
+  if axis_name is not None:
+    counts, diff = jax.lax.psum((counts, diff), axis_name)
+  diff = jax.lax.stop_gradient(diff)
+  return centers - alpha * diff / (1.0 + counts[:, None])
+
+
+def test_logits(outputs: dict, loss: str) -> jax.Array:
+  """The logits ``[B, C]`` a model trained with ``loss`` classifies with.
+
+  ``outputs`` is a head's output with ``"features"`` (as `MarginNet` returns
+  it): ``x @ W`` (+ bias), the averaged W for EM-Softmax, the cosines for the
+  normalised-weight losses (`margin_jax.losses.TABLE`'s ``classify``).
+  """
+  cosine = losses.TABLE[loss].classify == "cosine"
+  logits = losses.inference_logits(outputs["features"], outputs["weights"], cosine=cosine)
+  return logits + outputs["bias"] if "bias" in outputs else logits
+
+
+def embeddings(features: jax.Array) -> jax.Array:
+  """Unit-length embeddings ``[B, d]``: what retrieval and verification compare
+  by cosine similarity (`margin_jax.metrics`)."""
+  norm = jnp.linalg.norm(features, axis=-1, keepdims=True)
+  return features / jnp.maximum(norm, 1e-12)
 
 
 class ClassifierHead(nn.Module):
-  """Class weights W, optional bias and optional center-loss centers.
+  """Class weights W, optional bias and optional center-loss centers (Linen).
+
+  Use it after any feature extractor::
+
+    head = ClassifierHead(num_classes=10)
+    outputs = head.apply(variables, features)  # {"weights": [d, C]}
+    loss = losses.arcface_loss(features, outputs["weights"], labels, scale=16.0, margin=0.5)
 
   Attributes:
     num_classes: C.
-    num_classifiers: V > 0 gives EM-Softmax's stacked ``[V, d, C]`` weights; 0 gives
-      one ``[d, C]`` classifier.
+    num_classifiers: V > 0 gives EM-Softmax's stacked ``[V, d, C]`` weights; 0
+      gives one ``[d, C]`` classifier (parameter ``kernel``).
     use_bias: add a bias ``b`` ``[C]`` (the papers' losses use ``W^T x``).
     center_alpha: > 0 keeps center-loss centers ``[C, d]`` in the
-      ``"batch_stats"`` collection, updated by Wen et al. (ECCV 2016) eq 4,
-      ``c_j <- c_j - alpha * sum_i [y_i = j](c_j - x_i) / (1 + n_j)``, with
-      sums taken over the whole (all-device) batch. Like batch-norm statistics
-      they are state, not trained by the optimiser.
+      ``"batch_stats"`` collection, updated by `updated_centers` (Wen et al.
+      eq 4) when called with ``train=True`` and labels. Like batch-norm
+      statistics they are state, not trained by the optimiser.
     axis_name: ``pmap`` axis to sum the center update over.
+    kernel_init: initialiser of W (default: Gaussian, std 0.01).
+    dtype: dtype of the returned weights (the losses compute bf16/f16 in
+      float32); default: the parameters' dtype.
+    param_dtype: dtype of the parameters.
   """
 
   num_classes: int
@@ -48,30 +101,36 @@ class ClassifierHead(nn.Module):
   use_bias: bool = False
   center_alpha: float = 0.0
   axis_name: str | None = None
+  kernel_init: Callable = default_kernel_init
+  dtype: jnp.dtype | None = None
+  param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, features, labels=None, *, train: bool):
-    d, c = features.shape[-1], self.num_classes
-    shape = (self.num_classifiers, d, c) if self.num_classifiers else (d, c)
-    out = {"weights": self.param("kernel", _weight_init, shape)}
-    if self.use_bias:
-      out["bias"] = self.param("bias", nn.initializers.zeros, (c,))
-    if self.center_alpha > 0:
-      centers = self.variable("batch_stats", "centers", jnp.zeros, (c, d))
-      out["centers"] = centers.value
-      if train and labels is not None and not self.is_initializing():
-        centers.value = self._updated_centers(centers.value, features, labels)
-    return out
+  def __call__(self, features, labels=None, *, train: bool = False) -> dict:
+    """Returns ``{"weights": [d, C] or [V, d, C]}`` plus ``"bias"`` ``[C]`` and
+    ``"centers"`` ``[C, d]`` when enabled.
 
-  def _updated_centers(self, centers, features, labels):
-    """Wen et al. 2016, eq 4 and Algorithm 1 step 5."""
-    onehot = jax.nn.one_hot(labels, self.num_classes, dtype=features.dtype)
-    counts = onehot.sum(0)
-    diff = counts[:, None] * centers - onehot.T @ features
-    if self.axis_name is not None:
-      counts, diff = jax.lax.psum((counts, diff), self.axis_name)
-    diff = jax.lax.stop_gradient(diff)
-    return centers - self.center_alpha * diff / (1.0 + counts[:, None])
+    Args:
+      features: ``[batch_size, d]`` (only its width is read, and the features
+        themselves for the center update).
+      labels: ``[batch_size]``; needed only to update center-loss centers.
+      train: update the centers (with labels and ``center_alpha`` > 0).
+    """
+    d, c = features.shape[-1], self.num_classes
+    shape = weights_shape(d, c, self.num_classifiers)
+    dtype = self.dtype or self.param_dtype
+    out = {"weights": self.param("kernel", self.kernel_init, shape, self.param_dtype).astype(dtype)}
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
+      out["bias"] = bias.astype(dtype)
+    if self.center_alpha > 0:
+      centers = self.variable("batch_stats", "centers", jnp.zeros, (c, d), self.param_dtype)
+      out["centers"] = centers.value.astype(dtype)
+      if train and labels is not None and not self.is_initializing():
+        centers.value = updated_centers(
+          centers.value, features, labels, alpha=self.center_alpha, axis_name=self.axis_name
+        )
+    return out
 
 
 class MarginNet(nn.Module):
@@ -86,7 +145,7 @@ class MarginNet(nn.Module):
   backbone: nn.Module
   head: ClassifierHead
 
-  def __call__(self, images, labels=None, *, train: bool):
+  def __call__(self, images, labels=None, *, train: bool = False):
     features = self.backbone(images, train=train)
     return {"features": features, **self.head(features, labels, train=train)}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import orbax.checkpoint as ocp
 
@@ -30,6 +31,18 @@ def config_identity(config) -> dict:
   return {k: v for k, v in sorted(fields.items()) if k not in RUN_CONTROL_FIELDS}
 
 
+def saved_config(directory) -> dict:
+  """The config identity stored with the latest checkpoint in ``directory``."""
+  manager = ocp.CheckpointManager(directory, item_names=("state", "config"))
+  try:
+    step = manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"No checkpoint in {directory}.")
+    return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+  finally:
+    manager.close()
+
+
 class Checkpointer:
   """Saves every ``checkpoint_every_steps`` and at the end, keeps the last k.
 
@@ -39,6 +52,10 @@ class Checkpointer:
   """
 
   def __init__(self, directory, config):
+    # Orbax logs each save and restore at INFO through absl (~4 lines a save):
+    # keep the training metrics readable, warnings and errors still show.
+    absl_logger = logging.getLogger("absl")
+    absl_logger.setLevel(max(absl_logger.getEffectiveLevel(), logging.WARNING))
     self._identity = config_identity(config)
     self._manager = ocp.CheckpointManager(
       directory,

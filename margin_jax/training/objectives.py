@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from margin_jax import losses
+from margin_jax import models
 
 LOSSES = tuple(losses.TABLE)
 
@@ -31,21 +32,18 @@ class Objective:
     name: the config string.
     loss: ``(outputs, labels, *, step, key) -> [B]`` per-example loss; ``step``
       (traced) feeds hyperparameter schedules, ``key`` the Noisy Softmax noise.
-    cosine: classify by cosine similarity at test time.
     lam: the L-/A-Softmax lambda schedule (``step -> lambda``), else ``None``.
     saturation_threshold: P(y|x) above which an example counts as saturated.
   """
 
   name: str
   loss: Callable[..., jax.Array]
-  cosine: bool = False
   lam: Callable[[jax.Array], jax.Array] | None = None
   saturation_threshold: float = 0.99
 
   def logits(self, outputs) -> jax.Array:
-    """Test-time logits ``[B, C]`` (averaged W for EM; + bias if any)."""
-    logits = losses.inference_logits(outputs["features"], outputs["weights"], cosine=self.cosine)
-    return logits + outputs["bias"] if "bias" in outputs else logits
+    """Test-time logits ``[B, C]`` (`margin_jax.models.test_logits`)."""
+    return models.test_logits(outputs, self.name)
 
   def diagnostics(self, outputs, labels, step) -> dict[str, jax.Array]:
     """Batch means of the papers' training statistics.
@@ -135,20 +133,18 @@ def get_objective(config) -> Objective:
 
   def loss(o, y, step, key):
     x, w = o["features"], o["weights"]
-    logits = x @ w + o.get("bias", 0.0)
-    extra = {"lam": lam(step)} if lam else {}
     if spec.inputs == "logits":
-      return spec.fn(logits, y, **kwargs)
+      return spec.fn(x @ w + o.get("bias", 0.0), y, **kwargs)
     if spec.inputs == "centers":  # Wen et al. eq 5: softmax + lambda * center.
-      return losses.softmax_loss(logits, y) + center_weight * spec.fn(x, o["centers"], y, **kwargs)
+      softmax = losses.softmax_loss(x @ w + o.get("bias", 0.0), y)
+      return softmax + center_weight * spec.fn(x, o["centers"], y, **kwargs)
     if spec.needs_key:
       return spec.fn(x, w, y, key, bias=o.get("bias"), **kwargs)
-    return spec.fn(x, w, y, **kwargs, **extra)
+    return spec.fn(x, w, y, **kwargs, **({"lam": lam(step)} if lam else {}))
 
   return Objective(
     name=c.loss,
     loss=loss,
-    cosine=spec.classify == "cosine",
     lam=lam,
     saturation_threshold=c.saturation_threshold,
   )
