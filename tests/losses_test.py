@@ -122,6 +122,38 @@ def stacked(w):
   return jnp.stack([w, 0.5 * w[::-1] + 0.3 * jnp.roll(w, 1, axis=1)])
 
 
+def subcenters(w):
+  """K = 3 sub-centres per class that depend smoothly on w (Sub-center ArcFace cases)."""
+  return jnp.stack(
+    [w, 0.5 * w[::-1] + 0.3 * jnp.roll(w, 1, axis=1), 0.2 * w - 0.7 * jnp.roll(w, 2, axis=1)]
+  )
+
+
+def np_margin_target(cos_y, m1, m2, m3, mode="plain"):
+  """The combined-margin target cosine, via arccos, with the theta_overflow rules."""
+  plain = np.cos(m1 * np.arccos(cos_y) + m2) - m3
+  if mode == "easy":
+    return np.where(cos_y > 0, plain, cos_y)
+  if mode == "insightface":
+    if m1 == 1:  # insightface: cos <= cos(pi - m) -> cos - m sin m
+      threshold, shift, reached = math.cos(math.pi - m2), m2 * math.sin(m2), True
+    else:  # past theta_0 = (pi - m2) / m1, shifted to drop as at m1 = 1
+      theta_0 = (math.pi - m2) / m1
+      threshold, reached = math.cos(theta_0), theta_0 <= math.pi
+      shift = threshold + math.cos(m2) + m2 * math.sin(m2)
+    return np.where((cos_y <= threshold) & reached, cos_y - shift - m3, plain)
+  return plain
+
+
+def np_combined(cos, y, s, m1, m2, m3, mode="plain"):
+  cos_y = cos[np.arange(len(y)), y]
+  return np_ce_replaced(s * cos, y, s * np_margin_target(cos_y, m1, m2, m3, mode))
+
+
+def np_subcenter_cos(x, ws):
+  return np.max([np_cos_matrix(x, wk) for wk in ws], axis=0)
+
+
 # --------------------------------------------------------------- loss table
 def _tagged(fn, case):
   """Marks ``case`` as a test of loss function ``fn`` (table coverage test)."""
@@ -172,6 +204,24 @@ LOSS_CASES = {
   "normface": _features_case(losses.normface_loss, scale=8.0),
   "cosface": _features_case(losses.cosface_loss, scale=8.0, margin=0.35),
   "arcface": _features_case(losses.arcface_loss, scale=8.0, margin=0.5),
+  "arcface_insightface": _features_case(
+    losses.arcface_loss, scale=8.0, margin=0.5, theta_overflow="insightface"
+  ),
+  "arcface_easy": _features_case(losses.arcface_loss, scale=8.0, margin=0.5, theta_overflow="easy"),
+  "combined_margin": _features_case(losses.combined_margin_loss, scale=8.0, m1=1.0, m2=0.3, m3=0.2),
+  "combined_margin_insightface": _features_case(
+    losses.combined_margin_loss, scale=8.0, m1=1.0, m2=0.3, m3=0.2, theta_overflow="insightface"
+  ),
+  "combined_margin_m1_2": _features_case(
+    losses.combined_margin_loss, scale=8.0, m1=2, m2=0.1, m3=0.1
+  ),
+  "combined_margin_m1_1.5": _features_case(
+    losses.combined_margin_loss, scale=8.0, m1=1.5, m2=0.2, m3=0.1
+  ),
+  "subcenter_arcface": _tagged(
+    losses.subcenter_arcface_loss,
+    lambda x, w, y, key: losses.subcenter_arcface_loss(x, subcenters(w), y, scale=8.0, margin=0.5),
+  ),
   "center": _tagged(losses.center_loss, lambda x, w, y, key: losses.center_loss(x, w.T, y)),
 }
 
@@ -181,7 +231,8 @@ def test_the_table_holds_every_public_loss_and_the_cases_cover_it():
   assert {spec.fn.__name__ for spec in losses.TABLE.values()} == public
   for name, spec in losses.TABLE.items():
     assert spec.inputs in losses._table.INPUTS and spec.classify in losses._table.CLASSIFY
-    assert (spec.classify == "averaged") == (spec.inputs == "stacked"), name
+    # Stacked weights are EM-Softmax's classifiers (averaged) or sub-centres (max).
+    assert (spec.classify in ("averaged", "subcenter")) == (spec.inputs == "stacked"), name
   tested = {case.loss_fn for case in LOSS_CASES.values()}
   for spec in losses.TABLE.values():
     assert spec.fn in tested, f"no case of LOSS_CASES tests {spec.name}"
@@ -219,6 +270,15 @@ def test_values_match_numpy_references():
     "normface": -np_log_softmax(8 * cos)[rows, y],
     "cosface": np_ce_replaced(8 * cos, y, 8 * (cos_y - 0.35)),
     "arcface": np_ce_replaced(8 * cos, y, 8 * np.cos(np.arccos(cos_y) + 0.5)),
+    "arcface_insightface": np_combined(cos, y, 8.0, 1, 0.5, 0.0, "insightface"),
+    "arcface_easy": np_combined(cos, y, 8.0, 1, 0.5, 0.0, "easy"),
+    "combined_margin": np_combined(cos, y, 8.0, 1, 0.3, 0.2),
+    "combined_margin_insightface": np_combined(cos, y, 8.0, 1, 0.3, 0.2, "insightface"),
+    "combined_margin_m1_2": np_combined(cos, y, 8.0, 2, 0.1, 0.1),
+    "combined_margin_m1_1.5": np_combined(cos, y, 8.0, 1.5, 0.2, 0.1),
+    "subcenter_arcface": np_combined(
+      np_subcenter_cos(x, np.asarray(subcenters(jnp.asarray(w)))), y, 8.0, 1, 0.5, 0.0
+    ),
     "center": 0.5 * np.sum((x - w.T[y]) ** 2, axis=1),
   }
   assert set(expected) == set(LOSS_CASES)
@@ -621,6 +681,12 @@ def test_traced_hyperparameters_compile_once():
       + losses.noisy_softmax_loss(x, w, y, jax.random.key(0), alpha=alpha)
       + losses.cosface_loss(x, w, y, scale=scale, margin=margin)
       + losses.arcface_loss(x, w, y, scale=scale, margin=margin)
+      + losses.arcface_loss(x, w, y, scale=scale, margin=margin, theta_overflow="insightface")
+      + losses.combined_margin_loss(x, w, y, scale=scale, m2=margin, m3=margin)
+      + losses.combined_margin_loss(
+        x, w, y, scale=scale, m1=2, m2=margin, m3=margin, theta_overflow="insightface"
+      )
+      + losses.subcenter_arcface_loss(x, subcenters(w), y, scale=scale, margin=margin)
       + losses.normface_loss(x, w, y, scale=scale)
       + losses.soft_margin_softmax_loss(x @ w, y, margin=margin)
       + losses.ensemble_soft_margin_softmax_loss(
@@ -648,6 +714,17 @@ def test_clear_errors_for_bad_input():
     losses.large_margin_softmax_loss(x, w[:4], y, margin=2, lam=0.0)
   with pytest.raises(ValueError, match=r"\[num_classifiers, dim, num_classes\]"):
     losses.ensemble_soft_margin_softmax_loss(x, w, y, margin=0.0, diversity=0.0)
+  with pytest.raises(ValueError, match=r"\[num_classifiers, dim, num_classes\]"):
+    losses.subcenter_arcface_loss(x, w, y, scale=16.0, margin=0.5)
+  with pytest.raises(ValueError, match=r"\[num_classifiers, dim, num_classes\]"):
+    losses.subcenter_cosines(x, w)
+  with pytest.raises(ValueError, match=r"do not match features .*expected dim 5 on axis 1"):
+    losses.subcenter_cosines(x, subcenters(w)[:, :4])
+  with pytest.raises(ValueError, match=r"dominant must be integers of shape \[num_classes\]"):
+    losses.far_from_dominant_subcenter(x, subcenters(w), y, np.zeros(C - 1, int))
+  for bad in (2, 2.0, True, 0):
+    with pytest.raises(ValueError, match="num_classes must be a Python integer >= 3"):
+      losses.adacos_fixed_scale(bad)
   for bad in (0, -1, 2.5, 2.0, True):
     with pytest.raises(ValueError, match="margin must be a Python integer >= 1"):
       losses.large_margin_softmax_loss(x, w, y, margin=bad, lam=0.0)
@@ -694,6 +771,19 @@ _CASE_CALLS = {
   "normface": (lambda x, w, y, key: (x, w, y), {"scale": 8.0}),
   "cosface": (lambda x, w, y, key: (x, w, y), {"scale": 8.0, "margin": 0.35}),
   "arcface": (lambda x, w, y, key: (x, w, y), {"scale": 8.0, "margin": 0.5}),
+  "arcface_insightface": (
+    lambda x, w, y, key: (x, w, y),
+    {"scale": 8.0, "margin": 0.5, "theta_overflow": "insightface"},
+  ),
+  "combined_margin": (
+    lambda x, w, y, key: (x, w, y),
+    {"scale": 8.0, "m1": 1.0, "m2": 0.3, "m3": 0.2},
+  ),
+  "combined_margin_m1_1.5": (
+    lambda x, w, y, key: (x, w, y),
+    {"scale": 8.0, "m1": 1.5, "m2": 0.2, "m3": 0.1},
+  ),
+  "subcenter_arcface": (lambda x, w, y, key: (x, subcenters(w), y), {"scale": 8.0, "margin": 0.5}),
   "center": (lambda x, w, y, key: (x, w.T, y), {}),
 }
 
@@ -752,6 +842,39 @@ def test_where_mask_gives_zero_loss_and_no_gradient(name):
     ),
     (lambda x, w, y: losses.normface_loss(x, w, y, scale=0), r"scale=0 must be > 0.0"),
     (
+      lambda x, w, y: losses.combined_margin_loss(x, w, y, scale=16.0, m2=28.6),
+      r"m2=28.6 must be >= 0.0 and < 3.14.*looks like degrees",
+    ),
+    (
+      lambda x, w, y: losses.combined_margin_loss(x, w, y, scale=16.0, m1=0),
+      r"m1=0 must be > 0.0",
+    ),
+    (
+      lambda x, w, y: losses.combined_margin_loss(x, w, y, scale=16.0, m3=-0.1),
+      r"m3=-0.1 must be >= 0.0",
+    ),
+    (
+      lambda x, w, y: losses.arcface_loss(x, w, y, scale=16.0, margin=0.5, theta_overflow="clip"),
+      r"theta_overflow='clip' is not one of \['easy', 'insightface', 'plain'\]",
+    ),
+    (
+      lambda x, w, y: losses.subcenter_arcface_loss(
+        x, subcenters(w), y, scale=16.0, margin=0.5, theta_overflow="easy_margin"
+      ),
+      r"theta_overflow='easy_margin'",
+    ),
+    (
+      lambda x, w, y: losses.subcenter_arcface_loss(x, subcenters(w), y, scale=16.0, margin=30.0),
+      r"margin=30.0 must be >= 0.0 and < 3.14",
+    ),
+    (lambda x, w, y: losses.adacos_dynamic_scale(x, w, y, scale=0.0), r"scale=0.0 must be > 0.0"),
+    (
+      lambda x, w, y: losses.far_from_dominant_subcenter(
+        x, subcenters(w), y, np.zeros(C, int), threshold_degrees=180.0
+      ),
+      r"threshold_degrees=180.0 must be >= 0.0 and < 180.0",
+    ),
+    (
       lambda x, w, y: losses.a_softmax_loss(x, w, y, margin=4, lam=-1.0),
       r"lam=-1.0 must be >= 0.0",
     ),
@@ -793,3 +916,337 @@ def test_l_softmax_has_no_silent_default_lambda():
     losses.large_margin_softmax_loss(x, w, y, margin=2)
   with pytest.raises(TypeError, match="lam"):
     losses.a_softmax_loss(x, w, y, margin=4)
+
+
+# ----------------------------------- combined margin and theta_overflow
+_margin_target = losses._feature_losses._margin_target
+OVERFLOW_MODES = losses._feature_losses.THETA_OVERFLOW
+
+
+def inputs_past_pi(seed=20):
+  """make_inputs with some examples near antiparallel to W_y (theta_y + m > pi)."""
+  x, w, y = make_inputs(seed)
+  rng = np.random.default_rng(seed)
+  for i in (1, 3):
+    x[i] = -w[:, y[i]] + 0.1 * rng.normal(size=D)
+  return x, w, y
+
+
+def test_combined_margin_reduces_to_cosface_and_arcface():
+  x, w, y = inputs_past_pi()
+  for dtype, rtol, atol in ((np.float32, 1e-5, 1e-6), (np.float64, 1e-12, 1e-14)):
+    with jax.enable_x64(dtype == np.float64):
+      xd, wd = x.astype(dtype), w.astype(dtype)
+      combined = losses.combined_margin_loss(xd, wd, y, scale=16.0, m1=1, m2=0.0, m3=0.35)
+      assert combined.dtype == dtype
+      np.testing.assert_allclose(
+        combined, losses.cosface_loss(xd, wd, y, scale=16.0, margin=0.35), rtol=rtol, atol=atol
+      )
+      for mode in OVERFLOW_MODES:
+        for m1 in (1, 1.0):
+          np.testing.assert_allclose(
+            losses.combined_margin_loss(
+              xd, wd, y, scale=16.0, m1=m1, m2=0.5, m3=0.0, theta_overflow=mode
+            ),
+            losses.arcface_loss(xd, wd, y, scale=16.0, margin=0.5, theta_overflow=mode),
+            rtol=rtol,
+            atol=atol,
+            err_msg=mode,
+          )
+
+
+@pytest.mark.parametrize("mode", OVERFLOW_MODES)
+@pytest.mark.parametrize(
+  "m1,m2,m3",
+  [(1, 0.5, 0.0), (1.0, 0.3, 0.2), (2, 0.3, 0.1), (3, 0.1, 0.0), (1.5, 0.2, 0.1), (0.9, 0.4, 0.15)],
+)
+def test_combined_margin_matches_numpy_reference(m1, m2, m3, mode):
+  x, w, y = inputs_past_pi()
+  fn = lambda x, w: losses.combined_margin_loss(
+    x, w, y, scale=16.0, m1=m1, m2=m2, m3=m3, theta_overflow=mode
+  )
+  expected = np_combined(np_cos_matrix(x, w), y, 16.0, m1, m2, m3, mode)
+  np.testing.assert_allclose(jax.jit(fn)(x, w), expected, rtol=1e-10, atol=1e-12)
+  # arccos is differentiated only for a non-integer m1.
+  uses_arccos = "acos" in str(jax.make_jaxpr(fn)(x, w))
+  assert uses_arccos == (not float(m1).is_integer())
+
+
+def test_combined_margin_traced_m1_takes_the_arccos_path_with_the_same_values():
+  x, w, y = inputs_past_pi()
+  for mode in OVERFLOW_MODES:
+    static = losses.combined_margin_loss(
+      x, w, y, scale=16.0, m1=2, m2=0.3, m3=0.1, theta_overflow=mode
+    )
+    traced = jax.jit(
+      lambda m1: losses.combined_margin_loss(
+        x, w, y, scale=16.0, m1=m1, m2=0.3, m3=0.1, theta_overflow=mode
+      )
+    )(2.0)
+    np.testing.assert_allclose(traced, static, rtol=1e-9, err_msg=mode)
+
+
+@pytest.mark.parametrize(
+  "m1,m2,m3", [(1, 0.5, 0.0), (1, 0.3, 0.2), (2, 0.3, 0.1), (0.9, 0.4, 0.15), (1.5, 0.2, 0.0)]
+)
+def test_theta_overflow_target_matches_reference_across_theta(m1, m2, m3):
+  theta = np.linspace(0.0, np.pi, 1801)
+  theta_0 = (math.pi - m2) / m1
+  threshold = math.cos(math.pi - m2) if m1 == 1 else math.cos(min(theta_0, math.pi))
+  # The threshold itself and its neighbouring doubles (the rule is cos <= threshold).
+  edges = [threshold, np.nextafter(threshold, 2.0), np.nextafter(threshold, -2.0), 0.0]
+  cos = np.concatenate([np.cos(theta), edges])
+  for mode in OVERFLOW_MODES:
+    got = _margin_target(jnp.asarray(cos), m1=m1, m2=m2, m3=m3, theta_overflow=mode)
+    atol = 1e-12 if float(m1).is_integer() else 1e-7  # the arccos path clips cos to 1 - eps
+    np.testing.assert_allclose(
+      got, np_margin_target(cos, m1, m2, m3, mode), atol=atol, err_msg=mode
+    )
+  # At the threshold the insightface rule has switched; one double above, not yet.
+  at, above = _margin_target(
+    jnp.asarray(edges[:2]), m1=m1, m2=m2, m3=m3, theta_overflow="insightface"
+  )
+  if theta_0 <= math.pi:
+    shift = m2 * math.sin(m2) if m1 == 1 else threshold + math.cos(m2) + m2 * math.sin(m2)
+    assert at == threshold - shift - m3
+    assert abs(above - (-1.0 - m3)) < 1e-6  # cos(m1 theta_0 + m2) - m3 = -1 - m3
+  # The loss applies the same target: read it back from a two-class probe
+  # whose second class equals the first, loss = log(1 + e^{cos - t}) at s = 1.
+  grid = np.radians(np.arange(0.0, 181.0, 1.0))
+  x = np.stack([np.cos(grid), np.sin(grid)], axis=1)
+  W = np.array([[1.0, 1.0], [0.0, 0.0]])
+  y = np.zeros(len(grid), np.int32)
+  cos_y = np_cos_matrix(x, W)[:, 0]
+  for mode in OVERFLOW_MODES:
+    loss = losses.combined_margin_loss(x, W, y, scale=1.0, m1=m1, m2=m2, m3=m3, theta_overflow=mode)
+    t = cos_y - np.log(np.expm1(np.asarray(loss)))
+    atol = 1e-9 if float(m1).is_integer() else 1e-7
+    np.testing.assert_allclose(
+      t, np_margin_target(cos_y, m1, m2, m3, mode), atol=atol, err_msg=mode
+    )
+
+
+@pytest.mark.parametrize(
+  "m1,m2,m3",
+  [(1, 0.5, 0.0), (1, 0.3, 0.2), (1, 1.2, 0.0), (1, 2.3, 0.0), (2, 0.3, 0.1), (3, 0.2, 0.0)]
+  + [(0.9, 0.4, 0.15), (1.5, 0.5, 0.0)],
+)
+def test_insightface_target_is_monotone_in_theta(m1, m2, m3):
+  theta = np.linspace(0.0, np.pi, 20001)
+  cos = jnp.asarray(np.cos(theta))
+  insightface = np.asarray(_margin_target(cos, m1=m1, m2=m2, m3=m3, theta_overflow="insightface"))
+  assert np.all(np.diff(insightface) <= 1e-12)
+  plain = np.asarray(_margin_target(cos, m1=m1, m2=m2, m3=m3, theta_overflow="plain"))
+  if m1 * math.pi + m2 > math.pi + 0.01:  # plain cos(m1 theta + m2) rises again past pi
+    assert np.max(np.diff(plain)) > 1e-6
+  # arcface_loss's insightface mode is the m1 = 1 rule: its target logit, read back
+  # from a two-class probe (loss = log(1 + e^{cos - t}) at s = 1), is monotone too.
+  if m1 == 1 and m3 == 0:
+    x = np.stack([np.cos(theta), np.sin(theta)], axis=1)
+    W = np.array([[1.0, 1.0], [0.0, 0.0]])
+    loss = losses.arcface_loss(
+      x, W, np.zeros(len(theta), np.int32), scale=1.0, margin=m2, theta_overflow="insightface"
+    )
+    t = np_cos_matrix(x, W)[:, 0] - np.log(np.expm1(np.asarray(loss)))
+    assert np.all(np.diff(t) <= 1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_margin_gradients_are_finite_at_cos_plus_minus_one(dtype):
+  x, w, y = make_inputs(21)
+  x[0::2] = 2.0 * w[:, y[0::2]].T  # cos = +1
+  x[1::2] = -0.5 * w[:, y[1::2]].T  # cos = -1
+  calls = [
+    lambda x, w, mode: losses.arcface_loss(x, w, y, scale=16.0, margin=0.5, theta_overflow=mode),
+    lambda x, w, mode: losses.subcenter_arcface_loss(
+      x, subcenters(w), y, scale=16.0, margin=0.5, theta_overflow=mode
+    ),
+  ] + [
+    lambda x, w, mode, m1=m1: losses.combined_margin_loss(
+      x, w, y, scale=16.0, m1=m1, m2=0.3, m3=0.2, theta_overflow=mode
+    )
+    for m1 in (1, 2, 3, 1.5, 0.9)
+  ]
+  with jax.enable_x64(dtype == np.float64):
+    x, w = jnp.asarray(x, dtype), jnp.asarray(w, dtype)
+    for call in calls:
+      for mode in OVERFLOW_MODES:
+        value, grads = jax.value_and_grad(lambda x, w: jnp.sum(call(x, w, mode)), argnums=(0, 1))(
+          x, w
+        )
+        assert np.isfinite(value), mode
+        assert all(np.all(np.isfinite(g)) for g in grads), mode
+
+
+# ------------------------------------------------------ Sub-center ArcFace
+def test_subcenter_arcface_with_one_subcenter_is_arcface():
+  x, w, y = inputs_past_pi()
+  with jax.enable_x64(False):
+    x, w = x.astype(np.float32), w.astype(np.float32)
+    for mode in OVERFLOW_MODES:
+      np.testing.assert_allclose(
+        losses.subcenter_arcface_loss(x, w[None], y, scale=16.0, margin=0.5, theta_overflow=mode),
+        losses.arcface_loss(x, w, y, scale=16.0, margin=0.5, theta_overflow=mode),
+        rtol=1e-5,
+        atol=1e-6,
+        err_msg=mode,
+      )
+    np.testing.assert_allclose(
+      losses.subcenter_cosines(x, w[None]), losses.inference_logits(x, w, cosine=True), atol=1e-6
+    )
+
+
+def test_subcenter_arcface_matches_numpy_for_three_subcenters():
+  x, w, y = inputs_past_pi()
+  ws = np.asarray(subcenters(jnp.asarray(w)))
+  cos = np_subcenter_cos(x, ws)
+  # The max picks different sub-centres across the batch (the case is not K = 1 in disguise).
+  assert len(np.unique(np.argmax([np_cos_matrix(x, wk) for wk in ws], axis=0))) == 3
+  np.testing.assert_allclose(losses.subcenter_cosines(x, ws), cos, rtol=1e-12)
+  for mode in OVERFLOW_MODES:
+    np.testing.assert_allclose(
+      losses.subcenter_arcface_loss(x, ws, y, scale=16.0, margin=0.5, theta_overflow=mode),
+      np_combined(cos, y, 16.0, 1, 0.5, 0.0, mode),
+      rtol=1e-10,
+      err_msg=mode,
+    )
+
+
+def test_subcenter_test_logits_are_the_max_over_subcenters():
+  x, w, _ = make_inputs(22)
+  ws = np.asarray(subcenters(jnp.asarray(w)))
+  bound = losses.by_name("subcenter_arcface", scale=16.0)
+  np.testing.assert_allclose(bound.test_logits(x, ws), np_subcenter_cos(x, ws), rtol=1e-12)
+  assert bound.spec.classify == "subcenter" and bound.spec.inputs == "stacked"
+  combined = losses.by_name("combined_margin")
+  assert dict(combined.hyperparameters) == {"scale": 64.0, "m1": 1.0, "m2": 0.3, "m3": 0.2}
+  np.testing.assert_allclose(combined.test_logits(x, w), np_cos_matrix(x, w), rtol=1e-12)
+
+
+def test_dominant_subcenters_and_examples_far_from_them():
+  e = np.eye(3)
+  # Class 0's sub-centres along e1, e2, e3; class 1's along -e1, -e2, -e3.
+  ws = np.stack([np.stack([e[k], -e[k]], axis=1) for k in range(3)])  # [K=3, d=3, C=2]
+  deg = np.radians
+  x = np.array(
+    [
+      [1.0, 0.05, 0.0],  # class 0, near e1
+      [1.0, -0.05, 0.02],
+      [1.0, 0.0, 0.1],
+      [1.0, 0.1, -0.1],
+      [np.cos(deg(60)), np.sin(deg(60)), 0.0],  # nearer e2 (30 deg) but 60 deg from e1
+      [np.cos(deg(80)), np.sin(deg(80)), 0.0],  # nearer e2, 80 deg from e1: far
+      [0.0, 0.1, -1.0],  # class 1, near -e3
+      [0.05, 0.0, -1.0],
+      [-1.0, 0.0, 0.1],  # class 1, near -e1: 84 deg from -e3, far
+      [1.0, 0.0, 0.0],  # class 0, masked out below
+      [1.0, 0.0, 0.0],  # a label outside the classes
+    ]
+  )
+  y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 7])
+  where = np.ones(len(y), bool)
+  where[9] = False
+  dominant, counts = losses.dominant_subcenters(x, ws, y, where=where)
+  np.testing.assert_array_equal(counts, [[4, 2, 0], [1, 0, 2]])
+  np.testing.assert_array_equal(dominant, [0, 2])
+  assert dominant.dtype == jnp.int32 and counts.dtype == jnp.int32
+  # Without the mask the masked example votes too; batches add up through the counts.
+  _, all_counts = losses.dominant_subcenters(x, ws, y)
+  np.testing.assert_array_equal(all_counts, [[5, 2, 0], [1, 0, 2]])
+  _, first = losses.dominant_subcenters(x[:5], ws, y[:5])
+  _, rest = losses.dominant_subcenters(x[5:], ws, y[5:], where=where[5:])
+  np.testing.assert_array_equal(first + rest, counts)
+
+  is_far, angles = jax.jit(losses.far_from_dominant_subcenter)(x, ws, y, dominant)
+  unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+  dominant_centres = ws[np.asarray(dominant)[y[:10]], :, y[:10]]  # [10, d]
+  expected = np.degrees(np.arccos(np.sum(unit[:10] * dominant_centres, axis=1)))
+  np.testing.assert_allclose(angles[:10], expected, atol=1e-9)
+  assert np.isnan(angles[10]) and not is_far[10]
+  np.testing.assert_array_equal(np.flatnonzero(is_far), [5, 8])
+  assert abs(angles[4] - 60.0) < 1e-9 and abs(angles[5] - 80.0) < 1e-9
+  is_far_50, _ = losses.far_from_dominant_subcenter(x, ws, y, dominant, threshold_degrees=50.0)
+  np.testing.assert_array_equal(np.flatnonzero(is_far_50), [4, 5, 8])
+
+
+# ------------------------------------------------------------------ AdaCos
+def np_adacos(x, w, y, s, keep=None):
+  """Zhang et al. eqs. 15-16 written out with exp and np.median."""
+  cos = np_cos_matrix(x, w)
+  rows = np.arange(len(y)) if keep is None else np.flatnonzero(keep)
+  b_avg = np.mean([np.sum(np.exp(s * np.delete(cos[i], y[i]))) for i in rows])
+  theta_med = np.median(np.arccos(cos[rows, y[rows]]))
+  return np.log(b_avg) / np.cos(min(np.pi / 4, theta_med))
+
+
+def test_adacos_fixed_scale():
+  for c in (3, 10, 1000, 85742):
+    assert losses.adacos_fixed_scale(c) == math.sqrt(2) * math.log(c - 1)
+
+
+def test_adacos_dynamic_scale_matches_numpy_reference():
+  x, w, y = make_inputs(23)
+  s0 = losses.adacos_fixed_scale(C)
+  keep = np.ones(B, bool)
+  keep[2] = False  # an odd count: the median is one of the angles
+  for scale in (s0, 10.0):
+    got = jax.jit(lambda x, w, s: losses.adacos_dynamic_scale(x, w, y, scale=s))(x, w, scale)
+    assert got.shape == () and got.dtype == jnp.float64
+    np.testing.assert_allclose(got, np_adacos(x, w, y, scale), rtol=1e-12)  # even count: B = 6
+    masked = losses.adacos_dynamic_scale(x, w, y, scale=scale, where=keep)
+    np.testing.assert_allclose(masked, np_adacos(x, w, y, scale, keep), rtol=1e-12)
+  # The median angle above pi/4 is capped there (eq. 15's min).
+  x_far = -x  # targets mostly past 45 degrees
+  assert np.median(np.arccos(np_cos_matrix(x_far, w)[np.arange(B), y])) > np.pi / 4
+  np.testing.assert_allclose(
+    losses.adacos_dynamic_scale(x_far, w, y, scale=s0), np_adacos(x_far, w, y, s0), rtol=1e-12
+  )
+  # bf16 inputs give a float32 scale.
+  with jax.enable_x64(False):
+    half = losses.adacos_dynamic_scale(
+      jnp.asarray(x, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16), y, scale=s0
+    )
+    assert half.dtype == jnp.float32
+    np.testing.assert_allclose(half, np_adacos(x, w, y, s0), rtol=0.05)
+
+
+def test_adacos_dynamic_scale_is_state_without_gradient():
+  x, w, y = make_inputs(24)
+  grads = jax.grad(
+    lambda x, w, s: losses.adacos_dynamic_scale(x, w, y, scale=s), argnums=(0, 1, 2)
+  )(x, w, 10.0)
+  assert all(np.all(np.asarray(g) == 0) for g in grads)
+
+  # Algorithm 1: each step updates the scale from the last one, then trains with it.
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(x, w, scale):
+    scale = losses.adacos_dynamic_scale(x, w, y, scale=scale)
+    loss, grad_w = jax.value_and_grad(
+      lambda w: jnp.mean(losses.normface_loss(x, w, y, scale=scale))
+    )(w)
+    return w - 0.1 * grad_w, scale, loss
+
+  reference = losses.adacos_fixed_scale(C)
+  x, w, scale = jnp.asarray(x), jnp.asarray(w), jnp.asarray(reference, jnp.float64)
+  for _ in range(3):
+    reference = np_adacos(x, np.asarray(w), y, reference)
+    w, scale, loss = step(x, w, scale)
+    np.testing.assert_allclose(scale, reference, rtol=1e-10)
+    assert np.isfinite(loss)
+  chex.clear_trace_counter()
+
+
+def test_adacos_dynamic_scale_edge_cases():
+  x, w, y = make_inputs(25)
+  # No example kept: the scale is unchanged.
+  assert losses.adacos_dynamic_scale(x, w, y, scale=7.0, where=np.zeros(B, bool)) == 7.0
+  y_bad = y.copy()
+  y_bad[3] = C
+  assert np.isnan(jax.jit(lambda y: losses.adacos_dynamic_scale(x, w, y, scale=7.0))(y_bad))
+  keep = np.arange(B) != 3  # the bad label masked out: finite, as without that example
+  np.testing.assert_allclose(
+    losses.adacos_dynamic_scale(x, w, y_bad, scale=7.0, where=keep),
+    np_adacos(x, w, y, 7.0, keep),
+    rtol=1e-12,
+  )

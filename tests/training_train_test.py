@@ -9,6 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from experiments.configs import smoke
+from margin_jax import losses
 from margin_jax import training
 from margin_jax.training import objectives
 from margin_jax.training import train as train_lib
@@ -120,7 +121,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_mnist, tmp_pa
 def test_every_objective_gives_per_example_loss(loss):
   config = smoke.get_config()
   config.loss = loss
-  config.num_classifiers = 2 if loss in ("e_softmax", "em_softmax") else 0
+  config.num_classifiers = 2 if losses.TABLE[loss].inputs == "stacked" else 0
   objective = objectives.get_objective(config)
   k = jax.random.split(jax.random.key(0), 3)
   weights_shape = (2, 8, 5) if config.num_classifiers else (8, 5)
@@ -136,7 +137,7 @@ def test_every_objective_gives_per_example_loss(loss):
   assert objective.logits(outputs).shape == (6, 5)
   diagnostics = objective.diagnostics(outputs, labels, 0)
   assert 0 <= float(diagnostics["theta_y"]) <= 180
-  assert ("hsic" in diagnostics) == bool(config.num_classifiers)
+  assert ("hsic" in diagnostics) == (losses.TABLE[loss].classify == "averaged")
   assert ("lambda" in diagnostics) == (loss in ("l_softmax", "a_softmax"))
 
 

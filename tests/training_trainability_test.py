@@ -15,6 +15,7 @@ import pathlib
 import pytest
 
 from experiments.configs import mnist_cpu
+from margin_jax import losses
 from margin_jax import training
 from margin_jax.training import objectives
 
@@ -46,7 +47,7 @@ def test_every_loss_learns_mnist(mnist_data_dir, tmp_path, loss, margin):
   config = mnist_cpu.get_config()
   config.data_dir = mnist_data_dir
   config.loss, config.margin = loss, margin
-  config.num_classifiers = 2 if loss in ("e_softmax", "em_softmax") else 0
+  config.num_classifiers = 2 if losses.TABLE[loss].inputs == "stacked" else 0
   config.num_train_steps = STEPS
   config.lr_boundaries = (2 * STEPS // 3, 5 * STEPS // 6)
   config.eval_every_steps = config.checkpoint_every_steps = STEPS

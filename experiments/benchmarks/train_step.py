@@ -33,6 +33,7 @@ from experiments.benchmarks import _harness
 from experiments.configs import cifar10_cpu
 from experiments.configs import lsoftmax_cifar10
 from margin_jax import data
+from margin_jax import losses
 from margin_jax.data import transforms
 from margin_jax.training import devices
 from margin_jax.training import objectives
@@ -57,7 +58,7 @@ def make_config(loss: str, width: float, batch: int):
   config.width = width
   config.batch_size = batch
   config.loss = loss
-  config.num_classifiers = 2 if loss in ("e_softmax", "em_softmax") else 0
+  config.num_classifiers = 2 if losses.TABLE[loss].inputs == "stacked" else 0
   if loss in ("l_softmax", "a_softmax"):
     config.lambda_base = 0.0  # the pure margin (lambda is a traced scalar either way)
   return config

@@ -6,16 +6,23 @@ Out-of-range label values cannot be checked inside ``jit``: the target gather
 then fills NaN, so the loss is NaN (a trainer's non-finite check stops there).
 """
 
+from margin_jax.losses._adacos import adacos_dynamic_scale
+from margin_jax.losses._adacos import adacos_fixed_scale
 from margin_jax.losses._ensemble import ensemble_soft_margin_softmax_loss
 from margin_jax.losses._ensemble import hsic_diversity
 from margin_jax.losses._feature_losses import a_softmax_loss
 from margin_jax.losses._feature_losses import arcface_loss
 from margin_jax.losses._feature_losses import center_loss
+from margin_jax.losses._feature_losses import combined_margin_loss
 from margin_jax.losses._feature_losses import cosface_loss
+from margin_jax.losses._feature_losses import dominant_subcenters
+from margin_jax.losses._feature_losses import far_from_dominant_subcenter
 from margin_jax.losses._feature_losses import large_margin_softmax_loss
 from margin_jax.losses._feature_losses import noisy_softmax_loss
 from margin_jax.losses._feature_losses import normface_loss
 from margin_jax.losses._feature_losses import psi
+from margin_jax.losses._feature_losses import subcenter_arcface_loss
+from margin_jax.losses._feature_losses import subcenter_cosines
 from margin_jax.losses._feature_losses import target_cosine
 from margin_jax.losses._feature_losses import virtual_softmax_loss
 from margin_jax.losses._inference import ensemble_weights
@@ -39,12 +46,17 @@ __all__ = (
   "PUBLISHED_LAMBDA",
   "TABLE",
   "a_softmax_loss",
+  "adacos_dynamic_scale",
+  "adacos_fixed_scale",
   "arcface_loss",
   "center_loss",
+  "combined_margin_loss",
   "cosface_loss",
+  "dominant_subcenters",
   "ensemble_soft_margin_softmax_loss",
   "ensemble_weights",
   "by_name",
+  "far_from_dominant_subcenter",
   "hsic_diversity",
   "inference_logits",
   "label_smoothing_loss",
@@ -57,6 +69,8 @@ __all__ = (
   "rho_hat",
   "soft_margin_softmax_loss",
   "softmax_loss",
+  "subcenter_arcface_loss",
+  "subcenter_cosines",
   "target_cosine",
   "uniformity_regularized_softmax_loss",
   "virtual_softmax_loss",

@@ -4,7 +4,8 @@ Conventions: ``features`` x has shape ``[batch_size, dim]``, ``weights`` W has
 shape ``[dim, num_classes]`` (column j is class j's classifier, the Flax Dense
 kernel layout) and the logits are ``f = x @ W``. Each loss changes the target
 logit ``f_y = ||W_y|| ||x|| cos(theta_y)`` only, so it costs the classifier
-matmul plus O(B*d + B*C) elementwise work.
+matmul plus O(B*d + B*C) elementwise work. Sub-center ArcFace takes K
+sub-centres per class, ``[num_subcenters, dim, num_classes]``, and K matmuls.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from margin_jax.losses import _common
 from margin_jax.losses._logit_losses import softmax_loss
 
 NOISE_TYPES = ("annealed", "amplitude", "free", "normal", "negative")
+# What the angular margins do where the target angle passes pi (`arcface_loss`).
+THETA_OVERFLOW = ("plain", "insightface", "easy")
 
 
 def _target_norm_product(features, weights, labels):
@@ -45,14 +48,14 @@ def target_cosine(features: ArrayLike, weights: ArrayLike, labels: ArrayLike) ->
   return _cosine(target_logit, norm_product).astype(out_dtype)
 
 
-def _check_arc_margin(margin) -> None:
+def _check_arc_margin(margin, name: str = "margin") -> None:
   hint = ""
   if isinstance(margin, (int, float)) and margin >= math.pi:
     hint = (
       f" The margin is in radians; {margin} looks like degrees:"
       f" math.radians({margin}) = {math.radians(margin):.4f}."
     )
-  _common.check_static("margin", margin, low=0.0, high=math.pi, hint=hint)
+  _common.check_static(name, margin, low=0.0, high=math.pi, hint=hint)
 
 
 def _check_integer_margin(margin) -> int:
@@ -482,6 +485,82 @@ def cosface_loss(
   )
 
 
+def _static_number(value) -> bool:
+  """A Python number (not bool): its value is known at trace time."""
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _integer_multiplier(m1) -> int | None:
+  """m1 as an int when it is a static whole number >= 1 (the polynomial path), else None."""
+  if _static_number(m1) and m1 >= 1 and float(m1).is_integer():
+    return int(m1)
+  return None
+
+
+def _cos_sin_multiple(cosine: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:
+  r"""cos(m theta) and sin(m theta) as polynomials of c = cos(theta), theta in [0, pi].
+
+  .. math::
+    \cos m\theta = \sum_{n} (-1)^n \binom{m}{2n} c^{m-2n} (1 - c^2)^n, \qquad
+    \sin m\theta = \sin\theta \sum_{n} (-1)^n \binom{m}{2n+1} c^{m-2n-1} (1 - c^2)^n
+
+  with sin(theta) = sqrt(max(1 - c^2, eps)) >= 0: the floor keeps the sqrt's
+  gradient finite at c = +-1, and no arccos is differentiated.
+  """
+  sine = jnp.sqrt(jnp.maximum(1.0 - cosine * cosine, jnp.finfo(cosine.dtype).eps))
+  if m == 1:
+    return cosine, sine
+  sine_sq = 1.0 - cosine * cosine
+  cos_m = sum(
+    (-1) ** n * math.comb(m, 2 * n) * cosine ** (m - 2 * n) * sine_sq**n for n in range(m // 2 + 1)
+  )
+  sin_m = sine * sum(
+    (-1) ** n * math.comb(m, 2 * n + 1) * cosine ** (m - 2 * n - 1) * sine_sq**n
+    for n in range((m - 1) // 2 + 1)
+  )
+  return cos_m, sin_m
+
+
+def _margin_target(cos_y: jax.Array, *, m1, m2, m3, theta_overflow: str) -> jax.Array:
+  """The target cosine cos(m1 theta + m2) - m3 of the combined margin, shape [B],
+  from cos(theta) clipped to [-1, 1], with the ``theta_overflow`` rule
+  (see `combined_margin_loss`)."""
+  k = _integer_multiplier(m1)
+  if k is not None:  # cos(k theta + m2) = cos(k theta) cos m2 - sin(k theta) sin m2
+    cos_k, sin_k = _cos_sin_multiple(cos_y, k)
+    target = cos_k * jnp.cos(m2) - sin_k * jnp.sin(m2) - m3
+  else:  # arccos of the clipped cosine: its gradient stays finite at cos = +-1.
+    eps = jnp.finfo(cos_y.dtype).eps
+    theta = jnp.arccos(jnp.clip(cos_y, -1.0 + eps, 1.0 - eps))
+    target = jnp.cos(m1 * theta + m2) - m3
+  if theta_overflow == "plain":
+    return target
+  if theta_overflow == "easy":
+    return jnp.where(cos_y > 0.0, target, cos_y)
+  # "insightface": past the angle theta_0 where m1 theta + m2 = pi, the
+  # target cos(theta) - shift. The constants of static hyperparameters are
+  # Python floats, so the threshold is the same double the tests compare with.
+  static = _static_number(m1) and _static_number(m2)
+  cos, sin = (math.cos, math.sin) if static else (jnp.cos, jnp.sin)
+  if k == 1:  # insightface's own rule, cos(theta) <= cos(pi - m2) -> cos(theta) - m2 sin(m2)
+    threshold, shift, reached = cos(math.pi - m2), m2 * sin(m2), True
+  else:
+    theta_0 = (math.pi - m2) / m1
+    threshold = cos(theta_0)
+    # Shifted so that the target falls at theta_0 from -1 - m3 to -cos m2 - m2 sin m2 - m3,
+    # as insightface's does at m1 = 1 (the two shifts agree there).
+    shift = threshold + cos(m2) + m2 * sin(m2)
+    reached = theta_0 <= math.pi  # m1 pi + m2 >= pi: the angle reaches pi at all
+  return jnp.where((cos_y <= threshold) & reached, cos_y - shift - m3, target)
+
+
+def _angular_margin_loss(cosine, labels, *, scale, m1, m2, m3, theta_overflow):
+  """Cross-entropy of s cos(theta_j) with the target s (cos(m1 theta_y + m2) - m3)."""
+  cos_y = jnp.clip(_common.take_target(cosine, labels), -1.0, 1.0)
+  target = scale * _margin_target(cos_y, m1=m1, m2=m2, m3=m3, theta_overflow=theta_overflow)
+  return _common.cross_entropy_with_target(scale * cosine, labels, target)
+
+
 def arcface_loss(
   features: ArrayLike,
   weights: ArrayLike,
@@ -489,6 +568,7 @@ def arcface_loss(
   *,
   scale: ArrayLike,
   margin: ArrayLike,
+  theta_overflow: str = "plain",
   where: ArrayLike | None = None,
 ) -> jax.Array:
   r"""ArcFace: an additive angular margin, in radians.
@@ -498,8 +578,20 @@ def arcface_loss(
       {e^{s \cos(\theta_y + m)} + \sum_{j \ne y} e^{s \cos\theta_j}},
     \quad \cos(\theta + m) = \cos\theta \cos m - \sin\theta \sin m
 
-  computed from cos(theta) without arccos. As in the paper's eq. 3, no
-  correction is applied when theta + m > pi (there cos(theta + m) rises again).
+  computed from cos(theta) without arccos. Past theta + m = pi, cos(theta + m)
+  rises again (the target logit is no longer decreasing in theta);
+  ``theta_overflow`` chooses what the target is there:
+
+  ===============  ==========================================================
+  ``plain``        the paper's eq. 3 as is: :math:`\cos(\theta + m)` everywhere
+  ``insightface``  insightface's fallback: where :math:`\cos\theta \le \cos(\pi - m)`
+                   (:math:`\theta + m \ge \pi`), :math:`\cos\theta - m \sin m`;
+                   the target is then non-increasing in theta for every
+                   :math:`m \le 2.33` (where :math:`\cos m + m \sin m \ge 1`)
+  ``easy``         the "easy margin": :math:`\cos(\theta + m)` where
+                   :math:`\cos\theta > 0`, else the plain :math:`\cos\theta`
+                   (no margin past 90 degrees)
+  ===============  ==========================================================
 
   Args:
     features: ``[batch_size, dim]``.
@@ -509,6 +601,7 @@ def arcface_loss(
     margin: m in radians, in ``[0, pi)`` (may be traced); the paper uses 0.5
       (28.6 degrees). pytorch-metric-learning takes degrees: a Python number
       of pi or more is refused with a hint.
+    theta_overflow: ``"plain"`` (default), ``"insightface"`` or ``"easy"`` (static).
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
 
@@ -525,21 +618,374 @@ def arcface_loss(
 
   References:
     Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face
-    Recognition, CVPR 2019, eq. 3.
+    Recognition, CVPR 2019, eq. 3; the fallbacks are insightface's
+    (``easy_margin`` and the ``th``/``mm`` rule of its ArcFace heads).
   """
   _common.check_static("scale", scale, low=0.0, low_open=True)
   _check_arc_margin(margin)
+  _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
-  cosine = _cosine_logits(features, weights)
-  cos_y = jnp.clip(_common.take_target(cosine, labels), -1.0, 1.0)
-  # sin(theta) >= 0 on [0, pi]; the floor keeps the sqrt's gradient finite at cos = +-1.
-  sin_y = jnp.sqrt(jnp.maximum(1.0 - cos_y * cos_y, jnp.finfo(cos_y.dtype).eps))
-  target = scale * (cos_y * jnp.cos(margin) - sin_y * jnp.sin(margin))
-  return _common.apply_where(
-    _common.cross_entropy_with_target(scale * cosine, labels, target), where, out_dtype
+  loss = _angular_margin_loss(
+    _cosine_logits(features, weights),
+    labels,
+    scale=scale,
+    m1=1,
+    m2=margin,
+    m3=0.0,
+    theta_overflow=theta_overflow,
   )
+  return _common.apply_where(loss, where, out_dtype)
+
+
+def combined_margin_loss(
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  scale: ArrayLike,
+  m1: ArrayLike = 1.0,
+  m2: ArrayLike = 0.0,
+  m3: ArrayLike = 0.0,
+  theta_overflow: str = "plain",
+  where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""The combined margin of insightface: SphereFace's, ArcFace's and CosFace's at once.
+
+  .. math::
+    \ell = -\log \frac{e^{s (\cos(m_1 \theta_y + m_2) - m_3)}}
+      {e^{s (\cos(m_1 \theta_y + m_2) - m_3)} + \sum_{j \ne y} e^{s \cos\theta_j}}
+
+  with the cosines of `normface_loss` (unit features and class columns).
+  ``m1=1, m2=m, m3=0`` is `arcface_loss`, ``m1=1, m2=0, m3=m`` is
+  `cosface_loss`, ``m1=m, m2=m3=0`` is SphereFace's multiplicative margin
+  without its monotone psi.
+
+  When ``m1`` is a Python number with a whole value (1, 2, 3.0) the target is
+  computed without arccos: :math:`\cos(m_1\theta)` and :math:`\sin(m_1\theta)`
+  are the Chebyshev (binomial) polynomials of :math:`\cos\theta` and
+  :math:`\sin\theta = \sqrt{\max(1 - \cos^2\theta, \epsilon)}`, expanded with
+  :math:`\cos(a + m_2) = \cos a \cos m_2 - \sin a \sin m_2`. Any other ``m1``
+  (1.5, or a traced value) goes through
+  :math:`\theta = \arccos(\mathrm{clip}(\cos\theta, -1 + \epsilon, 1 - \epsilon))`,
+  whose gradient is finite (zero beyond the clip).
+
+  ``theta_overflow`` (as in `arcface_loss`) sets the target past the angle
+  :math:`\theta_0 = (\pi - m_2)/m_1` where :math:`m_1\theta + m_2` reaches pi:
+
+  ===============  ==========================================================
+  ``plain``        :math:`\cos(m_1\theta + m_2) - m_3` everywhere (it rises again
+                   past :math:`\theta_0`)
+  ``insightface``  where :math:`\theta \ge \theta_0` (:math:`\cos\theta \le \cos\theta_0`),
+                   :math:`\cos\theta - \cos\theta_0 - \cos m_2 - m_2 \sin m_2 - m_3`.
+                   For ``m1 = 1`` this is insightface's rule,
+                   :math:`\cos\theta - m_2 \sin m_2 - m_3` where
+                   :math:`\cos\theta \le \cos(\pi - m_2)`. For ``m1 != 1``
+                   (insightface defines none) the fallback is shifted so the
+                   target still drops at :math:`\theta_0` from :math:`-1 - m_3`
+                   to :math:`-\cos m_2 - m_2\sin m_2 - m_3` and keeps falling:
+                   non-increasing in theta for :math:`m_2 \le 2.33`. When
+                   :math:`m_1\pi + m_2 < \pi` the angle never reaches pi and
+                   this is ``plain``.
+  ``easy``         the margins where :math:`\cos\theta > 0`, else the plain
+                   :math:`\cos\theta` (no m3 either)
+  ===============  ==========================================================
+
+  Args:
+    features: ``[batch_size, dim]``.
+    weights: ``[dim, num_classes]``.
+    labels: ``[batch_size]`` integers.
+    scale: s > 0 (may be traced); insightface uses 64.
+    m1: multiplicative angular margin > 0; 1 is none. A Python whole number
+      takes the arccos-free path; insightface's combined settings use 1.0
+      (and 0.9 with m2 = 0.4, m3 = 0.15).
+    m2: additive angular margin in radians, in ``[0, pi)`` (may be traced);
+      insightface's common combined setting is 0.3.
+    m3: additive cosine margin >= 0 (may be traced); commonly 0.2.
+    theta_overflow: ``"plain"`` (default), ``"insightface"`` or ``"easy"`` (static).
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
+
+  Returns:
+    Per-example loss, shape ``[batch_size]``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> combined_margin_loss(x, W, y, scale=16.0, m1=1.0, m2=0.3, m3=0.2).round(4)
+    Array([0.2909, 0.    ], dtype=float32)
+
+  References:
+    Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face
+    Recognition, CVPR 2019, eq. 4 (the combined margin; eq. 3 for m1 = 1,
+    m3 = 0); the ``insightface`` and ``easy`` fallbacks follow insightface's
+    ArcFace heads.
+  """
+  _common.check_static("scale", scale, low=0.0, low_open=True)
+  _common.check_static("m1", m1, low=0.0, low_open=True)
+  _check_arc_margin(m2, "m2")
+  _common.check_static("m3", m3, low=0.0)
+  _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
+  features, weights, labels, where, out_dtype = _common.prepare_features(
+    features, weights, labels, where=where
+  )
+  loss = _angular_margin_loss(
+    _cosine_logits(features, weights),
+    labels,
+    scale=scale,
+    m1=m1,
+    m2=m2,
+    m3=m3,
+    theta_overflow=theta_overflow,
+  )
+  return _common.apply_where(loss, where, out_dtype)
+
+
+def _check_stacked(features, weights) -> tuple[jax.Array, jax.Array, jnp.dtype]:
+  """Checks ``features`` [B, d] and sub-centre weights [K, d, C]; returns them in
+  the compute dtype and the result dtype."""
+  features, weights = jnp.asarray(features), _common.check_weights(weights, "stacked")
+  if features.ndim != 2:
+    raise ValueError(f"features must have shape [batch_size, dim], got {features.shape}.")
+  if weights.shape[1] != features.shape[1]:
+    raise ValueError(
+      f"weights {weights.shape} (layout [num_subcenters, dim, num_classes]) do not match "
+      f"features {features.shape}: expected dim {features.shape[1]} on axis 1."
+    )
+  out_dtype = _common.result_dtype(features, weights)
+  dtype = _common.compute_dtype(out_dtype)
+  return features.astype(dtype), weights.astype(dtype), out_dtype
+
+
+def _subcenter_cosines(features, weights):
+  """max_k cos(theta_{j,k}) over the K sub-centres, [B, C], from weights [K, d, C]."""
+  return jnp.max(jax.vmap(_cosine_logits, in_axes=(None, 0))(features, weights), axis=0)
+
+
+def subcenter_cosines(features: ArrayLike, weights: ArrayLike) -> jax.Array:
+  r"""Each class's cosine as its closest sub-centre's, ``[batch_size, num_classes]``.
+
+  .. math::
+    \cos\theta_j = \max_{k} \frac{x^\top W_{k,j}}{\|x\| \|W_{k,j}\|}
+
+  What `subcenter_arcface_loss` applies its margin to, and the test-time
+  logits of a model trained with it (``classify="subcenter"`` in the table).
+
+  Args:
+    features: ``[batch_size, dim]``.
+    weights: sub-centres ``[num_subcenters, dim, num_classes]``.
+
+  Returns:
+    Cosines ``[batch_size, num_classes]`` in the promoted input dtype.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> subcenter_cosines(x, jnp.stack([W, -W])).round(2)  # K=2 sub-centres: W and -W
+    Array([[0.45, 0.89, 0.32],
+           [0.89, 0.45, 0.95]], dtype=float32)
+
+  References:
+    Deng et al., Sub-center ArcFace: Boosting Face Recognition by
+    Large-scale Noisy Web Faces, ECCV 2020 (section numbers not checked
+    against the paper's text, which is not in this repository) (max pooling over the
+    sub-centres).
+  """
+  features, weights, out_dtype = _check_stacked(features, weights)
+  return _subcenter_cosines(features, weights).astype(out_dtype)
+
+
+def subcenter_arcface_loss(
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  scale: ArrayLike,
+  margin: ArrayLike,
+  theta_overflow: str = "plain",
+  where: ArrayLike | None = None,
+) -> jax.Array:
+  r"""Sub-center ArcFace: ArcFace on each class's closest of K sub-centres.
+
+  .. math::
+    \cos\theta_j = \max_{k=1..K} \frac{x^\top W_{k,j}}{\|x\| \|W_{k,j}\|}, \qquad
+    \ell = -\log \frac{e^{s \cos(\theta_y + m)}}
+      {e^{s \cos(\theta_y + m)} + \sum_{j \ne y} e^{s \cos\theta_j}}
+
+  (`subcenter_cosines`, then `arcface_loss`'s target, ``theta_overflow``
+  included). An example only has to be near one of its class's sub-centres,
+  so noisy examples gather in non-dominant sub-centres; `dominant_subcenters`
+  and `far_from_dominant_subcenter` find them. The max is differentiable
+  almost everywhere: the gradient reaches the closest sub-centre only
+  (split evenly at exact ties). ``K = 1`` is `arcface_loss`.
+
+  Args:
+    features: ``[batch_size, dim]``.
+    weights: sub-centres ``[num_subcenters, dim, num_classes]`` (the layout of
+      EM-Softmax's stacked classifiers); the paper uses K = 3.
+    labels: ``[batch_size]`` integers.
+    scale: s > 0 (may be traced); the paper uses 64.
+    margin: m in radians, in ``[0, pi)`` (may be traced); the paper uses 0.5.
+    theta_overflow: ``"plain"`` (default), ``"insightface"`` or ``"easy"``
+      (static), as in `arcface_loss`.
+    where: optional boolean mask ``[batch_size]``; examples where it is False
+      get loss 0 and no gradient (optax's ``where``).
+
+  Returns:
+    Per-example loss, shape ``[batch_size]``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
+    >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
+    >>> y = jnp.array([1, 0])
+    >>> K2 = jnp.stack([W, -W])  # sub-centres [K=2, d=2, C=3]; x_2 is nearer -W_2 than W_0
+    >>> subcenter_arcface_loss(x, K2, y, scale=16.0, margin=0.5).round(4)
+    Array([0.1451, 6.0532], dtype=float32)
+
+  References:
+    Deng et al., Sub-center ArcFace: Boosting Face Recognition by
+    Large-scale Noisy Web Faces, ECCV 2020 (section numbers not checked
+    against the paper's text, which is not in this repository) (ArcFace, its eq. 1,
+    on the max over sub-centres).
+  """
+  _common.check_static("scale", scale, low=0.0, low_open=True)
+  _check_arc_margin(margin)
+  _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
+  features, weights, labels, where, out_dtype = _common.prepare_features(
+    features, weights, labels, kind="stacked", where=where
+  )
+  loss = _angular_margin_loss(
+    _subcenter_cosines(features, weights),
+    labels,
+    scale=scale,
+    m1=1,
+    m2=margin,
+    m3=0.0,
+    theta_overflow=theta_overflow,
+  )
+  return _common.apply_where(loss, where, out_dtype)
+
+
+def _target_subcenter_cosines(features, weights, labels):
+  """cos(x_i, W_{k, y_i}) for each sub-centre of each example's class, [B, K]
+  (NaN for a label outside the classes)."""
+  targets = _common.normalize(jnp.take(weights, labels, axis=2, mode="fill"), axis=1)  # [K, d, B]
+  cosine = jnp.einsum("bd,kdb->bk", _common.normalize(features, axis=1), targets)
+  return jnp.clip(cosine, -1.0, 1.0)
+
+
+def dominant_subcenters(
+  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
+) -> tuple[jax.Array, jax.Array]:
+  r"""Each class's dominant sub-centre: the one most of its examples are closest to.
+
+  Each example votes for the sub-centre of its own class with the largest
+  cosine; ``counts[j, k]`` is the number of class-j examples closest to
+  sub-centre k, and the dominant one is ``argmax_k counts[j, k]`` (the lowest
+  index on a tie; sub-centre 0 for a class without examples). Over a dataset
+  in batches, sum the counts and take ``counts.argmax(-1)``. Examples with a
+  label outside the classes, or masked out by ``where``, do not vote. Not
+  meant to be differentiated.
+
+  Args:
+    features: ``[batch_size, dim]``.
+    weights: sub-centres ``[num_subcenters, dim, num_classes]``.
+    labels: ``[batch_size]`` integers.
+    where: optional boolean mask ``[batch_size]`` of the examples that vote.
+
+  Returns:
+    ``(dominant, counts)``: int32 ``[num_classes]`` and ``[num_classes, num_subcenters]``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> W = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]]]).transpose(0, 2, 1)  # K=2, d=2, C=1
+    >>> x = jnp.array([[1.0, 0.1], [1.0, -0.2], [0.1, 1.0]])  # two near e1, one near e2
+    >>> dominant, counts = dominant_subcenters(x, W, jnp.array([0, 0, 0]))
+    >>> dominant, counts
+    (Array([0], dtype=int32), Array([[2, 1]], dtype=int32))
+
+  References:
+    Deng et al., Sub-center ArcFace: Boosting Face Recognition by
+    Large-scale Noisy Web Faces, ECCV 2020 (section numbers not checked
+    against the paper's text, which is not in this repository) (the dominant
+    sub-class holds the majority of the clean faces).
+  """
+  features, weights, labels, where, _ = _common.prepare_features(
+    features, weights, labels, kind="stacked", where=where
+  )
+  num_subcenters, num_classes = weights.shape[0], weights.shape[2]
+  nearest = jnp.argmax(_target_subcenter_cosines(features, weights, labels), axis=1)
+  votes = labels < num_classes  # safe_labels sent an out-of-range label to num_classes
+  if where is not None:
+    votes = votes & where
+  counts = jnp.zeros((num_classes, num_subcenters), jnp.int32)
+  counts = counts.at[labels, nearest].add(votes.astype(jnp.int32), mode="drop")
+  return jnp.argmax(counts, axis=1).astype(jnp.int32), counts
+
+
+def far_from_dominant_subcenter(
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  dominant: ArrayLike,
+  *,
+  threshold_degrees: float = 75.0,
+) -> tuple[jax.Array, jax.Array]:
+  r"""Flags the examples farther than a threshold angle from their class's dominant sub-centre.
+
+  .. math::
+    \text{far}_i = \angle(x_i, W_{k^*_{y_i}, y_i}) > \text{threshold}
+
+  with :math:`k^*` from `dominant_subcenters`. The paper drops these examples
+  (and the non-dominant sub-centres) once the model is discriminative, then
+  retrains with K = 1; it uses 75 degrees. An example with a label outside
+  the classes gets angle NaN and is not flagged.
+
+  Args:
+    features: ``[batch_size, dim]``.
+    weights: sub-centres ``[num_subcenters, dim, num_classes]``.
+    labels: ``[batch_size]`` integers.
+    dominant: the dominant sub-centre of each class, integers ``[num_classes]``.
+    threshold_degrees: the angle in degrees, in ``[0, 180)`` (static); the paper's 75.
+
+  Returns:
+    ``(is_far, angles)``: boolean ``[batch_size]`` and the angles to the
+    dominant sub-centre in degrees ``[batch_size]``.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> W = jnp.array([[[1.0, 0.0]], [[0.0, 1.0]]]).transpose(0, 2, 1)  # K=2, d=2, C=1
+    >>> x = jnp.array([[1.0, 0.1], [1.0, -0.2], [0.1, 1.0]])
+    >>> is_far, angles = far_from_dominant_subcenter(x, W, jnp.array([0, 0, 0]), jnp.array([0]))
+    >>> is_far, angles.round().astype(int)
+    (Array([False, False,  True], dtype=bool), Array([ 6, 11, 84], dtype=int32))
+
+  References:
+    Deng et al., Sub-center ArcFace: Boosting Face Recognition by
+    Large-scale Noisy Web Faces, ECCV 2020 (section numbers not checked
+    against the paper's text, which is not in this repository) (75 degrees).
+  """
+  _common.check_static("threshold_degrees", threshold_degrees, low=0.0, high=180.0)
+  features, weights, labels, _, out_dtype = _common.prepare_features(
+    features, weights, labels, kind="stacked"
+  )
+  num_classes = weights.shape[2]
+  dominant = jnp.asarray(dominant)
+  if dominant.shape != (num_classes,) or not jnp.issubdtype(dominant.dtype, jnp.integer):
+    raise ValueError(
+      f"dominant must be integers of shape [num_classes]=[{num_classes}], "
+      f"got {dominant.dtype} {dominant.shape}."
+    )
+  cosine = _target_subcenter_cosines(features, weights, labels)  # [B, K]
+  k = jnp.take(dominant, jnp.minimum(labels, num_classes - 1))
+  cos_dominant = jnp.take_along_axis(cosine, k[:, None], axis=1)[:, 0]
+  angles = jnp.degrees(jnp.arccos(cos_dominant))
+  return angles > threshold_degrees, angles.astype(out_dtype)
 
 
 def center_loss(

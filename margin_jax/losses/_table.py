@@ -21,12 +21,14 @@ from margin_jax.losses import _logit_losses as _logits
 # What a loss takes besides the labels:
 #   "logits"   logits [B, C] (= x @ W [+ b]),
 #   "features" features [B, d] and class weights [d, C],
-#   "stacked"  features [B, d] and stacked weights [V, d, C] (EM-Softmax),
+#   "stacked"  features [B, d] and stacked weights [V, d, C] (EM-Softmax; the
+#              K sub-centres [K, d, C] of Sub-center ArcFace),
 #   "centers"  features [B, d] and class centers [C, d] (center loss).
 INPUTS = ("logits", "features", "stacked", "centers")
-# How a model trained with it classifies (`inference_logits`): x @ W, the
-# cosines (normalised-weight losses), or x @ mean_v W_v (EM-Softmax).
-CLASSIFY = ("plain", "cosine", "averaged")
+# How a model trained with it classifies (`BoundLoss.test_logits`): x @ W, the
+# cosines (normalised-weight losses), x @ mean_v W_v (EM-Softmax), or each
+# class's largest cosine over its sub-centres (Sub-center ArcFace).
+CLASSIFY = ("plain", "cosine", "averaged", "subcenter")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,6 +190,27 @@ TABLE: dict[str, LossSpec] = {
       config_fields={"scale": "scale", "margin": "arc_margin"},
       paper="ArcFace (Deng et al., CVPR 2019) eq 3",
     ),
+    # insightface's combined (m1, m2, m3) = (1, 0.3, 0.2); the config has no
+    # m1/m2/m3 fields yet, so training uses these values.
+    LossSpec(
+      "combined_margin",
+      _features.combined_margin_loss,
+      "features",
+      "cosine",
+      typical={"scale": 64.0, "m1": 1.0, "m2": 0.3, "m3": 0.2},
+      config_fields={"scale": "scale"},
+      from_config=lambda c: {"m1": 1.0, "m2": 0.3, "m3": 0.2},
+      paper="ArcFace (Deng et al., CVPR 2019) eq 4, insightface's combined margin",
+    ),
+    LossSpec(
+      "subcenter_arcface",
+      _features.subcenter_arcface_loss,
+      "stacked",
+      "subcenter",
+      typical={"scale": 64.0, "margin": 0.5},
+      config_fields={"scale": "scale", "margin": "arc_margin"},
+      paper="Sub-center ArcFace (Deng et al., ECCV 2020) Sec 3.1",
+    ),
     # Trained jointly with softmax: softmax + center_weight * center loss
     # (Wen et al., ECCV 2016, eq 5).
     LossSpec(
@@ -205,8 +228,9 @@ class BoundLoss:
   """A loss of `TABLE` with its hyperparameters bound, called uniformly as
   ``loss(features, weights, labels, *, key=None, where=None) -> [B]``.
 
-  ``weights`` is W ``[d, C]`` (stacked ``[V, d, C]`` for EM-Softmax; the
-  centres ``[C, d]`` for the center loss); logit losses get ``features @ W``.
+  ``weights`` is W ``[d, C]`` (stacked ``[V, d, C]`` for EM-Softmax, the
+  sub-centres ``[K, d, C]`` for Sub-center ArcFace; the centres ``[C, d]``
+  for the center loss); logit losses get ``features @ W``.
   ``key`` is needed by Noisy Softmax only.
   """
 
@@ -224,6 +248,8 @@ class BoundLoss:
 
   def test_logits(self, features, weights):
     """The logits ``[B, C]`` a model trained with this loss classifies with."""
+    if self.spec.classify == "subcenter":
+      return _features.subcenter_cosines(features, weights)
     return _inference.inference_logits(features, weights, cosine=self.spec.classify == "cosine")
 
 

@@ -57,10 +57,10 @@ def test_logits(outputs: dict, loss: str) -> jax.Array:
 
   ``outputs`` is a head's output with ``"features"`` (as `MarginNet` returns
   it): ``x @ W`` (+ bias), the averaged W for EM-Softmax, the cosines for the
-  normalised-weight losses (`margin_jax.losses.TABLE`'s ``classify``).
+  normalised-weight losses, the closest sub-centre's cosine for Sub-center
+  ArcFace (`margin_jax.losses.BoundLoss.test_logits`).
   """
-  cosine = losses.TABLE[loss].classify == "cosine"
-  logits = losses.inference_logits(outputs["features"], outputs["weights"], cosine=cosine)
+  logits = losses.by_name(loss).test_logits(outputs["features"], outputs["weights"])
   return logits + outputs["bias"] if "bias" in outputs else logits
 
 

@@ -53,15 +53,19 @@ class Objective:
     over the batch), and ``saturated`` the fraction above
     ``saturation_threshold`` (Noisy Sec 3's "individual saturation");
     ``rho_hat``: Kobayashi eq 7; ``lambda``: the L-Softmax blend;
-    ``hsic``: EM eq 6 for stacked weights.
+    ``hsic``: EM eq 6 for the ensemble's stacked weights.
     """
     outputs = jax.lax.stop_gradient(outputs)
     x, w = outputs["features"], outputs["weights"]
     plain = losses.inference_logits(x, w)
     if "bias" in outputs:
       plain = plain + outputs["bias"]
-    w_bar = losses.ensemble_weights(w) if w.ndim == 3 else w
-    cos = losses.target_cosine(x, w_bar, labels)  # clipped to [-1, 1]
+    classify = losses.TABLE[self.name].classify
+    if classify == "subcenter":  # The angle to the closest sub-centre of the class.
+      cos = jnp.take_along_axis(losses.subcenter_cosines(x, w), labels[:, None], axis=1)[:, 0]
+    else:
+      w_bar = losses.ensemble_weights(w) if w.ndim == 3 else w
+      cos = losses.target_cosine(x, w_bar, labels)  # clipped to [-1, 1]
     p_target = jnp.take_along_axis(jax.nn.softmax(plain), labels[:, None], axis=1)[:, 0]
     out = {
       "theta_y": jnp.degrees(jnp.arccos(cos)).mean(),
@@ -71,7 +75,7 @@ class Objective:
     }
     if self.lam is not None:
       out["lambda"] = self.lam(step)
-    if w.ndim == 3:
+    if classify == "averaged":
       out["hsic"] = losses.hsic_diversity(w)
     return out
 
@@ -120,10 +124,12 @@ def get_objective(config) -> Objective:
   )
   if c.use_bias and not takes_bias:
     raise ValueError(f"config.use_bias is not supported by {c.loss!r}")
+  stacked = [name for name, row in losses.TABLE.items() if row.inputs == "stacked"]
   if (spec.inputs == "stacked") != (c.num_classifiers > 0):
     raise ValueError(
-      f"config.num_classifiers={c.num_classifiers}: e_softmax/em_softmax need "
-      "num_classifiers >= 1, the other losses num_classifiers = 0"
+      f"config.num_classifiers={c.num_classifiers}: {', '.join(stacked)} take stacked"
+      " weights (V weak classifiers, K sub-centres) and need num_classifiers >= 1,"
+      " the other losses num_classifiers = 0"
     )
   kwargs = spec.hyperparameters(c)
   if "margin" in kwargs and spec.lambda_schedule:
