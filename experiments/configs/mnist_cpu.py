@@ -6,7 +6,7 @@ Command:
 
 Expected time: ~35 s per loss on an idle 2-core CPU, seconds on a GPU.
 Target: <= 2% MNIST test error for softmax, L-Softmax (m=2) and Virtual
-Softmax (measured here: 1.34%, 1.33%, 1.64%). Not the paper's protocol: 1/8
+Softmax (measured here: 1.34%, 1.28%, 1.64%). Not the paper's protocol: 1/8
 of the filters and 1,000 iterations of batch 64 (1.1 epochs) instead of 18,000
 of batch 256, with the same optimiser and the schedules' shapes (lr /10 at
 2/3 and 5/6 of the run, the lambda schedule stretched to the run). The full
