@@ -108,6 +108,8 @@ def curves_figure(name: str, out: pathlib.Path, runs_dir=records.RUNS) -> None:
   """Test error over training (mean over seeds) for every run of a table."""
   table = campaign.TABLES[name]
   on_record = records.load_table(name, runs_dir)
+  if not on_record:
+    return
   fig, ax = plt.subplots(figsize=(6.5, 4))
   for run in table.runs:
     seeds = on_record.get(run, {})
