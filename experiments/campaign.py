@@ -113,12 +113,10 @@ def _final_state_outputs(workdir: pathlib.Path, with_features: bool, data_dir=No
   trained on) and retrieval metrics (and features) of the test set."""
   from margin_jax import metrics
   from margin_jax import training
-  from margin_jax.training import train as train_lib
 
   run = training.restore(str(workdir), data_dir=data_dir)
-  dataset = train_lib.load_dataset(run.config)
-  train_images, train_labels = dataset["train"]
-  test_images, test_labels = dataset["test"]
+  train_images, train_labels = run.dataset["train"]
+  test_images, test_labels = run.dataset["test"]
   train_predictions = np.asarray(run.logits(train_images)).argmax(-1)
   features = np.asarray(run.outputs(test_images)["features"])
   retrieval = metrics.retrieval_metrics(features, test_labels)

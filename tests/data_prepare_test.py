@@ -15,6 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 from tensorflow_datasets.testing import mocking as tfds_mocking
 
+from margin_jax import data as data_lib
 from margin_jax.data import load
 from margin_jax.data import prepare
 from margin_jax.data import raw
@@ -377,3 +378,18 @@ def test_real_idx_preparation_matches_the_idx_bytes(real_arrays, name):
     np.testing.assert_array_equal(
       _sorted_examples(images, labels), _sorted_examples(idx[split]["image"], idx[split]["label"])
     )
+
+
+def test_load_dataset_degrades_the_training_split_only(tiny_mnist):
+  _, data_dir = tiny_mnist
+  full = load.load_arrays("mnist", data_dir=data_dir)
+  degraded = load.load_dataset(
+    "mnist", data_dir=data_dir, train_fraction=0.5, label_noise=0.25, seed=3
+  )
+  images, labels = degraded["train"]
+  kept = data_lib.class_balanced_subset(full["train"][1], 0.5, seed=3)
+  assert abs(len(kept) - len(full["train"][1]) / 2) <= 10  # half of each class, rounded
+  np.testing.assert_array_equal(images, full["train"][0][kept])
+  assert np.sum(labels != full["train"][1][kept]) == round(0.25 * len(labels))
+  for got, want in zip(degraded["test"], full["test"]):
+    np.testing.assert_array_equal(got, want)

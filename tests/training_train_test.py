@@ -156,7 +156,7 @@ def test_restore_a_workdir_and_use_the_model(tiny_mnist, tmp_path):
   training.train_and_evaluate(config, str(tmp_path))
   run = training.restore(str(tmp_path), data_dir=tiny_mnist[1])
   assert run.step == 4 and run.config.loss == "arcface"
-  images, labels = train_lib.load_dataset(config)["test"]
+  images, labels = run.dataset["test"]
   predictions = np.asarray(run.logits(images, batch_size=24)).argmax(-1)
   (final,) = [m for m in read_metrics(tmp_path) if "test_error" in m][-1:]
   assert float(np.mean(predictions != labels)) == pytest.approx(final["test_error"])

@@ -10,6 +10,7 @@ re-exported.
 from margin_jax.data.degrade import class_balanced_subset
 from margin_jax.data.degrade import pollute_labels
 from margin_jax.data.load import load_arrays
+from margin_jax.data.load import load_dataset
 from margin_jax.data.pipeline import endless_train_batches
 from margin_jax.data.pipeline import eval_batches
 from margin_jax.data.pipeline import train_batches
@@ -35,6 +36,7 @@ __all__ = (
   "eval_batches",
   "get_spec",
   "load_arrays",
+  "load_dataset",
   "pixel_mean",
   "pollute_labels",
   "random_crop",

@@ -6,6 +6,7 @@ import pathlib
 import numpy as np
 import tensorflow_datasets as tfds
 
+from margin_jax.data import degrade
 from margin_jax.data import download
 from margin_jax.data import prepare
 from margin_jax.data import raw
@@ -79,3 +80,32 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
     labels = np.array([e["label"] for e in examples], np.int32)
     result[split] = (images.reshape(-1, *spec.image_shape), labels)
   return result
+
+
+def load_dataset(
+  name: str, *, data_dir=None, train_fraction: float = 1.0, label_noise: float = 0.0, seed: int = 0
+) -> dict:
+  """`load_arrays`, with the training split degraded as a protocol asks.
+
+  Args:
+    name: a dataset of `DATASETS`.
+    data_dir: the tfds data directory (see `load_arrays`).
+    train_fraction: < 1 keeps a class-balanced subset of the training split
+      (Noisy Softmax Sec 5.4, Kobayashi Table 3a), `degrade.class_balanced_subset`.
+    label_noise: > 0 flips that fraction of the training labels (Kobayashi
+      Table 3b), `degrade.pollute_labels`.
+    seed: the subset and the pollution are pure functions of it.
+
+  Returns:
+    ``{"train": (images, labels), "test": (images, labels), "num_classes": C}``.
+  """
+  arrays = load_arrays(name, data_dir=data_dir)
+  images, labels = arrays["train"]
+  if train_fraction < 1:
+    keep = degrade.class_balanced_subset(labels, train_fraction, seed=seed)
+    images, labels = images[keep], labels[keep]
+  if label_noise > 0:
+    labels, _ = degrade.pollute_labels(
+      labels, label_noise, num_classes=arrays["num_classes"], seed=seed
+    )
+  return {"train": (images, labels), "test": arrays["test"], "num_classes": arrays["num_classes"]}

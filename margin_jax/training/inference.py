@@ -31,6 +31,7 @@ class TrainedRun:
     config: the run's ``ConfigDict`` (run-control fields at their defaults).
     model: the :class:`margin_jax.models.MarginNet`.
     variables: ``{"params", "batch_stats"}`` of the latest checkpoint.
+    dataset: the run's data as it trained on it (`margin_jax.data.load_dataset`).
     mean: the per-pixel training mean the preprocessing subtracts.
     step: the checkpoint's step.
   """
@@ -38,6 +39,7 @@ class TrainedRun:
   config: Any
   model: models.MarginNet
   variables: dict
+  dataset: dict
   mean: np.ndarray
   step: int
 
@@ -96,4 +98,4 @@ def restore(workdir: str, *, data_dir: str | None = None) -> TrainedRun:
   finally:
     checkpointer.close()
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  return TrainedRun(config, model, variables, mean, int(state.step))
+  return TrainedRun(config, model, variables, dataset, mean, int(state.step))

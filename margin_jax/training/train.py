@@ -126,23 +126,16 @@ def eval_step(state, batch, *, objective, preprocess):
   return jax.lax.psum(counts, devices.AXIS_NAME)
 
 
-def load_dataset(config):
-  """Train/test uint8 arrays of ``config.dataset``, degraded as configured.
-
-  ``train_fraction`` < 1 keeps a class-balanced subset (Noisy Softmax Sec 5.4,
-  Kobayashi Table 3a); ``label_noise`` > 0 flips that fraction of training
-  labels (Kobayashi Table 3b).
-  """
-  arrays = data.load_arrays(config.dataset, data_dir=config.data_dir or None)
-  images, labels = arrays["train"]
-  if config.train_fraction < 1:
-    keep = data.class_balanced_subset(labels, config.train_fraction, seed=config.seed)
-    images, labels = images[keep], labels[keep]
-  if config.label_noise > 0:
-    labels, _ = data.pollute_labels(
-      labels, config.label_noise, num_classes=arrays["num_classes"], seed=config.seed
-    )
-  return {"train": (images, labels), "test": arrays["test"], "num_classes": arrays["num_classes"]}
+def load_dataset(config) -> dict:
+  """`margin_jax.data.load_dataset` with the config's dataset, data directory,
+  training fraction, label noise and seed."""
+  return data.load_dataset(
+    config.dataset,
+    data_dir=config.data_dir or None,
+    train_fraction=config.train_fraction,
+    label_noise=config.label_noise,
+    seed=config.seed,
+  )
 
 
 def evaluate(p_eval, state, config, images, labels) -> float:
