@@ -12,7 +12,6 @@ import json
 
 import numpy as np
 
-from margin_jax import data
 from margin_jax import metrics
 from margin_jax import models
 from margin_jax import training
@@ -21,7 +20,7 @@ from margin_jax import training
 def evaluate(workdir: str, *, data_dir: str | None = None) -> dict:
   """Test error and retrieval metrics of the run in ``workdir``."""
   run = training.restore(workdir, data_dir=data_dir)
-  images, labels = data.load_arrays(run.config.dataset, data_dir=data_dir)["test"]
+  images, labels = run.dataset["test"]
   outputs = run.outputs(images)
   predictions = np.asarray(models.test_logits(outputs, run.config.loss)).argmax(-1)
   retrieval = metrics.retrieval_metrics(outputs["features"], labels)

@@ -720,9 +720,10 @@ def combined_margin_loss(
 
   References:
     Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face
-    Recognition, CVPR 2019, eq. 4 (the combined margin; eq. 3 for m1 = 1,
-    m3 = 0); the ``insightface`` and ``easy`` fallbacks follow insightface's
-    ArcFace heads.
+    Recognition, CVPR 2019 (the combined margin; its equation number is not
+    checked here, the paper's text is not in this repository; eq. 3 for
+    m1 = 1, m3 = 0); the ``insightface`` and ``easy`` fallbacks follow
+    insightface's ArcFace heads.
   """
   _common.check_static("scale", scale, low=0.0, low_open=True)
   _common.check_static("m1", m1, low=0.0, low_open=True)

@@ -200,7 +200,7 @@ TABLE: dict[str, LossSpec] = {
       typical={"scale": 64.0, "m1": 1.0, "m2": 0.3, "m3": 0.2},
       config_fields={"scale": "scale"},
       from_config=lambda c: {"m1": 1.0, "m2": 0.3, "m3": 0.2},
-      paper="ArcFace (Deng et al., CVPR 2019) eq 4, insightface's combined margin",
+      paper="insightface's combined margin (ArcFace, Deng et al., CVPR 2019; eq not checked)",
     ),
     LossSpec(
       "subcenter_arcface",
@@ -209,7 +209,7 @@ TABLE: dict[str, LossSpec] = {
       "subcenter",
       typical={"scale": 64.0, "margin": 0.5},
       config_fields={"scale": "scale", "margin": "arc_margin"},
-      paper="Sub-center ArcFace (Deng et al., ECCV 2020) Sec 3.1",
+      paper="Sub-center ArcFace (Deng et al., ECCV 2020); sections not checked (paper not here)",
     ),
     # Trained jointly with softmax: softmax + center_weight * center loss
     # (Wen et al., ECCV 2016, eq 5).
