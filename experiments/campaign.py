@@ -1,6 +1,6 @@
 r"""Reproduction v2: trains each table's runs as the exact commands it records.
 
-  python -m experiments.campaign run features_2d [--seeds 0 1 2]
+  python -m experiments.campaign run features_2d [--seeds 0 1 2] [--runs softmax ...]
   python -m experiments.campaign list
 
 Every run is ``python -m experiments.train --config <config> --workdir DIR
@@ -174,6 +174,7 @@ def main(argv=None) -> None:
   run_parser = sub.add_parser("run", help="train the runs of tables not yet on record")
   run_parser.add_argument("tables", nargs="+", choices=sorted(TABLES))
   run_parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+  run_parser.add_argument("--runs", nargs="+", help="only these run names (default: all)")
   sub.add_parser("list", help="print every run and whether it is on record")
   args = parser.parse_args(argv)
   if args.action == "list":
@@ -185,7 +186,7 @@ def main(argv=None) -> None:
   for seed in args.seeds:  # Seed-major: every loss gets seed 0 first.
     for name in args.tables:
       for run in TABLES[name].runs:
-        if records.path(name, run, seed).exists():
+        if args.runs and run not in args.runs or records.path(name, run, seed).exists():
           continue
         print(f"== {name} {run} seed {seed}", flush=True)
         record = train_run(name, run, seed)
