@@ -1,6 +1,7 @@
 """Test setup: four forced CPU devices, set before JAX is first imported.
 
-Every test process then sees ``jax.local_devices()`` == 4 CPU devices, so the
+Every test process then sees ``jax.local_devices()`` == 4 CPU devices (unless
+its environment sets a count), so the
 pmap tests run the same multi-device code as a GPU host would. A persistent
 compilation cache, fresh for each session and inherited by the subprocesses
 of the multi-process tests, compiles each identical program once.
@@ -16,10 +17,12 @@ import tempfile
 import numpy as np
 import pytest
 
-# Before anything imports JAX.
-os.environ["XLA_FLAGS"] = " ".join(
-  [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=4"]
-).strip()
+# Before anything imports JAX. A device count already set wins (the 8-device
+# subprocess of tests/parallel_test.py).
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=4"]
+  ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _CACHE = tempfile.mkdtemp(prefix="margin_jax_xla_cache_")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)

@@ -7,6 +7,9 @@ dtype the result is cast back to.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import dataclasses
 import functools
 
 import jax
@@ -54,11 +57,108 @@ def check_where(where, batch_size: int) -> jax.Array | None:
   return where.astype(bool)
 
 
+@dataclasses.dataclass(frozen=True)
+class ClassShard:
+  """The slice of the class axis a loss sees inside `margin_jax.parallel.shard_classes`.
+
+  Local column j is class ``axis_index(axis_name) * C_local + j`` of all
+  shards' columns taken together; labels count in that numbering.
+
+  Attributes:
+    axis_name: the mesh axis the classes are split over.
+    valid: ``[C_local]`` bool, False on padding (and unsampled filler); ``None``: all valid.
+    num_classes: the real classes over all shards (a Python int, or traced
+      when classes are sampled).
+    batch_axis: the mesh axis the batch is split over, or ``None``.
+  """
+
+  axis_name: str
+  valid: jax.Array | None
+  num_classes: int | jax.Array
+  batch_axis: str | None = None
+
+
+_CLASS_SHARD: contextvars.ContextVar[ClassShard | None] = contextvars.ContextVar(
+  "margin_jax_class_shard", default=None
+)
+
+
+@contextlib.contextmanager
+def class_sharding(shard: ClassShard):
+  """Losses traced inside this block reduce over ``shard``'s class axis with
+  collectives (`margin_jax.parallel` sets it inside ``shard_map``)."""
+  token = _CLASS_SHARD.set(shard)
+  try:
+    yield
+  finally:
+    _CLASS_SHARD.reset(token)
+
+
+def class_count(local_count: int) -> int | jax.Array:
+  """The number of classes a loss runs over: ``local_count`` unless sharded."""
+  shard = _CLASS_SHARD.get()
+  return local_count if shard is None else shard.num_classes
+
+
+def _class_ids(shard: ClassShard, local_count: int) -> jax.Array:
+  """The (global) class ids of the local columns."""
+  return lax.axis_index(shard.axis_name) * local_count + jnp.arange(local_count)
+
+
+def mask_padding(values: jax.Array, fill) -> jax.Array:
+  """``values`` [..., C_local] with ``fill`` on padded class columns (a no-op unsharded)."""
+  shard = _CLASS_SHARD.get()
+  if shard is None or shard.valid is None:
+    return values
+  return jnp.where(shard.valid, values, fill)
+
+
+def logsumexp_classes(values: jax.Array, keepdims: bool = False) -> jax.Array:
+  """log-sum-exp over the class (last) axis; sharded, a max and a sum of
+  exponentials combined across shards (``pmax``, ``psum``)."""
+  shard = _CLASS_SHARD.get()
+  if shard is None:
+    return jax.nn.logsumexp(values, axis=-1, keepdims=keepdims)
+  values = mask_padding(values, -jnp.inf)
+  peak = lax.pmax(lax.stop_gradient(jnp.max(values, axis=-1, keepdims=True)), shard.axis_name)
+  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
+  total = lax.psum(jnp.sum(jnp.exp(values - peak), axis=-1, keepdims=True), shard.axis_name)
+  out = peak + jnp.log(total)
+  return out if keepdims else out[..., 0]
+
+
+def sum_classes(values: jax.Array) -> jax.Array:
+  """Sum over the class (last) axis, padded columns excluded, across shards."""
+  shard = _CLASS_SHARD.get()
+  if shard is None:
+    return jnp.sum(values, axis=-1)
+  return lax.psum(jnp.sum(mask_padding(values, 0.0), axis=-1), shard.axis_name)
+
+
+def psum_classes(value: jax.Array) -> jax.Array:
+  """A partial sum over the local classes completed across shards."""
+  shard = _CLASS_SHARD.get()
+  return value if shard is None else lax.psum(value, shard.axis_name)
+
+
+def example_normal(key: jax.Array, shape: tuple[int], dtype) -> jax.Array:
+  """Standard normal noise, one per example; with the batch split over a mesh
+  axis, each shard gets its slice of the draw for the whole batch (so a key
+  gives the same noise sharded or not)."""
+  shard = _CLASS_SHARD.get()
+  if shard is None or shard.batch_axis is None:
+    return jax.random.normal(key, shape, dtype=dtype)
+  num_shards = lax.axis_size(shard.batch_axis)
+  noise = jax.random.normal(key, (num_shards * shape[0],), dtype=dtype)
+  return lax.dynamic_slice_in_dim(noise, lax.axis_index(shard.batch_axis) * shape[0], shape[0])
+
+
 def safe_labels(labels: jax.Array, num_classes: int, where) -> jax.Array:
   """Labels for the target gathers: an out-of-range label (negative included)
   becomes ``num_classes``, which every gather fills with NaN, so its loss is
   NaN and never another class's; a masked-out example gets label 0, so it
   computes finite values that `apply_where` then drops."""
+  num_classes = class_count(num_classes)
   labels = jnp.where((labels >= 0) & (labels < num_classes), labels, num_classes)
   return labels if where is None else jnp.where(where, labels, 0)
 
@@ -91,7 +191,8 @@ def prepare_logits(logits, labels, *, min_classes: int = 1, where=None):
   logits = jnp.asarray(logits)
   if logits.ndim != 2:
     raise ValueError(f"logits must have shape [batch_size, num_classes], got {logits.shape}.")
-  if logits.shape[1] < min_classes:
+  num_classes = class_count(logits.shape[1])
+  if isinstance(num_classes, int) and num_classes < min_classes:
     raise ValueError(f"this loss needs at least {min_classes} classes, got logits {logits.shape}.")
   labels = check_labels(labels, logits.shape[0])
   where = check_where(where, logits.shape[0])
@@ -212,19 +313,59 @@ def divide_columns(a: jax.Array, v: jax.Array) -> jax.Array:
   return a / expand_to(v, 0, a.shape[0])
 
 
+def _owned_gather(
+  gather, local_count: int, labels: jax.Array, batch_axis_of_result: int, ndim: int
+):
+  """``gather(local labels)`` on the shard that owns each label, summed across
+  shards (NaN where no shard owns it: an out-of-range label)."""
+  shard = _CLASS_SHARD.get()
+  local = labels - lax.axis_index(shard.axis_name) * local_count
+  inside = (local >= 0) & (local < local_count)
+  local = jnp.clip(local, 0, local_count - 1)
+  if shard.valid is not None:
+    inside = inside & shard.valid[local]
+  mask_shape = [1] * ndim
+  mask_shape[batch_axis_of_result] = labels.shape[0]
+  gathered = jnp.where(inside.reshape(mask_shape), gather(local), 0.0)
+  total = lax.psum(gathered, shard.axis_name)
+  owned = lax.psum(inside.astype(jnp.int32), shard.axis_name) > 0
+  return jnp.where(owned.reshape(mask_shape), total, jnp.nan)
+
+
 def take_target(values: jax.Array, labels: jax.Array) -> jax.Array:
   """values[i, labels[i]] for [B, C] values (NaN for an out-of-range label)."""
-  return jnp.take_along_axis(values, labels[:, None], axis=-1, mode="fill")[:, 0]
+  if _CLASS_SHARD.get() is None:
+    return jnp.take_along_axis(values, labels[:, None], axis=-1, mode="fill")[:, 0]
+  return _owned_gather(
+    lambda local: jnp.take_along_axis(values, local[:, None], axis=-1)[:, 0],
+    values.shape[-1],
+    labels,
+    0,
+    1,
+  )
+
+
+def take_classes(values: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
+  """``jnp.take(values, labels, axis)`` along the class ``axis`` (NaN for an
+  out-of-range label): W [d, C] -> [d, B], centres [C, d] -> [B, d]."""
+  if _CLASS_SHARD.get() is None:
+    return jnp.take(values, labels, axis=axis, mode="fill")
+  return _owned_gather(
+    lambda local: jnp.take(values, local, axis=axis), values.shape[axis], labels, axis, values.ndim
+  )
 
 
 def target_mask(labels: jax.Array, num_classes: int) -> jax.Array:
-  """Boolean [B, C] mask of each example's target class (fuses, no one-hot matmul)."""
-  return labels[:, None] == jnp.arange(num_classes)[None, :]
+  """Boolean [B, C] mask of each example's target class (fuses, no one-hot
+  matmul); ``num_classes`` is the local column count when sharded."""
+  shard = _CLASS_SHARD.get()
+  ids = jnp.arange(num_classes) if shard is None else _class_ids(shard, num_classes)
+  return labels[:, None] == ids[None, :]
 
 
 def target_columns(weights: jax.Array, labels: jax.Array) -> jax.Array:
   """The target classifiers W_{y_i} as rows, [B, d], from weights [d, C]."""
-  return jnp.take(weights, labels, axis=1, mode="fill").T
+  return take_classes(weights, labels, axis=1).T
 
 
 def cross_entropy_with_target(
@@ -235,4 +376,4 @@ def cross_entropy_with_target(
   The replacement is a fused select, so no [B, C] one-hot or scatter is built.
   """
   replaced = jnp.where(target_mask(labels, logits.shape[1]), target_logit[:, None], logits)
-  return jax.nn.logsumexp(replaced, axis=-1) - target_logit
+  return logsumexp_classes(replaced) - target_logit

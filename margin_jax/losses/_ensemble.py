@@ -42,12 +42,13 @@ def hsic_diversity(weights: ArrayLike) -> jax.Array:
   out_dtype = _common.result_dtype(weights)
   weights = weights.astype(_common.compute_dtype(out_dtype))
   unit = _common.normalize(weights, axis=1)
-  centered = unit - jnp.mean(unit, axis=2, keepdims=True)  # W_v H
+  mean = _common.sum_classes(unit) / _common.class_count(weights.shape[2])
+  centered = _common.mask_padding(unit - mean[..., None], 0.0)  # W_v H
   num_classifiers = weights.shape[0]
   total = jnp.zeros((), centered.dtype)
   for v in range(num_classifiers):
     for u in range(v + 1, num_classifiers):
-      cross = centered[v] @ centered[u].T  # [d, d]
+      cross = _common.psum_classes(centered[v] @ centered[u].T)  # [d, d]
       total = total + 2.0 * jnp.sum(cross * cross)
   return total.astype(out_dtype)
 

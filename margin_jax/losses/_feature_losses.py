@@ -312,7 +312,7 @@ def noisy_softmax_loss(
   logits = features @ weights
   target_logit = _common.take_target(logits, labels)
   norm_product = _target_norm_product(features, weights, labels)
-  xi = jax.random.normal(key, target_logit.shape, dtype=target_logit.dtype)
+  xi = _common.example_normal(key, target_logit.shape, target_logit.dtype)
   sigma = alpha * (norm_product - target_logit)  # alpha ||W_y|| ||x|| (1 - cos theta_y)
   subtracted = {
     "annealed": lambda: sigma * jnp.abs(xi),
@@ -326,7 +326,7 @@ def noisy_softmax_loss(
     if bias.shape != (logits.shape[1],):
       raise ValueError(f"bias must have shape [num_classes]={[logits.shape[1]]}, got {bias.shape}.")
     logits = logits + bias
-    target_logit = target_logit + jnp.take(bias, labels, mode="fill")
+    target_logit = target_logit + _common.take_classes(bias, labels, axis=0)
   return _common.apply_where(
     _common.cross_entropy_with_target(logits, labels, target_logit - subtracted), where, out_dtype
   )
@@ -372,7 +372,7 @@ def virtual_softmax_loss(
   logits = features @ weights
   target_logit = _common.take_target(logits, labels)
   virtual_logit = _target_norm_product(features, weights, labels)
-  lse = jnp.logaddexp(jax.nn.logsumexp(logits, axis=-1), virtual_logit)
+  lse = jnp.logaddexp(_common.logsumexp_classes(logits), virtual_logit)
   return _common.apply_where(lse - target_logit, where, out_dtype)
 
 
@@ -1025,5 +1025,5 @@ def center_loss(
   features, centers, labels, where, out_dtype = _common.prepare_features(
     features, centers, labels, kind="centers", where=where
   )
-  diff = features - jnp.take(centers, labels, axis=0, mode="fill")
+  diff = features - _common.take_classes(centers, labels, axis=0)
   return _common.apply_where(0.5 * jnp.sum(diff * diff, axis=1), where, out_dtype)

@@ -43,7 +43,7 @@ def softmax_loss(
     Liu et al., Large-Margin Softmax Loss for CNNs, ICML 2016, eq. 1-2.
   """
   logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
-  loss = jax.nn.logsumexp(logits, axis=-1) - _common.take_target(logits, labels)
+  loss = _common.logsumexp_classes(logits) - _common.take_target(logits, labels)
   return _common.apply_where(loss, where, out_dtype)
 
 
@@ -97,7 +97,7 @@ def _non_target_log_posterior(logits, labels):
   """
   is_target = _common.target_mask(labels, logits.shape[1])
   masked = jnp.where(is_target, -jnp.inf, logits)
-  log_q = masked - jax.nn.logsumexp(masked, axis=-1, keepdims=True)
+  log_q = masked - _common.logsumexp_classes(masked, keepdims=True)
   return jnp.where(is_target, 0.0, log_q), is_target
 
 
@@ -180,18 +180,18 @@ def uniformity_regularized_softmax_loss(
   logits, labels, where, out_dtype = _common.prepare_logits(
     logits, labels, min_classes=3, where=where
   )
-  num_others = logits.shape[1] - 1
+  num_others = _common.class_count(logits.shape[1]) - 1
   log_q, is_target = _non_target_log_posterior(logits, labels)
   q = jnp.where(is_target, 0.0, jnp.exp(log_q))
   uniform = jnp.where(is_target, 0.0, 1.0 / num_others)
   log_others = jnp.log(num_others)
   if divergence == "symmetric":
-    penalty = 0.5 * jnp.sum((q - uniform) * log_q, axis=-1)
+    penalty = 0.5 * _common.sum_classes((q - uniform) * log_q)
   elif divergence == "q_u":
-    penalty = jnp.sum(q * log_q, axis=-1) + log_others
+    penalty = _common.sum_classes(q * log_q) + log_others
   else:  # "u_q"
-    penalty = -jnp.sum(uniform * log_q, axis=-1) - log_others
-  cross_entropy = jax.nn.logsumexp(logits, axis=-1) - _common.take_target(logits, labels)
+    penalty = -_common.sum_classes(uniform * log_q) - log_others
+  cross_entropy = _common.logsumexp_classes(logits) - _common.take_target(logits, labels)
   return _common.apply_where(cross_entropy + lam * penalty, where, out_dtype)
 
 
@@ -230,7 +230,8 @@ def multiclass_hinge_loss(
   target = _common.take_target(logits, labels)
   hinge = jnp.maximum(0.0, logits - target[:, None] + margin)
   hinge = jnp.where(_common.target_mask(labels, logits.shape[1]), 0.0, hinge)
-  return _common.apply_where(jnp.sum(hinge, axis=-1) / (logits.shape[1] - 1), where, out_dtype)
+  num_others = _common.class_count(logits.shape[1]) - 1
+  return _common.apply_where(_common.sum_classes(hinge) / num_others, where, out_dtype)
 
 
 def label_smoothing_loss(
@@ -264,9 +265,9 @@ def label_smoothing_loss(
   """
   _common.check_static("smoothing", smoothing, low=0.0, high=1.0)
   logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
-  lse = jax.nn.logsumexp(logits, axis=-1)
+  lse = _common.logsumexp_classes(logits)
   nll_target = lse - _common.take_target(logits, labels)
-  nll_uniform = lse - jnp.mean(logits, axis=-1)
+  nll_uniform = lse - _common.sum_classes(logits) / _common.class_count(logits.shape[1])
   return _common.apply_where(
     (1.0 - smoothing) * nll_target + smoothing * nll_uniform, where, out_dtype
   )

@@ -1,0 +1,193 @@
+"""`parallel.shard_classes` on 8 devices; run by tests/parallel_test.py in a
+subprocess with ``--xla_force_host_platform_device_count=8``.
+
+Every loss of the table, sharded on meshes (8, 1), (2, 4) and (1, 8), with a
+class count the shard count divides and one it does not, must equal the
+unsharded loss: values and gradients w.r.t. features and weights (or logits).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from margin_jax import losses, parallel
+
+assert jax.device_count() == 8, "run through tests/parallel_test.py (8 CPU devices)"
+
+B, D = 16, 6
+# (mesh shape, batch axis, num classes): padded and unpadded, batch split or replicated.
+LAYOUTS = [
+  ((8, 1), "data", 13),
+  ((2, 4), "data", 13),
+  ((2, 4), None, 16),
+  ((1, 8), None, 13),
+  ((1, 8), "data", 16),
+]
+
+
+def mesh_of(shape):
+  return jax.make_mesh(shape, ("data", "model"))
+
+
+def inputs(spec, num_classes, seed=0):
+  """The loss's arguments in the order of its signature, the differentiated ones first."""
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.normal(size=(B, D)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(D, num_classes)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, num_classes, size=B), jnp.int32)
+  differentiated = {
+    "logits": (x @ w,),
+    "features": (x, w),
+    "stacked": (x, jnp.stack([w, 0.5 * w + 0.1])),
+    "centers": (x, w.T),
+  }[spec.inputs]
+  extra = (jax.random.key(seed),) if spec.needs_key else ()
+  return differentiated, (y, *extra)
+
+
+def value_and_grads(fn, differentiated, rest, kwargs):
+  def total(*args):
+    per_example = fn(*args, *rest, **kwargs)
+    return per_example.sum(), per_example
+
+  grad_fn = jax.value_and_grad(total, argnums=tuple(range(len(differentiated))), has_aux=True)
+  (_, per_example), grads = jax.jit(grad_fn)(*differentiated)
+  return per_example, grads
+
+
+@pytest.mark.parametrize(
+  "layout", LAYOUTS, ids=lambda layout: f"{layout[0]}-{layout[1]}-C{layout[2]}"
+)
+@pytest.mark.parametrize("name", sorted(losses.TABLE))
+def test_sharded_loss_equals_unsharded(name, layout):
+  shape, batch_axis, num_classes = layout
+  spec = losses.TABLE[name]
+  differentiated, rest = inputs(spec, num_classes)
+  sharded = parallel.shard_classes(spec.fn, mesh_of(shape), batch_axis=batch_axis)
+  want, want_grads = value_and_grads(spec.fn, differentiated, rest, spec.typical)
+  got, got_grads = value_and_grads(sharded, differentiated, rest, spec.typical)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  for g, w in zip(got_grads, want_grads):
+    # Entries near 0 are sums of terms of the array's scale: absolute rounding.
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * np.abs(w).max())
+
+
+def test_hsic_diversity_sharded():
+  w = jnp.asarray(np.random.default_rng(1).normal(size=(3, D, 13)), jnp.float32)
+  sharded = parallel.shard_classes(losses.hsic_diversity, mesh_of((2, 4)))
+  np.testing.assert_allclose(sharded(w), losses.hsic_diversity(w), rtol=1e-5)
+  np.testing.assert_allclose(
+    jax.grad(sharded)(w), jax.grad(losses.hsic_diversity)(w), rtol=1e-4, atol=1e-6
+  )
+
+
+def test_padding_never_wins_and_gets_no_gradient():
+  """C = 13 on 4 shards pads 3 classes with zero columns; even when every real
+  logit is far below 0 (a padded logit would win), the loss is unchanged."""
+  spec = losses.TABLE["softmax"]
+  (logits,), (labels,) = inputs(spec, 13)
+  logits = logits - 100.0
+  sharded = parallel.shard_classes(losses.softmax_loss, mesh_of((2, 4)), batch_axis="data")
+  np.testing.assert_allclose(
+    sharded(logits, labels), losses.softmax_loss(logits, labels), rtol=1e-6
+  )
+  grad = jax.grad(lambda f: sharded(f, labels).sum())(logits)
+  assert grad.shape == logits.shape
+  np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=1e-6)  # softmax rows sum to 1
+
+
+def test_where_mask_bias_and_bad_labels():
+  (x, w), (y, key) = inputs(losses.TABLE["noisy_softmax"], 13)
+  y = y.at[3].set(13).at[5].set(-1)
+  where = jnp.arange(B) % 3 != 0
+  bias = jnp.linspace(-1.0, 1.0, 13)
+  kwargs = dict(alpha=0.3, bias=bias, where=where)
+  sharded = parallel.shard_classes(losses.noisy_softmax_loss, mesh_of((2, 4)), batch_axis="data")
+  want = losses.noisy_softmax_loss(x, w, y, key, **kwargs)
+  got = sharded(x, w, y, key, **kwargs)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)  # NaN where want is NaN
+  assert np.isnan(got[5]) and got[3] == 0.0  # example 3 is masked out (3 % 3 == 0)
+
+
+def test_no_class_sized_array_is_gathered():
+  """The compiled sharded step moves only [B]-sized partials between devices."""
+  spec = losses.TABLE["arcface"]
+  (x, w), (y,) = inputs(spec, 4096)
+  sharded = parallel.shard_classes(spec.fn, mesh_of((2, 4)), batch_axis="data")
+  step = jax.jit(jax.grad(lambda x, w: sharded(x, w, y, **spec.typical).sum(), argnums=(0, 1)))
+  hlo = step.lower(x, w).compile().as_text()
+  assert "all-gather" not in hlo and "all-to-all" not in hlo
+  assert "all-reduce" in hlo
+
+
+def test_sample_rate_one_is_the_full_loss_exactly():
+  spec = losses.TABLE["cosface"]
+  (x, w), (y,) = inputs(spec, 13)
+  mesh = mesh_of((2, 4))
+  full = parallel.shard_classes(spec.fn, mesh, batch_axis="data")
+  sampled = parallel.shard_classes(spec.fn, mesh, batch_axis="data", sample_rate=1.0)
+  key = jax.random.key(3)
+  np.testing.assert_array_equal(
+    sampled(x, w, y, sample_key=key, **spec.typical), full(x, w, y, **spec.typical)
+  )
+
+
+def test_sampling_keeps_targets_and_only_sampled_columns_learn():
+  num_classes = 400
+  spec = losses.TABLE["softmax"]
+  (x, w), _ = inputs(losses.TABLE["l_softmax"], num_classes)
+  y = jnp.asarray(np.random.default_rng(2).integers(0, num_classes, size=B), jnp.int32)
+  mesh = mesh_of((2, 4))
+  sampled = parallel.shard_classes(losses.cosface_loss, mesh, batch_axis="data", sample_rate=0.1)
+  kwargs = dict(scale=30.0, margin=0.35)
+  key = jax.random.key(0)
+  loss = sampled(x, w, y, sample_key=key, **kwargs)
+  np.testing.assert_array_equal(loss, sampled(x, w, y, sample_key=key, **kwargs))  # deterministic
+  full = losses.cosface_loss(x, w, y, **kwargs)
+  assert np.all(np.isfinite(loss)) and np.all(loss <= full + 1e-5)  # fewer negatives
+  grad = jax.grad(lambda w: sampled(x, w, y, sample_key=key, **kwargs).sum())(w)
+  learning = np.flatnonzero(np.abs(np.asarray(grad)).sum(axis=0) > 0)
+  # Per shard of 100 classes: max(ceil(0.1 * 100), global batch 16) = 16 kept.
+  assert set(np.asarray(y)) <= set(learning) and len(learning) <= 4 * 16
+  other_key = sampled(x, w, y, sample_key=jax.random.key(1), **kwargs)
+  assert not np.allclose(other_key, loss)
+  del spec
+
+
+def test_sample_classes_unsharded():
+  labels = jnp.array([7, 2, 7, 30])  # 30 is out of range: not sampled, maps to -1
+  classes, remapped = parallel.sample_classes(
+    jax.random.key(0), labels, num_classes=10, num_sampled=4
+  )
+  assert classes.shape == (4,) and np.all(np.diff(classes) > 0)
+  np.testing.assert_array_equal(remapped[3], -1)
+  np.testing.assert_array_equal(classes[remapped[:3]], labels[:3])
+  everything, same = parallel.sample_classes(
+    jax.random.key(0), labels, num_classes=10, num_sampled=10
+  )
+  np.testing.assert_array_equal(everything, np.arange(10))
+  np.testing.assert_array_equal(same[:3], labels[:3])
+
+
+def test_clear_errors():
+  mesh = mesh_of((2, 4))
+  with pytest.raises(ValueError, match="no class axis"):
+    parallel.shard_classes(losses.lambda_schedule, mesh)
+  with pytest.raises(ValueError, match="'classes' is not in the mesh"):
+    parallel.shard_classes(losses.softmax_loss, mesh, class_axis="classes")
+  with pytest.raises(ValueError, match="sample_rate"):
+    parallel.shard_classes(losses.softmax_loss, mesh, sample_rate=0.0)
+  sharded = parallel.shard_classes(losses.cosface_loss, mesh)
+  x, w = jnp.ones((4, 3)), jnp.ones((5, 8))
+  with pytest.raises(ValueError, match="expected dim 3"):
+    sharded(x, w, jnp.zeros(4, jnp.int32), scale=30.0, margin=0.35)
+  with pytest.raises(ValueError, match="sample_key"):
+    sharded(
+      x,
+      jnp.ones((3, 8)),
+      jnp.zeros(4, jnp.int32),
+      sample_key=jax.random.key(0),
+      scale=1.0,
+      margin=0.1,
+    )
