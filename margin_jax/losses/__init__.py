@@ -7,6 +7,7 @@ then fills NaN, so the loss is NaN (a trainer's non-finite check stops there).
 """
 
 from margin_jax.losses._adacos import adacos_dynamic_scale
+from margin_jax.losses._common import predicted_class
 from margin_jax.losses._adacos import adacos_fixed_scale
 from margin_jax.losses._ensemble import ensemble_soft_margin_softmax_loss
 from margin_jax.losses._ensemble import hsic_diversity
@@ -65,6 +66,7 @@ __all__ = (
   "multiclass_hinge_loss",
   "noisy_softmax_loss",
   "normface_loss",
+  "predicted_class",
   "psi",
   "rho_hat",
   "soft_margin_softmax_loss",

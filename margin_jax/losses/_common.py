@@ -100,6 +100,13 @@ def class_count(local_count: int) -> int | jax.Array:
   return local_count if shard is None else shard.num_classes
 
 
+def local_class_count(num_classes: int) -> int:
+  """How many of ``num_classes`` classes this shard holds (all, unsharded);
+  a model's class-indexed parameters have this size inside the shard."""
+  shard = _CLASS_SHARD.get()
+  return num_classes if shard is None else num_classes // lax.axis_size(shard.axis_name)
+
+
 def _class_ids(shard: ClassShard, local_count: int) -> jax.Array:
   """The (global) class ids of the local columns."""
   return lax.axis_index(shard.axis_name) * local_count + jnp.arange(local_count)
@@ -133,6 +140,27 @@ def sum_classes(values: jax.Array) -> jax.Array:
   if shard is None:
     return jnp.sum(values, axis=-1)
   return lax.psum(jnp.sum(mask_padding(values, 0.0), axis=-1), shard.axis_name)
+
+
+def max_classes(values: jax.Array) -> jax.Array:
+  """Max over the class (last) axis across shards (not differentiable sharded)."""
+  shard = _CLASS_SHARD.get()
+  if shard is None:
+    return jnp.max(values, axis=-1)
+  return lax.pmax(jnp.max(mask_padding(values, -jnp.inf), axis=-1), shard.axis_name)
+
+
+def predicted_class(logits: jax.Array) -> jax.Array:
+  """``argmax`` over the classes of ``logits`` [B, C] (the first maximum);
+  class-sharded, the owner of the global maximum's lowest index."""
+  shard = _CLASS_SHARD.get()
+  if shard is None:
+    return jnp.argmax(logits, axis=-1)
+  logits = mask_padding(logits, -jnp.inf)
+  local_max = jnp.max(logits, axis=-1)
+  best = lax.pmax(local_max, shard.axis_name)
+  index = _class_ids(shard, logits.shape[-1])[jnp.argmax(logits, axis=-1)]
+  return lax.pmin(jnp.where(local_max == best, index, jnp.iinfo(index.dtype).max), shard.axis_name)
 
 
 def psum_classes(value: jax.Array) -> jax.Array:

@@ -123,8 +123,8 @@ def rho_hat(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   """
   logits, labels, _, out_dtype = _common.prepare_logits(logits, labels, min_classes=2)
   masked = jnp.where(_common.target_mask(labels, logits.shape[1]), -jnp.inf, logits)
-  lse = jax.nn.logsumexp(masked, axis=-1)
-  return (lse - jnp.max(masked, axis=-1)).astype(out_dtype)
+  lse = _common.logsumexp_classes(masked)
+  return (lse - _common.max_classes(masked)).astype(out_dtype)
 
 
 def uniformity_regularized_softmax_loss(

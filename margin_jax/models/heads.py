@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from margin_jax import losses
+from margin_jax.losses import _common
 from margin_jax.models.cnn import conv_net
 
 # Caffe's Gaussian filler with std 0.01, the classic classifier-layer setting
@@ -90,6 +91,8 @@ class ClassifierHead(nn.Module):
       eq 4) when called with ``train=True`` and labels. Like batch-norm
       statistics they are state, not trained by the optimiser.
     axis_name: ``pmap`` axis to sum the center update over.
+    class_axis: mesh axis to split the classes over: the kernel and bias are
+      annotated with ``nn.with_partitioning`` (read by ``nn.get_partition_spec``).
     kernel_init: initialiser of W (default: Gaussian, std 0.01).
     dtype: dtype of the returned weights (the losses compute bf16/f16 in
       float32); default: the parameters' dtype.
@@ -101,6 +104,7 @@ class ClassifierHead(nn.Module):
   use_bias: bool = False
   center_alpha: float = 0.0
   axis_name: str | None = None
+  class_axis: str | None = None
   kernel_init: Callable = default_kernel_init
   dtype: jnp.dtype | None = None
   param_dtype: jnp.dtype = jnp.float32
@@ -116,12 +120,16 @@ class ClassifierHead(nn.Module):
       labels: ``[batch_size]``; needed only to update center-loss centers.
       train: update the centers (with labels and ``center_alpha`` > 0).
     """
-    d, c = features.shape[-1], self.num_classes
+    d = features.shape[-1]
+    # Inside a class-sharded step (`margin_jax.training.devices.MeshParallel`)
+    # the head holds its shard of the classes.
+    c = self.num_classes if self.class_axis is None else _common.local_class_count(self.num_classes)
     shape = weights_shape(d, c, self.num_classifiers)
     dtype = self.dtype or self.param_dtype
-    out = {"weights": self.param("kernel", self.kernel_init, shape, self.param_dtype).astype(dtype)}
+    kernel = self.param("kernel", self._init(self.kernel_init, len(shape)), shape, self.param_dtype)
+    out = {"weights": kernel.astype(dtype)}
     if self.use_bias:
-      bias = self.param("bias", nn.initializers.zeros, (c,), self.param_dtype)
+      bias = self.param("bias", self._init(nn.initializers.zeros, 1), (c,), self.param_dtype)
       out["bias"] = bias.astype(dtype)
     if self.center_alpha > 0:
       centers = self.variable("batch_stats", "centers", jnp.zeros, (c, d), self.param_dtype)
@@ -131,6 +139,13 @@ class ClassifierHead(nn.Module):
           centers.value, features, labels, alpha=self.center_alpha, axis_name=self.axis_name
         )
     return out
+
+
+  def _init(self, init, ndim: int):
+    """``init``, annotated as split on its last (class) axis over ``class_axis``."""
+    if self.class_axis is None:
+      return init
+    return nn.with_partitioning(init, (None,) * (ndim - 1) + (self.class_axis,))
 
 
 class MarginNet(nn.Module):
@@ -160,10 +175,12 @@ def margin_net(
   use_bias: bool = False,
   center_alpha: float = 0.0,
   axis_name: str | None = None,
+  class_axis: str | None = None,
 ) -> MarginNet:
   """Builds ``MarginNet`` from an :data:`~margin_jax.models.cnn.ARCHITECTURES` name.
 
-  ``axis_name`` synchronises batch norm and center updates across devices.
+  ``axis_name`` synchronises batch norm and center updates across devices;
+  ``class_axis`` names the mesh axis the head's classes are split over.
   """
   return MarginNet(
     backbone=conv_net(architecture, width=width, feature_dim=feature_dim, bn_axis_name=axis_name),
@@ -173,5 +190,6 @@ def margin_net(
       use_bias=use_bias,
       center_alpha=center_alpha,
       axis_name=axis_name,
+      class_axis=class_axis,
     ),
   )

@@ -17,6 +17,7 @@ RUN_CONTROL_FIELDS = frozenset(
     "checkpoint_every_steps",
     "keep_checkpoints",
     "data_dir",
+    "mesh_shape",  # a checkpoint restores onto any mesh or device count
   }
 )
 

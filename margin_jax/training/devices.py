@@ -1,10 +1,18 @@
-"""Device placement, in one place: data-parallel ``pmap`` over local devices.
+"""Device placement, in one place: how arrays map onto devices.
 
-Everything that knows how arrays map onto devices lives here, so a
-``jit``/``shard_map`` path can replace this module without touching the
-training loop: the axis name, replicating and un-replicating the train state,
-putting host batches ``[local_devices, per_device, ...]`` on the devices, and
-multi-host start-up.
+Two placements with one interface, chosen by ``config.mesh_shape``:
+
+* :class:`DataParallel` (``mesh_shape=None``): ``pmap`` over the local
+  devices; state replicated, host batches ``[local_devices, per_device, ...]``.
+* :class:`MeshParallel` (``mesh_shape=(data, model)``): ``jit`` of a
+  ``shard_map`` over a ``("batch", "model")`` mesh of all devices (every
+  process's); the head's class weights (and their optimiser state) split over
+  ``"model"`` as their ``nn.with_partitioning`` annotation says, everything
+  else replicated, the batch split over ``"batch"``. The losses see their
+  class shard (`margin_jax.parallel`).
+
+Both run the same per-shard step function; its collectives over
+``AXIS_NAME`` average gradients, metrics and batch norm statistics.
 """
 
 from __future__ import annotations
@@ -12,9 +20,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 from flax import jax_utils
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.experimental import multihost_utils
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from margin_jax.losses import _common
 
 AXIS_NAME = "batch"
+CLASS_AXIS = "model"
 
 
 def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
@@ -68,3 +80,104 @@ def put_batch(batch):
     if x.shape[0] != n:
       raise ValueError(f"batch leading axis {x.shape[0]} != local device count {n}")
   return jax.device_put(batch, _local_sharding())
+
+
+class DataParallel:
+  """``pmap`` data parallelism over this process's devices (the functions above)."""
+
+  class_axis = None
+
+  def batch_devices(self) -> int:
+    """The leading axis of host batches (``data.train_batches(num_devices=...)``)."""
+    return local_device_count()
+
+  def parallelize(self, fn, *, returns_state: bool):
+    return parallelize(fn, donate_state=returns_state)
+
+  def put_state(self, state):
+    return replicate(state)
+
+  def put_batch(self, batch):
+    return put_batch(batch)
+
+  def to_host(self, tree):
+    """Metrics or the whole state as host numpy arrays."""
+    return unreplicate(tree)
+
+  def for_checkpoint(self, state):
+    return unreplicate(state)
+
+  def restore_target(self, host_state):
+    return host_state
+
+
+class MeshParallel:
+  """``jit`` + ``shard_map`` on a ``(data, model)`` mesh of all devices.
+
+  Args:
+    mesh_shape: ``(data, model)``; their product is the global device count.
+    specs: a PartitionSpec per leaf of the train state (``nn.get_partition_spec``
+      of a state whose head was initialised with ``class_axis="model"``).
+    num_classes: C; ``model`` must divide it.
+  """
+
+  class_axis = CLASS_AXIS
+
+  def __init__(self, mesh_shape, specs, num_classes: int):
+    data, model = mesh_shape
+    if data * model != jax.device_count():
+      raise ValueError(
+        f"config.mesh_shape={tuple(mesh_shape)} needs {data * model} devices, "
+        f"there are {jax.device_count()}."
+      )
+    if num_classes % model:
+      raise ValueError(
+        f"config.mesh_shape={tuple(mesh_shape)}: {num_classes} classes do not split "
+        f"evenly over {model} class shards."
+      )
+    self.mesh = jax.make_mesh(
+      (data, model), (AXIS_NAME, CLASS_AXIS), axis_types=(AxisType.Auto,) * 2
+    )
+    self.specs = specs
+    self.num_classes = num_classes
+    self._state_sharding = jax.tree.map(lambda s: NamedSharding(self.mesh, s), specs)
+    self._batch_sharding = NamedSharding(self.mesh, PartitionSpec(AXIS_NAME))
+
+  def batch_devices(self) -> int:
+    return 1  # this process's part of the global batch, split by put_batch
+
+  def parallelize(self, fn, *, returns_state: bool):
+    shard = _common.ClassShard(CLASS_AXIS, None, self.num_classes, AXIS_NAME)
+
+    def body(state, batch):
+      with _common.class_sharding(shard):
+        return fn(state, batch)
+
+    batch_spec = PartitionSpec(AXIS_NAME)
+    out_specs = (self.specs, PartitionSpec()) if returns_state else PartitionSpec()
+    mapped = jax.shard_map(body, mesh=self.mesh, in_specs=(self.specs, batch_spec), out_specs=out_specs)
+    return jax.jit(mapped, donate_argnums=(0,) if returns_state else ())
+
+  def put_state(self, state):
+    return jax.device_put(state, self._state_sharding)
+
+  def put_batch(self, batch):
+    """This process's ``{k: [1, b, ...]}`` as the global batch split over ``"batch"``."""
+    return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(self._batch_sharding, x[0]), batch
+    )
+
+  def to_host(self, tree):
+    return jax.device_get(multihost_utils.process_allgather(tree, tiled=True))
+
+  def for_checkpoint(self, state):
+    return state  # orbax writes each shard from the process that holds it
+
+  def restore_target(self, host_state):
+    """Abstract arrays with this mesh's shardings: orbax restores onto them,
+    whatever mesh or device count wrote the checkpoint."""
+    return jax.tree.map(
+      lambda x, s: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype, sharding=s),
+      host_state,
+      self._state_sharding,
+    )

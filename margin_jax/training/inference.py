@@ -91,7 +91,7 @@ def restore(workdir: str, *, data_dir: str | None = None) -> TrainedRun:
       None, train_images[:1], recipe=config.preprocess, mean=mean, train=False
     )
   ).shape[1:]
-  state = train.create_train_state(config, model, image_shape, jax.random.key(0))
+  state, _ = train.create_train_state(config, model, image_shape, jax.random.key(0))
   checkpointer = checkpoint.Checkpointer(f"{workdir}/checkpoints", config)
   try:
     state = checkpointer.restore(state)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from margin_jax import losses
 from margin_jax import models
+from margin_jax.losses import _common
 
 LOSSES = tuple(losses.TABLE)
 
@@ -62,11 +63,11 @@ class Objective:
       plain = plain + outputs["bias"]
     classify = losses.TABLE[self.name].classify
     if classify == "subcenter":  # The angle to the closest sub-centre of the class.
-      cos = jnp.take_along_axis(losses.subcenter_cosines(x, w), labels[:, None], axis=1)[:, 0]
+      cos = _common.take_target(losses.subcenter_cosines(x, w), labels)
     else:
       w_bar = losses.ensemble_weights(w) if w.ndim == 3 else w
       cos = losses.target_cosine(x, w_bar, labels)  # clipped to [-1, 1]
-    p_target = jnp.take_along_axis(jax.nn.softmax(plain), labels[:, None], axis=1)[:, 0]
+    p_target = jnp.exp(-losses.softmax_loss(plain, labels))  # softmax(plain)[y]
     out = {
       "theta_y": jnp.degrees(jnp.arccos(cos)).mean(),
       "p_target": p_target.mean(),

@@ -1,7 +1,10 @@
 """Data-parallel training and evaluation, in the style of flax examples/imagenet.
 
 ``train_and_evaluate(config, workdir)`` trains a :class:`MarginNet` with the
-loss named by ``config.loss`` under ``jax.pmap`` (axis ``"batch"``): gradients
+loss named by ``config.loss`` under ``jax.pmap`` (axis ``"batch"``) or, with
+``config.mesh_shape = (data, model)``, under ``jit`` + ``shard_map`` on a
+device mesh with the head's classes split over ``"model"`` (`devices`; one
+step function for both): gradients
 and metrics averaged with ``lax.pmean``, batch norm statistics synchronised,
 PRNG keys folded per step and per device, checkpoints every
 ``checkpoint_every_steps`` and at the end, metrics to ``workdir/metrics.jsonl``.
@@ -17,9 +20,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import flax.linen as nn
 from flax.training import train_state
+from jax.sharding import PartitionSpec
 
 from margin_jax import data
+from margin_jax import losses
 from margin_jax import models
 from margin_jax.data import transforms
 from margin_jax.training import devices
@@ -41,6 +47,8 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def create_model(config, num_classes: int) -> models.MarginNet:
+  if config.mesh_shape and config.loss == "center":
+    raise ValueError("config.mesh_shape: the center loss's centers are not class-sharded; use pmap.")
   return models.margin_net(
     config.model,
     num_classes=num_classes,
@@ -50,19 +58,31 @@ def create_model(config, num_classes: int) -> models.MarginNet:
     use_bias=config.use_bias,
     center_alpha=config.center_alpha if config.loss == "center" else 0.0,
     axis_name=devices.AXIS_NAME,
+    class_axis=devices.CLASS_AXIS if config.mesh_shape else None,
   )
 
 
-def create_train_state(config, model, image_shape, key) -> TrainState:
-  """Initialises the model on ``[1, *image_shape]`` inputs (one jit)."""
+def create_train_state(config, model, image_shape, key) -> tuple[TrainState, Any]:
+  """Initialises the model on ``[1, *image_shape]`` inputs (one jit).
+
+  Returns the host state and a PartitionSpec per leaf: the head's class
+  weights and their optimiser state on their ``nn.with_partitioning`` axis,
+  everything else replicated.
+  """
   init = jax.jit(functools.partial(model.init, train=False))
   variables = jax.device_get(init(key, jnp.zeros((1, *image_shape))))
-  return TrainState.create(
+  state = TrainState.create(
     apply_fn=model.apply,
     params=variables["params"],
     tx=optim.create_optimizer(config),
     batch_stats=variables.get("batch_stats", {}),
   )
+  specs = jax.tree.map(
+    lambda s: s if isinstance(s, PartitionSpec) else PartitionSpec(),  # None for scalars
+    nn.get_partition_spec(state),
+    is_leaf=lambda s: s is None or isinstance(s, PartitionSpec),
+  )
+  return nn.meta.unbox(state), specs
 
 
 def train_step(state, batch, *, objective, preprocess, learning_rate, key):
@@ -100,12 +120,16 @@ def train_step(state, batch, *, objective, preprocess, learning_rate, key):
     return loss.mean(), (outputs, new_model_state)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  (loss, (outputs, new_model_state)), grads = grad_fn(state.params)
+  # Each device's own gradient, then their mean. Params replicated by a mesh
+  # step are typed device-invariant, and autodiff would already sum their
+  # gradients over the devices; cast to per-device (a no-op under pmap).
+  params = jax.lax.pcast(state.params, devices.AXIS_NAME, to="varying")
+  (loss, (outputs, new_model_state)), grads = grad_fn(params)
   grads = jax.lax.pmean(grads, devices.AXIS_NAME)
   logits = objective.logits(outputs)
   metrics = {
     "loss": loss,
-    "accuracy": (logits.argmax(-1) == labels).mean(),
+    "accuracy": (losses.predicted_class(logits) == labels).mean(),
     "learning_rate": learning_rate(state.step),
     **objective.diagnostics(outputs, labels, state.step),
   }
@@ -121,7 +145,7 @@ def eval_step(state, batch, *, objective, preprocess):
   outputs = state.apply_fn(
     {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
   )
-  correct = objective.logits(outputs).argmax(-1) == batch["label"]
+  correct = losses.predicted_class(objective.logits(outputs)) == batch["label"]
   counts = {"correct": (correct * batch["mask"]).sum(), "count": batch["mask"].sum()}
   return jax.lax.psum(counts, devices.AXIS_NAME)
 
@@ -138,18 +162,25 @@ def load_dataset(config) -> dict:
   )
 
 
-def evaluate(p_eval, state, config, images, labels) -> float:
+def placement(config, specs, num_classes: int):
+  """`devices.MeshParallel` for a ``config.mesh_shape``, else `devices.DataParallel`."""
+  if config.mesh_shape:
+    return devices.MeshParallel(config.mesh_shape, specs, num_classes)
+  return devices.DataParallel()
+
+
+def evaluate(p_eval, state, config, images, labels, place) -> float:
   """Test error (fraction) over the whole split, every example once."""
   correct = count = 0
   for batch in data.eval_batches(
     images,
     labels,
     batch_size=config.eval_batch_size,
-    num_devices=devices.local_device_count(),
+    num_devices=place.batch_devices(),
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   ):
-    counts = devices.unreplicate(p_eval(state, devices.put_batch(batch)))
+    counts = place.to_host(p_eval(state, place.put_batch(batch)))
     correct, count = correct + counts["correct"], count + counts["count"]
   return 1.0 - float(correct) / float(count)
 
@@ -179,7 +210,8 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   image_shape = jax.eval_shape(
     lambda: preprocess(jax.random.key(0), train_images[:1], train=True)
   ).shape[1:]
-  state = create_train_state(config, model, image_shape, init_key)
+  state, specs = create_train_state(config, model, image_shape, init_key)
+  place = placement(config, specs, dataset["num_classes"])
 
   checkpointer = Checkpointer(f"{workdir}/checkpoints", config)
   if checkpointer.latest_step() is not None:
@@ -189,11 +221,11 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
         f"{checkpointer.latest_step()}); pass resume=True (--resume) to "
         "continue that run or use a new workdir"
       )
-    state = checkpointer.restore(state)
+    state = checkpointer.restore(place.restore_target(state))
   start_step = int(state.step)
 
   learning_rate = optim.learning_rate_schedule(config)
-  p_train = devices.parallelize(
+  p_train = place.parallelize(
     functools.partial(
       train_step,
       objective=objective,
@@ -201,20 +233,20 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
       learning_rate=learning_rate,
       key=train_key,
     ),
-    donate_state=True,
+    returns_state=True,
   )
-  p_eval = devices.parallelize(
-    functools.partial(eval_step, objective=objective, preprocess=preprocess)
+  p_eval = place.parallelize(
+    functools.partial(eval_step, objective=objective, preprocess=preprocess), returns_state=False
   )
 
   writer = metrics_lib.MetricWriter(workdir)
   progress = metrics_lib.Progress(config.num_train_steps, start_step)
-  state = devices.replicate(state)
+  state = place.put_state(state)
   batches = data.endless_train_batches(
     train_images,
     train_labels,
     batch_size=config.batch_size,
-    num_devices=devices.local_device_count(),
+    num_devices=place.batch_devices(),
     seed=config.seed,
     start_step=start_step,
     process_index=jax.process_index(),
@@ -224,13 +256,13 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   start_time = time.time()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
-      state, metrics = p_train(state, devices.put_batch(next(batches)))
+      state, metrics = p_train(state, place.put_batch(next(batches)))
       final = step == config.num_train_steps
       save = final or step % config.checkpoint_every_steps == 0
       evaluate_now = final or step % config.eval_every_steps == 0
       if not (save or evaluate_now or step % config.log_every_steps == 0):
         continue
-      scalars = {k: float(v) for k, v in devices.unreplicate(metrics).items()}
+      scalars = {k: float(v) for k, v in place.to_host(metrics).items()}
       if not math.isfinite(scalars["loss"]):
         raise NonFiniteLossError(
           f"loss is {scalars['loss']} at step {step} ({config.loss}); "
@@ -238,14 +270,14 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
           f"{checkpointer.latest_step()} in {workdir}/checkpoints."
         )
       if evaluate_now:
-        scalars["test_error"] = evaluate(p_eval, state, config, test_images, test_labels)
+        scalars["test_error"] = evaluate(p_eval, state, config, test_images, test_labels, place)
       scalars["wall_time"] = time.time() - start_time
       writer.write(step, scalars)
       progress.update(step, scalars)
       if save:
-        checkpointer.save(step, devices.unreplicate(state))
+        checkpointer.save(step, place.for_checkpoint(state))
   finally:
     progress.close()
     writer.close()
     checkpointer.close()
-  return devices.unreplicate(state)
+  return place.to_host(state)

@@ -1,0 +1,295 @@
+r"""Trains an MLP with a class-sharded margin head: W [d, C] split over a mesh's "model" axis.
+
+  .venv/bin/python -m experiments.sharded_head --config experiments/configs/sharded_head.py
+
+The MLP is replicated; the head's class weights W [d, C] (a ``jax.Array`` with
+``NamedSharding(mesh, P(None, "model"))``) and their SGD momentum live split
+over "model"; the batch is split over "data". The loss is
+``parallel.shard_classes(loss)``: every device computes the logits of its C/n
+classes only. Data are synthetic and class-conditional (see `synthetic_batch`).
+Run as a script it forces 8 CPU devices (XLA_FLAGS) when no device count is set.
+
+`make_train_step` is the one place the step is built; the benchmark
+`experiments/benchmarks/sharded_memory.py` and `tests/sharded_head_cases.py`
+use it too.
+"""
+
+import os
+
+if __name__ == "__main__" and "device_count" not in os.environ.get("XLA_FLAGS", ""):
+  # Before jax is imported: 8 simulated devices on a CPU-only machine.
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  ).strip()
+
+import functools  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Callable, NamedTuple  # noqa: E402
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from jax.sharding import AxisType  # noqa: E402
+from jax.sharding import Mesh  # noqa: E402
+from jax.sharding import NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+from margin_jax import losses  # noqa: E402
+from margin_jax import parallel  # noqa: E402
+
+
+class ShardedHeadNet(nn.Module):
+  """Input -> Dense(hidden) -> ReLU -> Dense(feature_dim) = x; the head owns W.
+
+  Returns ``(features [B, d], weights)``: W ``[d, C]`` (stacked ``[V, d, C]``
+  when ``num_classifiers`` > 0), annotated to be split over "model".
+  """
+
+  hidden_dim: int
+  feature_dim: int
+  num_classes: int
+  num_classifiers: int = 0
+
+  @nn.compact
+  def __call__(self, inputs):
+    hidden = nn.relu(nn.Dense(self.hidden_dim)(inputs))
+    features = nn.Dense(self.feature_dim)(hidden)
+    shape, names = (self.feature_dim, self.num_classes), (None, "model")
+    if self.num_classifiers:
+      shape, names = (self.num_classifiers, *shape), (None, *names)
+    # Gaussian std 0.01, the README's classifier initialisation.
+    init = nn.with_partitioning(nn.initializers.normal(0.01), names)
+    return features, self.param("weights", init, shape)
+
+
+class Trainer(NamedTuple):
+  """What `make_train_step` builds (all jitted, placed on ``mesh``)."""
+
+  init: Callable[[int], tuple[Any, Any]]  # seed -> (params, opt_state)
+  step: Callable[..., tuple[Any, Any, jax.Array]]  # (params, opt_state, inputs, labels, t)
+  accuracy: Callable[..., jax.Array]  # (params, inputs, labels) -> top-1 over all C
+  batch: Callable[[int], tuple[jax.Array, jax.Array]]  # t -> (inputs, labels)
+  param_shardings: Any
+  opt_shardings: Any
+
+
+def make_mesh(config) -> jax.sharding.Mesh:
+  """The ("data", "model") mesh of ``config.mesh_shape`` on the first devices."""
+  shape = tuple(config.mesh_shape or ())
+  if len(shape) != 2 or any(not isinstance(n, int) or n < 1 for n in shape):
+    raise ValueError(f"config.mesh_shape={config.mesh_shape!r} must be (data, model) positive ints.")
+  count = math.prod(shape)
+  if count > jax.device_count():
+    raise ValueError(
+      f"config.mesh_shape={shape} needs {count} devices, {jax.device_count()} present; on a CPU "
+      f"set XLA_FLAGS=--xla_force_host_platform_device_count={count} before importing jax."
+    )
+  return jax.make_mesh(shape, ("data", "model"), devices=jax.devices()[:count])
+
+
+def head_loss(config) -> tuple[Callable[..., jax.Array], dict]:
+  """The loss of ``config.loss`` as ``fn(features, weights, labels, **kwargs)`` and its kwargs.
+
+  Logit losses (softmax, ...) get ``features @ weights``, computed inside the
+  shard so each device forms its own [B, C/n] logits. Hyperparameters: the
+  table's typical values overridden by the config's loss fields.
+  """
+  if config.loss not in losses.TABLE:
+    raise ValueError(f"unknown config.loss {config.loss!r}; expected one of {list(losses.TABLE)}")
+  spec = losses.TABLE[config.loss]
+  if spec.inputs == "centers" or spec.needs_key:
+    raise ValueError(f"config.loss={config.loss!r} is not supported by this example.")
+  if (spec.inputs == "stacked") != (config.num_classifiers > 0):
+    raise ValueError(
+      f"config.loss={config.loss!r} with config.num_classifiers={config.num_classifiers}: "
+      "stacked-weight losses (EM-Softmax, Sub-center ArcFace) need num_classifiers >= 1, "
+      "the others 0."
+    )
+  kwargs = {**spec.typical, **spec.hyperparameters(config)}
+  if spec.inputs != "logits":
+    return spec.fn, kwargs
+
+  def logit_loss(features, weights, labels, **kwargs):
+    return spec.fn(features @ weights, labels, **kwargs)
+
+  return logit_loss, kwargs
+
+
+def _check(config, mesh):
+  data, model = mesh.shape["data"], mesh.shape["model"]
+  for name in ("num_classes", "batch_size", "num_examples", "input_dim", "hidden_dim"):
+    if config[name] < 1:
+      raise ValueError(f"config.{name}={config[name]} must be >= 1.")
+  if config.feature_dim < 1:
+    raise ValueError(f"config.feature_dim={config.feature_dim} must be >= 1.")
+  if config.batch_size % data:
+    raise ValueError(f"config.batch_size={config.batch_size} must divide by data={data}.")
+  if config.num_classes % model:
+    raise ValueError(f"config.num_classes={config.num_classes} must divide by model={model}.")
+  if config.sample_rate is not None and not 0.0 < config.sample_rate <= 1.0:
+    raise ValueError(f"config.sample_rate={config.sample_rate} must be in (0, 1] or None.")
+  if config.noise_std < 0:
+    raise ValueError(f"config.noise_std={config.noise_std} must be >= 0.")
+
+
+def synthetic_batch(config, t):
+  """Batch ``t`` of a fixed synthetic training set: ``(inputs [B, input_dim], labels [B])``.
+
+  Example ``i`` (of ``num_examples``, cycled in order) has a label drawn from
+  ``fold_in(key, i)``; its input is its class mean plus ``noise_std`` times
+  fixed Gaussian noise. Class c's mean is a standard Gaussian vector drawn
+  from ``fold_in(key, c)``: computed per example, no [C, input_dim] table.
+  """
+  label_key, mean_key, noise_key = jax.random.split(jax.random.key(config.seed + 1), 3)
+  index = (t * config.batch_size + jnp.arange(config.batch_size)) % config.num_examples
+
+  def example(i):
+    label = jax.random.randint(jax.random.fold_in(label_key, i), (), 0, config.num_classes)
+    mean = jax.random.normal(jax.random.fold_in(mean_key, label), (config.input_dim,))
+    noise = jax.random.normal(jax.random.fold_in(noise_key, i), (config.input_dim,))
+    return mean + config.noise_std * noise, label
+
+  return jax.vmap(example)(index)
+
+
+def make_train_step(config, mesh) -> Trainer:
+  """The model, optimizer, sharded loss and jitted step of ``config`` on ``mesh``.
+
+  The step is forward, backward (w.r.t. every parameter) and optax SGD with
+  momentum; W and its momentum keep ``P(None, "model")``, everything else is
+  replicated, the batch is split over "data". It returns the batch-mean loss.
+  """
+  _check(config, mesh)
+  # Auto axes: jit's shardings and XLA's propagation place everything (an
+  # Explicit mesh, jax.make_mesh's default, would need jax.set_mesh).
+  mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+  loss_fn, kwargs = head_loss(config)
+  sharded = parallel.shard_classes(
+    loss_fn, mesh, class_axis="model", batch_axis="data", sample_rate=config.sample_rate
+  )
+  classify = losses.by_name(config.loss)  # only its test_logits (how the loss classifies)
+  model = ShardedHeadNet(
+    config.hidden_dim, config.feature_dim, config.num_classes, config.num_classifiers
+  )
+  optimizer = optax.sgd(config.learning_rate, momentum=config.momentum)
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, P("data"))
+
+  example = jax.ShapeDtypeStruct((config.batch_size, config.input_dim), jnp.float32)
+  abstract = jax.eval_shape(model.init, jax.random.key(0), example)["params"]
+  param_shardings = jax.tree.map(
+    lambda spec: NamedSharding(mesh, spec), nn.get_partition_spec(abstract)
+  )
+  abstract_params = nn.unbox(abstract)
+  opt_shardings = optax.tree_map_params(
+    optimizer,
+    lambda _, sharding: sharding,
+    jax.eval_shape(optimizer.init, abstract_params),
+    param_shardings,
+    transform_non_params=lambda _: replicated,
+  )
+
+  @functools.partial(jax.jit, out_shardings=param_shardings)
+  def init_params(key):
+    return nn.unbox(model.init(key, jnp.zeros(example.shape, example.dtype))["params"])
+
+  init_opt = jax.jit(optimizer.init, out_shardings=opt_shardings)
+
+  def init(seed):
+    params = init_params(jax.random.key(seed))
+    return params, init_opt(params)
+
+  def train_step(params, opt_state, inputs, labels, t):
+    sample = {}
+    if config.sample_rate is not None:
+      sample = {"sample_key": jax.random.fold_in(jax.random.key(config.seed + 2), t)}
+
+    def mean_loss(params):
+      features, weights = model.apply({"params": params}, inputs)
+      return sharded(features, weights, labels, **kwargs, **sample).mean()
+
+    loss, grads = jax.value_and_grad(mean_loss)(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  step = jax.jit(
+    train_step,
+    in_shardings=(param_shardings, opt_shardings, batch_sharding, batch_sharding, replicated),
+    out_shardings=(param_shardings, opt_shardings, replicated),
+    donate_argnums=(0, 1),
+  )
+
+  @jax.jit
+  def accuracy(params, inputs, labels):
+    features, weights = model.apply({"params": params}, inputs)
+    logits = classify.test_logits(features, weights)  # [B, C], split over "model" like W
+    return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+
+  batch = jax.jit(
+    lambda t: synthetic_batch(config, t), out_shardings=(batch_sharding, batch_sharding)
+  )
+  return Trainer(init, step, accuracy, batch, param_shardings, opt_shardings)
+
+
+def train(config, *, print_fn=print) -> list[dict]:
+  """Trains ``config`` and prints loss (mean since the last line) and training accuracy.
+
+  The accuracy is top-1 over all C classes on the step's batch before its
+  update (after the first pass over ``num_examples``, examples seen before).
+  """
+  mesh = make_mesh(config)
+  trainer = make_train_step(config, mesh)
+  params, opt_state = trainer.init(config.seed)
+  w = params["weights"]
+  print_fn(
+    f"{jax.device_count()} {jax.devices()[0].platform} devices, mesh {dict(mesh.shape)}; "
+    f"{config.loss}, C={config.num_classes:,}, W {w.shape} {w.sharding.spec}: "
+    f"{w.addressable_shards[0].data.nbytes / 2**20:.1f} MiB of W per device; "
+    f"sample_rate {config.sample_rate}"
+  )
+  history, pending, start = [], [], time.perf_counter()
+  for t in range(config.num_train_steps):
+    inputs, labels = trainer.batch(t)
+    last = t == config.num_train_steps - 1
+    log = (t + 1) % config.log_every_steps == 0 or last
+    if log:
+      accuracy = trainer.accuracy(params, inputs, labels)
+    params, opt_state, loss = trainer.step(params, opt_state, inputs, labels, t)
+    pending.append(loss)
+    if log:
+      row = {
+        "step": t + 1,
+        "loss": float(np.mean(jax.device_get(pending))),
+        "accuracy": float(accuracy),
+        "seconds": time.perf_counter() - start,
+      }
+      if not math.isfinite(row["loss"]):
+        raise FloatingPointError(f"non-finite loss at step {t + 1}")
+      history.append(row)
+      pending = []
+      print_fn(
+        f"step {row['step']:5d}  loss {row['loss']:8.4f}  train accuracy "
+        f"{row['accuracy']:.3f}  {row['seconds']:6.1f} s"
+      )
+  return history
+
+
+def main(argv):
+  from absl import app
+
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  train(_CONFIG.value)
+
+
+if __name__ == "__main__":
+  from absl import app
+  from ml_collections import config_flags
+
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/configs/sharded_head.py", "Path to the config file.", lock_config=True
+  )
+  app.run(main)
