@@ -7,7 +7,7 @@ The MLP is replicated; the head's class weights W [d, C] (a ``jax.Array`` with
 over "model"; the batch is split over "data". The loss is
 ``parallel.shard_classes(loss)``: every device computes the logits of its C/n
 classes only. Data are synthetic and class-conditional (see `synthetic_batch`).
-Run as a script it forces 8 CPU devices (XLA_FLAGS) when no device count is set.
+Run as a script it sets 8 CPU devices (XLA_FLAGS) when no device count is set.
 
 `make_train_step` is the one place the step is built; the benchmark
 `experiments/benchmarks/sharded_memory.py` and `tests/sharded_head_cases.py`
@@ -17,9 +17,12 @@ use it too.
 import os
 
 if __name__ == "__main__" and "device_count" not in os.environ.get("XLA_FLAGS", ""):
-  # Before jax is imported: 8 simulated devices on a CPU-only machine.
+  # Before jax is imported: 8 simulated devices on a CPU-only machine, each
+  # single-threaded (XLA:CPU's intra-op threads, blocked in a collective's
+  # rendezvous, could otherwise starve the devices it waits for).
   os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_force_host_platform_device_count=8 --xla_cpu_multi_thread_eigen=false"
   ).strip()
 
 import functools  # noqa: E402
@@ -77,17 +80,20 @@ class Trainer(NamedTuple):
 
 
 def make_mesh(config) -> jax.sharding.Mesh:
-  """The ("data", "model") mesh of ``config.mesh_shape`` on the first devices."""
+  """The ("data", "model") mesh (Auto axes) of ``config.mesh_shape`` on the first devices."""
   shape = tuple(config.mesh_shape or ())
   if len(shape) != 2 or any(not isinstance(n, int) or n < 1 for n in shape):
-    raise ValueError(f"config.mesh_shape={config.mesh_shape!r} must be (data, model) positive ints.")
+    raise ValueError(
+      f"config.mesh_shape={config.mesh_shape!r} must be (data, model) positive ints."
+    )
   count = math.prod(shape)
   if count > jax.device_count():
     raise ValueError(
       f"config.mesh_shape={shape} needs {count} devices, {jax.device_count()} present; on a CPU "
       f"set XLA_FLAGS=--xla_force_host_platform_device_count={count} before importing jax."
     )
-  return jax.make_mesh(shape, ("data", "model"), devices=jax.devices()[:count])
+  devices = jax.devices()[:count]
+  return jax.make_mesh(shape, ("data", "model"), devices=devices, axis_types=(AxisType.Auto,) * 2)
 
 
 def head_loss(config) -> tuple[Callable[..., jax.Array], dict]:
@@ -256,9 +262,11 @@ def train(config, *, print_fn=print) -> list[dict]:
     last = t == config.num_train_steps - 1
     log = (t + 1) % config.log_every_steps == 0 or last
     if log:
-      accuracy = trainer.accuracy(params, inputs, labels)
+      accuracy = jax.block_until_ready(trainer.accuracy(params, inputs, labels))
     params, opt_state, loss = trainer.step(params, opt_state, inputs, labels, t)
-    pending.append(loss)
+    # One program at a time: on a CPU simulating devices, programs with
+    # collectives queued back to back can deadlock XLA's rendezvous.
+    pending.append(jax.block_until_ready(loss))
     if log:
       row = {
         "step": t + 1,

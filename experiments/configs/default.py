@@ -67,10 +67,11 @@ def get_config():
   # batch 256, lr 0.1, /10 at 12k and 15k, stop at 18k.
   config.batch_size = 256  # global, over all devices and processes
   config.eval_batch_size = 1000
-  # None: pmap data parallelism over the devices. (data, model): jit on a
-  # device mesh with the classifier's classes split over "model" (its product
-  # is the device count; model must divide the class count).
-  config.mesh_shape = None
+  # (): pmap data parallelism over the devices. (data, model): jit on a device
+  # mesh with the classifier's classes split over "model" (the product is the
+  # device count; model must divide the class count), e.g.
+  # --config.mesh_shape="(2, 4)".
+  config.mesh_shape = ()
   config.learning_rate = 0.1
   config.lr_schedule = "piecewise"  # piecewise|log
   config.lr_boundaries = (12000, 15000)

@@ -140,7 +140,6 @@ class ClassifierHead(nn.Module):
         )
     return out
 
-
   def _init(self, init, ndim: int):
     """``init``, annotated as split on its last (class) axis over ``class_axis``."""
     if self.class_axis is None:

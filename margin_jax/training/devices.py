@@ -155,7 +155,9 @@ class MeshParallel:
 
     batch_spec = PartitionSpec(AXIS_NAME)
     out_specs = (self.specs, PartitionSpec()) if returns_state else PartitionSpec()
-    mapped = jax.shard_map(body, mesh=self.mesh, in_specs=(self.specs, batch_spec), out_specs=out_specs)
+    mapped = jax.shard_map(
+      body, mesh=self.mesh, in_specs=(self.specs, batch_spec), out_specs=out_specs
+    )
     return jax.jit(mapped, donate_argnums=(0,) if returns_state else ())
 
   def put_state(self, state):
