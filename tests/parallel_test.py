@@ -21,6 +21,7 @@ def test_class_sharded_losses_on_8_devices():
       "-p",
       "no:cacheprovider",
       "tests/parallel_mesh_cases.py",
+      "tests/sharded_head_cases.py",
     ],
     cwd=ROOT,
     env=env,

@@ -22,7 +22,7 @@ def small_config(**overrides):
   config.num_classes = 1000
   config.num_examples = 512  # 2 steps per pass: examples recur from step 3 on
   config.num_train_steps = 30
-  config.log_every_steps = 10
+  config.log_every_steps = 1  # the first row: the untrained net on batch 0
   config.update(overrides)
   return config
 
@@ -32,7 +32,7 @@ def test_training_lowers_loss_and_raises_accuracy(sample_rate):
   history = sharded_head.train(small_config(sample_rate=sample_rate), print_fn=lambda _: None)
   first, last = history[0], history[-1]
   assert last["loss"] < 0.5 * first["loss"], history
-  assert first["accuracy"] < 0.5 and last["accuracy"] > 0.9, history
+  assert first["accuracy"] < 0.05 and last["accuracy"] > 0.9, history
 
 
 def test_w_and_its_momentum_are_split_over_model():
