@@ -141,6 +141,18 @@ def test_every_objective_gives_per_example_loss(loss):
   assert ("lambda" in diagnostics) == (loss in ("l_softmax", "a_softmax"))
 
 
+def test_mesh_config_errors(tiny_mnist, tmp_path):
+  config = tiny_config(tiny_mnist[1], mesh_shape=(1, 4))
+  with pytest.raises(ValueError, match="10 classes do not split evenly over 4 class shards"):
+    training.train_and_evaluate(config, str(tmp_path / "a"))
+  config = tiny_config(tiny_mnist[1], mesh_shape=(4, 4))
+  with pytest.raises(ValueError, match=r"needs 16 devices, there are 4"):
+    training.train_and_evaluate(config, str(tmp_path / "b"))
+  config = tiny_config(tiny_mnist[1], loss="center", mesh_shape=(2, 2))
+  with pytest.raises(ValueError, match="center loss"):
+    training.train_and_evaluate(config, str(tmp_path / "c"))
+
+
 def test_objective_config_errors():
   config = smoke.get_config()
   config.loss = "large_margin"
@@ -151,8 +163,11 @@ def test_objective_config_errors():
     objectives.get_objective(config)
 
 
-def test_restore_a_workdir_and_use_the_model(tiny_mnist, tmp_path):
-  config = tiny_config(tiny_mnist[1], loss="arcface", num_train_steps=4)
+@pytest.mark.parametrize("mesh_shape", [(), (2, 2)], ids=["pmap", "mesh"])
+def test_restore_a_workdir_and_use_the_model(tiny_mnist, tmp_path, mesh_shape):
+  """A run trained data-parallel or on a class-sharded mesh restores onto one
+  device and classifies its test set as its last evaluation did."""
+  config = tiny_config(tiny_mnist[1], loss="arcface", num_train_steps=4, mesh_shape=mesh_shape)
   training.train_and_evaluate(config, str(tmp_path))
   run = training.restore(str(tmp_path), data_dir=tiny_mnist[1])
   assert run.step == 4 and run.config.loss == "arcface"

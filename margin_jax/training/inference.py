@@ -82,6 +82,7 @@ def restore(workdir: str, *, data_dir: str | None = None) -> TrainedRun:
   config = ml_collections.ConfigDict(saved)
   config.data_dir = data_dir or ""
   config.keep_checkpoints = 1
+  config.mesh_shape = ()  # inference runs unsharded, whatever mesh trained the run
   dataset = train.load_dataset(config)
   train_images = dataset["train"][0]
   mean = np.asarray(transforms.pixel_mean(train_images))
