@@ -69,3 +69,9 @@ def test_em_softmax_stacked_head_trains():
   config = small_config(loss="em_softmax", num_classifiers=2, num_train_steps=20)
   history = sharded_head.train(config, print_fn=lambda _: None)
   assert np.isfinite(history[-1]["loss"]) and history[-1]["loss"] < history[0]["loss"]
+
+
+@pytest.mark.parametrize("loss", ["m_softmax", "hinge"])
+def test_logit_losses_take_their_hyperparameters(loss):
+  history = sharded_head.train(small_config(loss=loss, num_train_steps=5), print_fn=lambda _: None)
+  assert np.isfinite(history[-1]["loss"]) and history[-1]["loss"] < history[0]["loss"]

@@ -4,9 +4,10 @@ Command:
   .venv/bin/python -m experiments.sharded_head --config experiments/configs/sharded_head.py \
       [--config.loss=arcface] [--config.sample_rate=0.1] [--config.mesh_shape="(1, 8)"]
 
-Expected time: ~4 min on a 2-core CPU (8 simulated devices, mostly the 10^5-class head).
-Target: the loss falls and the training accuracy rises well above chance (1e-5) within
-the run (see the README section "Huge class counts").
+Expected time: ~2 min on a 2-core CPU (8 simulated devices, mostly the 10^5-class head).
+Target: the loss falls and the training accuracy rises far above chance (1e-5); measured
+(README, "Huge class counts"): loss 25.6 over steps 1-30 -> 0.12 over 271-300, training
+accuracy 0.000 at step 30 (first pass) -> 1.000 from step 120.
 
 Builds on default.py for the loss fields (``loss``, ``scale``, ``cos_margin``,
 ``arc_margin``, ``margin``, ``soft_margin``, ``diversity``, ``num_classifiers``...),
@@ -40,7 +41,8 @@ def get_config():
   # PartialFC negative-class sampling (parallel.shard_classes); None = full softmax.
   config.sample_rate = placeholder(float)
   config.batch_size = 256
-  config.learning_rate = 0.02  # 0.1 oscillates (loss 47 -> 17, accuracy 0.23 -> 0.00)
+  # At 0.1 (16,384 examples) training accuracy jumped 0.23 -> 0.00 -> 0.52 at steps 180-240.
+  config.learning_rate = 0.02
   config.momentum = 0.9
   config.num_train_steps = 300
   config.log_every_steps = 30
