@@ -336,6 +336,52 @@ def normalize(x: jax.Array, axis: int) -> jax.Array:
   return x / expand_to(safe_norm(x, axis), axis, x.shape[axis])
 
 
+def _cast_to_common_vma(*arrays):
+  """Inside ``shard_map``: each array typed as varying over every mesh axis
+  any of them varies over (a no-op outside), so that a custom VJP may return
+  per-shard cotangents; the casts' transposes sum them across shards."""
+  varying = [jax.typeof(a).manual_axis_type.varying for a in arrays]
+  axes = frozenset().union(*varying)
+  return tuple(
+    lax.pcast(a, tuple(sorted(axes - v)), to="varying") if axes - v else a
+    for a, v in zip(arrays, varying)
+  )
+
+
+@jax.custom_vjp
+def _matmul_unit_columns(a: jax.Array, weights: jax.Array) -> jax.Array:
+  return divide_columns(a @ weights, safe_norm(weights, axis=0))
+
+
+def _matmul_unit_columns_fwd(a, weights):
+  norms = safe_norm(weights, axis=0)
+  out = divide_columns(a @ weights, norms)
+  return out, (a, weights, norms, out)
+
+
+def _matmul_unit_columns_bwd(residuals, g):
+  # out = (a @ W) / n_j with n_j = ||W_j||:
+  #   d a = (g / n) W^T,  d W_j = a^T (g / n)_j - W_j sum_b (g / n)_bj out_bj / n_j,
+  # the second term zero where n_j is floored (no gradient through the floor).
+  a, weights, norms, out = residuals
+  scaled = divide_columns(g, norms)
+  column = sum_over_axis(scaled * out, axis=0) / norms
+  column = jnp.where(norms * norms > _NORM_FLOOR_SQ, column, 0.0)
+  d_weights = a.T @ scaled - weights * expand_to(column, 0, weights.shape[0])
+  return scaled @ weights.T, d_weights
+
+
+_matmul_unit_columns.defvjp(_matmul_unit_columns_fwd, _matmul_unit_columns_bwd)
+
+
+def matmul_unit_columns(a: jax.Array, weights: jax.Array) -> jax.Array:
+  """``a @ (W / ||W_j||)`` [B, C] for ``a`` [B, d] and W [d, C], computed as
+  ``(a @ W) / ||W_j||`` (no normalised [d, C] copy of W) with a hand-written
+  backward pass that keeps one [B, C] array (the result) alive rather than
+  autodiff's two (the raw product and the result)."""
+  return _matmul_unit_columns(*_cast_to_common_vma(a, weights))
+
+
 def divide_columns(a: jax.Array, v: jax.Array) -> jax.Array:
   """a [B, C] / v [C], each column by its entry (a fast column-sum gradient for v)."""
   return a / expand_to(v, 0, a.shape[0])
@@ -360,10 +406,29 @@ def _owned_gather(
   return jnp.where(owned.reshape(mask_shape), total, jnp.nan)
 
 
+@jax.custom_vjp
+def _take_target(values: jax.Array, labels: jax.Array) -> jax.Array:
+  return jnp.take_along_axis(values, labels[:, None], axis=-1, mode="fill")[:, 0]
+
+
+def _take_target_fwd(values, labels):
+  return _take_target(values, labels), (labels, values.shape[1])
+
+
+def _take_target_bwd(residuals, g):
+  # The cotangent as a select, which fuses into its consumers; autodiff's
+  # scatter into a zero [B, C] array would be one more [B, C] buffer.
+  labels, num_classes = residuals
+  return jnp.where(target_mask(labels, num_classes), g[:, None], 0.0), None
+
+
+_take_target.defvjp(_take_target_fwd, _take_target_bwd)
+
+
 def take_target(values: jax.Array, labels: jax.Array) -> jax.Array:
   """values[i, labels[i]] for [B, C] values (NaN for an out-of-range label)."""
   if _CLASS_SHARD.get() is None:
-    return jnp.take_along_axis(values, labels[:, None], axis=-1, mode="fill")[:, 0]
+    return _take_target(values, labels)
   return _owned_gather(
     lambda local: jnp.take_along_axis(values, local[:, None], axis=-1)[:, 0],
     values.shape[-1],

@@ -231,7 +231,7 @@ def a_softmax_loss(
   )
   # x @ normalize(W) computed as (x @ W) / ||W_j||: no normalised [d, C] copy of
   # W and no [d, C] passes for its gradient (the cost at many classes).
-  logits = _common.divide_columns(features @ weights, _common.safe_norm(weights, axis=0))
+  logits = _common.matmul_unit_columns(features, weights)
   unit_targets = _common.normalize(_common.target_columns(weights, labels), axis=1)
   norm_product = _common.safe_norm(features, axis=1) * _common.safe_norm(
     unit_targets, axis=1
@@ -379,14 +379,12 @@ def virtual_softmax_loss(
 def _cosine_logits(features, weights):
   """cos(theta_j) for every class, [B, C]: unit features times unit class columns.
 
-  Computed as (x/||x|| @ W) / ||W_j||, which equals x/||x|| @ W/||W_j|| but
-  never builds the normalised [d, C] copy of W: its forward and backward
-  passes over [d, C] cost more than the matmul's own memory traffic at many
-  classes.
+  Computed as (x/||x|| @ W) / ||W_j|| (`_common.matmul_unit_columns`), which
+  equals x/||x|| @ W/||W_j|| but never builds the normalised [d, C] copy of
+  W: its forward and backward passes over [d, C] cost more than the matmul's
+  own memory traffic at many classes.
   """
-  return _common.divide_columns(
-    _common.normalize(features, axis=1) @ weights, _common.safe_norm(weights, axis=0)
-  )
+  return _common.matmul_unit_columns(_common.normalize(features, axis=1), weights)
 
 
 def normface_loss(

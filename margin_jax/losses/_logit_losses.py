@@ -7,6 +7,8 @@ multiclass hinge loss, label smoothing and the bias rho-hat.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -89,16 +91,47 @@ def soft_margin_softmax_loss(
   )
 
 
-def _non_target_log_posterior(logits, labels):
-  """log q_c = f_c - LSE_{c' != y}(f) on non-target classes, 0 on the target.
+def _penalty(divergence, logits, labels, num_others):
+  """Kobayashi's D(q) per example, and the row statistics its gradient needs.
 
-  The target entry is set to a finite 0 (not -inf) so that products with it
-  have finite gradients; callers mask it out of every sum.
+  Each sum is its own reduction over the logits with row scalars, so that no
+  [B, C] intermediate (log q, q) has to be materialised for several of them.
   """
   is_target = _common.target_mask(labels, logits.shape[1])
-  masked = jnp.where(is_target, -jnp.inf, logits)
-  log_q = masked - _common.logsumexp_classes(masked, keepdims=True)
-  return jnp.where(is_target, 0.0, log_q), is_target
+  lse = _common.logsumexp_classes(jnp.where(is_target, -jnp.inf, logits))  # LSE_{c != y} f
+  log_q = logits - lse[:, None]
+  q_log_q = _common.sum_classes(jnp.where(is_target, 0.0, jnp.exp(log_q) * log_q))
+  log_others = jnp.log(num_others)
+  if divergence == "q_u":
+    penalty = q_log_q + log_others
+  else:
+    u_log_q = _common.sum_classes(jnp.where(is_target, 0.0, log_q)) / num_others
+    penalty = 0.5 * (q_log_q - u_log_q) if divergence == "symmetric" else -u_log_q - log_others
+  return penalty, (logits, labels, num_others, lse, q_log_q)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _uniformity_penalty(divergence, logits, labels, num_others):
+  return _penalty(divergence, logits, labels, num_others)[0]
+
+
+def _uniformity_penalty_bwd(divergence, residuals, g):
+  # With m = sum_{d != y} q_d f_d, for c != y (0 for the target; eq. 12 for
+  # the symmetric case):  dD(q||u)/df_c = q_c (f_c - m),  dD(u||q)/df_c = q_c - u_c,
+  # symmetric = their mean. Elementwise from the row statistics, so no [B, C]
+  # intermediate of the forward pass is kept for it.
+  logits, labels, num_others, lse, q_log_q = residuals
+  is_target = _common.target_mask(labels, logits.shape[1])
+  log_q = logits - lse[:, None]
+  q = jnp.exp(log_q)
+  q_u = q * (log_q - q_log_q[:, None])  # f_c - m = log q_c - sum_d q_d log q_d
+  u_q = q - 1.0 / num_others
+  grad = {"symmetric": 0.5 * (q_u + u_q), "q_u": q_u, "u_q": u_q}[divergence]
+  grad = jnp.where(is_target, 0.0, _common.mask_padding(grad, 0.0)) * g[:, None]
+  return grad, None, None
+
+
+_uniformity_penalty.defvjp(_penalty, _uniformity_penalty_bwd)
 
 
 def rho_hat(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
@@ -181,16 +214,7 @@ def uniformity_regularized_softmax_loss(
     logits, labels, min_classes=3, where=where
   )
   num_others = _common.class_count(logits.shape[1]) - 1
-  log_q, is_target = _non_target_log_posterior(logits, labels)
-  q = jnp.where(is_target, 0.0, jnp.exp(log_q))
-  uniform = jnp.where(is_target, 0.0, 1.0 / num_others)
-  log_others = jnp.log(num_others)
-  if divergence == "symmetric":
-    penalty = 0.5 * _common.sum_classes((q - uniform) * log_q)
-  elif divergence == "q_u":
-    penalty = _common.sum_classes(q * log_q) + log_others
-  else:  # "u_q"
-    penalty = -_common.sum_classes(uniform * log_q) - log_others
+  penalty = _uniformity_penalty(divergence, logits, labels, num_others)
   cross_entropy = _common.logsumexp_classes(logits) - _common.take_target(logits, labels)
   return _common.apply_where(cross_entropy + lam * penalty, where, out_dtype)
 
