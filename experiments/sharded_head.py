@@ -131,11 +131,16 @@ def head_loss(config) -> tuple[Callable[..., jax.Array], dict]:
 
 def _check(config, mesh):
   data, model = mesh.shape["data"], mesh.shape["model"]
-  for name in ("num_classes", "batch_size", "num_examples", "input_dim", "hidden_dim"):
+  for name in (
+    "num_classes",
+    "batch_size",
+    "num_examples",
+    "input_dim",
+    "hidden_dim",
+    "feature_dim",
+  ):
     if config[name] < 1:
       raise ValueError(f"config.{name}={config[name]} must be >= 1.")
-  if config.feature_dim < 1:
-    raise ValueError(f"config.feature_dim={config.feature_dim} must be >= 1.")
   if config.batch_size % data:
     raise ValueError(f"config.batch_size={config.batch_size} must divide by data={data}.")
   if config.num_classes % model:
