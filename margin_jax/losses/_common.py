@@ -112,6 +112,16 @@ def _class_ids(shard: ClassShard, local_count: int) -> jax.Array:
   return lax.axis_index(shard.axis_name) * local_count + jnp.arange(local_count)
 
 
+def class_columns(local_count: int) -> tuple[jax.Array, jax.Array | None]:
+  """The (global) class id of each local column and which are real classes
+  (``None``: all), for a custom VJP's residuals: its backward pass may run
+  after the class-sharding context has closed."""
+  shard = _CLASS_SHARD.get()
+  if shard is None:
+    return jnp.arange(local_count), None
+  return _class_ids(shard, local_count), shard.valid
+
+
 def mask_padding(values: jax.Array, fill) -> jax.Array:
   """``values`` [..., C_local] with ``fill`` on padded class columns (a no-op unsharded)."""
   shard = _CLASS_SHARD.get()

@@ -107,7 +107,7 @@ def _penalty(divergence, logits, labels, num_others):
   else:
     u_log_q = _common.sum_classes(jnp.where(is_target, 0.0, log_q)) / num_others
     penalty = 0.5 * (q_log_q - u_log_q) if divergence == "symmetric" else -u_log_q - log_others
-  return penalty, (logits, labels, num_others, lse, q_log_q)
+  return penalty, (logits, labels, num_others, lse, q_log_q, _common.class_columns(logits.shape[1]))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -120,14 +120,16 @@ def _uniformity_penalty_bwd(divergence, residuals, g):
   # the symmetric case):  dD(q||u)/df_c = q_c (f_c - m),  dD(u||q)/df_c = q_c - u_c,
   # symmetric = their mean. Elementwise from the row statistics, so no [B, C]
   # intermediate of the forward pass is kept for it.
-  logits, labels, num_others, lse, q_log_q = residuals
-  is_target = _common.target_mask(labels, logits.shape[1])
+  logits, labels, num_others, lse, q_log_q, (class_ids, valid) = residuals
+  is_target = labels[:, None] == class_ids[None, :]
   log_q = logits - lse[:, None]
   q = jnp.exp(log_q)
   q_u = q * (log_q - q_log_q[:, None])  # f_c - m = log q_c - sum_d q_d log q_d
   u_q = q - 1.0 / num_others
   grad = {"symmetric": 0.5 * (q_u + u_q), "q_u": q_u, "u_q": u_q}[divergence]
-  grad = jnp.where(is_target, 0.0, _common.mask_padding(grad, 0.0)) * g[:, None]
+  if valid is not None:  # padded classes of a class shard
+    grad = jnp.where(valid, grad, 0.0)
+  grad = jnp.where(is_target, 0.0, grad) * g[:, None]
   return grad, None, None
 
 
