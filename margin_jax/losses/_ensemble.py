@@ -41,16 +41,58 @@ def hsic_diversity(weights: ArrayLike) -> jax.Array:
   weights = _common.check_weights(weights, "stacked")
   out_dtype = _common.result_dtype(weights)
   weights = weights.astype(_common.compute_dtype(out_dtype))
-  unit = _common.normalize(weights, axis=1)
-  mean = _common.sum_classes(unit) / _common.class_count(weights.shape[2])
-  centered = _common.mask_padding(unit - mean[..., None], 0.0)  # W_v H
-  num_classifiers = weights.shape[0]
-  total = jnp.zeros((), centered.dtype)
-  for v in range(num_classifiers):
-    for u in range(v + 1, num_classifiers):
-      cross = _common.psum_classes(centered[v] @ centered[u].T)  # [d, d]
-      total = total + 2.0 * jnp.sum(cross * cross)
-  return total.astype(out_dtype)
+  return _hsic(weights).astype(out_dtype)
+
+
+def _pairs(num_classifiers: int):
+  return [(v, u) for v in range(num_classifiers) for u in range(v + 1, num_classifiers)]
+
+
+def _hsic_fwd(weights):
+  # With unit columns U_v and their class mean mu_v, the centred product is
+  # (U_v H)(U_u H)^T = U_v U_u^T - C mu_v mu_u^T: no centred [d, C] copy.
+  norms = _common.safe_norm(weights, axis=1)  # [V, C]
+  unit = weights / _common.expand_to(norms, 1, weights.shape[1])
+  num_classes = _common.class_count(weights.shape[2])
+  mean = _common.sum_classes(unit) / num_classes  # [V, d]
+  cross = {}
+  for v, u in _pairs(weights.shape[0]):
+    raw = _common.psum_classes(unit[v] @ unit[u].T)
+    cross[v, u] = raw - num_classes * jnp.outer(mean[v], mean[u])  # [d, d]
+  total = sum((2.0 * jnp.sum(k * k) for k in cross.values()), jnp.zeros((), weights.dtype))
+  _, valid = _common.class_columns(weights.shape[2])
+  return total, (unit, norms, mean, cross, valid)
+
+
+@jax.custom_vjp
+def _hsic(weights):
+  return _hsic_fwd(weights)[0]
+
+
+def _hsic_bwd(residuals, g):
+  # d/d(U_v H) = 4 sum_{u != v} K_vu (U_u H) with K_vu the centred product
+  # (K_uv = K_vu^T); it has zero class mean, so it is also d/dU_v. Then
+  # through the normalisation: dW_v = (dU_v - U_v colsum(dU_v * U_v)) / n_v,
+  # the projection dropped where the norm is floored.
+  unit, norms, mean, cross, valid = residuals
+  grads = []
+  for v in range(unit.shape[0]):
+    d_unit, d_mean = 0.0, 0.0
+    for u in range(unit.shape[0]):
+      if u != v:
+        k = cross[v, u] if v < u else cross[u, v].T
+        d_unit = d_unit + k @ unit[u]
+        d_mean = d_mean + k @ mean[u]
+    d_unit = 4.0 * g * (d_unit - d_mean[:, None])
+    if valid is not None:  # padded classes of a class shard
+      d_unit = jnp.where(valid, d_unit, 0.0)
+    radial = _common.sum_over_axis(d_unit * unit[v], axis=0)
+    radial = jnp.where(norms[v] ** 2 > _common._NORM_FLOOR_SQ, radial, 0.0)
+    grads.append((d_unit - unit[v] * _common.expand_to(radial, 0, unit.shape[1])) / norms[v])
+  return (jnp.stack(grads),)
+
+
+_hsic.defvjp(_hsic_fwd, _hsic_bwd)
 
 
 def ensemble_soft_margin_softmax_loss(
