@@ -39,14 +39,16 @@ from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from margin_jax import losses  # noqa: E402
+from margin_jax import models  # noqa: E402
 from margin_jax import parallel  # noqa: E402
 
 
 class ShardedHeadNet(nn.Module):
-  """Input -> Dense(hidden) -> ReLU -> Dense(feature_dim) = x; the head owns W.
+  """Input -> Dense(hidden) -> ReLU -> Dense(feature_dim) = x, then the
+  library's `models.ClassifierHead` with its classes split over "model".
 
   Returns ``(features [B, d], weights)``: W ``[d, C]`` (stacked ``[V, d, C]``
-  when ``num_classifiers`` > 0), annotated to be split over "model".
+  when ``num_classifiers`` > 0), parameter ``head/kernel``.
   """
 
   hidden_dim: int
@@ -58,12 +60,13 @@ class ShardedHeadNet(nn.Module):
   def __call__(self, inputs):
     hidden = nn.relu(nn.Dense(self.hidden_dim)(inputs))
     features = nn.Dense(self.feature_dim)(hidden)
-    shape, names = (self.feature_dim, self.num_classes), (None, "model")
-    if self.num_classifiers:
-      shape, names = (self.num_classifiers, *shape), (None, *names)
-    # Gaussian std 0.01, the README's classifier initialisation.
-    init = nn.with_partitioning(nn.initializers.normal(0.01), names)
-    return features, self.param("weights", init, shape)
+    head = models.ClassifierHead(
+      num_classes=self.num_classes,
+      num_classifiers=self.num_classifiers,
+      class_axis="model",
+      name="head",
+    )
+    return features, head(features)["weights"]
 
 
 class Trainer(NamedTuple):
@@ -259,7 +262,7 @@ def train(config, *, print_fn=print) -> list[dict]:
   mesh = make_mesh(config)
   trainer = make_train_step(config, mesh)
   params, opt_state = trainer.init(config.seed)
-  w = params["weights"]
+  w = params["head"]["kernel"]
   print_fn(
     f"{jax.device_count()} {jax.devices()[0].platform} devices, mesh {dict(mesh.shape)}; "
     f"{config.loss}, C={config.num_classes:,}, W {w.shape} {w.sharding.spec}: "

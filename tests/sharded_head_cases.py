@@ -42,7 +42,7 @@ def test_w_and_its_momentum_are_split_over_model():
   inputs, labels = trainer.batch(0)
   params, opt_state, _ = jax.block_until_ready(trainer.step(params, opt_state, inputs, labels, 0))
   momentum = opt_state[0].trace
-  for w in (params["weights"], momentum["weights"]):
+  for w in (params["head"]["kernel"], momentum["head"]["kernel"]):
     assert w.sharding.spec == P(None, "model")
     assert w.addressable_shards[0].data.shape == (config.feature_dim, 1000 // 4)
   for name in ("Dense_0", "Dense_1"):

@@ -195,8 +195,8 @@ def run_steps(loss, classes, mesh_shape, dim, batch, sample_rate, steps) -> dict
     "median_step_s": float(np.median(times[1:])),
     "step_losses": step_losses,
     "peak_rss_mib": _harness.peak_rss_mib(),
-    "w_sharding": str(params["weights"].sharding.spec),
-    "momentum_sharding": str(opt_state[0].trace["weights"].sharding.spec),
+    "w_sharding": str(params["head"]["kernel"].sharding.spec),
+    "momentum_sharding": str(opt_state[0].trace["head"]["kernel"].sharding.spec),
     **memory,
   }
 
