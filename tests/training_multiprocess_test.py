@@ -129,26 +129,35 @@ def test_one_device_equals_four_devices(reference, tiny_mnist, tmp_path):
     np.testing.assert_allclose(one[k], reference[k], rtol=2e-4, atol=2e-5, err_msg=k)
 
 
-def test_two_processes_equal_one_process(reference, tiny_mnist, tmp_path):
+def _two_processes(tiny_mnist, tmp_path, *, devices, **overrides):
+  """Two processes with ``devices`` each (gloo on 127.0.0.1) sharing one
+  workdir; both end with the same state, which is returned."""
   port = _free_port()
   runs = [
     _worker(
       tiny_mnist,
       tmp_path,
       f"process{i}",
-      devices=2,
+      devices=devices,
       coordinator=f"127.0.0.1:{port}",
       processes=2,
       process_id=i,
       workdir=tmp_path / "shared",
+      **overrides,
     )
     for i in range(2)
   ]
   for proc, _ in runs:
     _finish(proc)
   first, second = (_load(out) for _, out in runs)
-  for k in reference:
+  for k in first:
     np.testing.assert_array_equal(first[k], second[k], err_msg=k)
+  return first
+
+
+def test_two_processes_equal_one_process(reference, tiny_mnist, tmp_path):
+  first = _two_processes(tiny_mnist, tmp_path, devices=2)
+  for k in reference:
     np.testing.assert_allclose(first[k], reference[k], rtol=2e-4, atol=2e-5, err_msg=k)
   # Metrics come from process 0 only: one line per step.
   lines = (tmp_path / "shared" / "metrics.jsonl").read_text().splitlines()
@@ -210,29 +219,8 @@ def test_mesh_checkpoint_resumes_on_other_device_counts(mesh_reference, tiny_mni
 
 
 def test_two_process_mesh_equals_one_process(mesh_reference, tiny_mnist, tmp_path):
-  """2 processes x 4 devices (gloo on 127.0.0.1), mesh (4, 2), against one
-  process with 8 devices."""
-  port = _free_port()
-  runs = [
-    _worker(
-      tiny_mnist,
-      tmp_path,
-      f"process{i}",
-      devices=4,
-      coordinator=f"127.0.0.1:{port}",
-      processes=2,
-      process_id=i,
-      workdir=tmp_path / "shared",
-      mesh_shape=(4, 2),
-    )
-    for i in range(2)
-  ]
-  for proc, _ in runs:
-    _finish(proc)
-  first, second = (_load(out) for _, out in runs)
-  for k in first:
-    np.testing.assert_array_equal(first[k], second[k], err_msg=k)
-  _close(first, mesh_reference)
+  """2 processes x 4 devices, mesh (4, 2), against one process with 8 devices."""
+  _close(_two_processes(tiny_mnist, tmp_path, devices=4, mesh_shape=(4, 2)), mesh_reference)
 
 
 def _cli(tiny_mnist, workdir, *extra):
