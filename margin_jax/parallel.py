@@ -205,13 +205,15 @@ def shard_classes(
       valid = ids < num_classes
       shard = _common.ClassShard(class_axis, valid, num_classes, batch_axis)
       if sample_rate is not None:
-        local, shard = _sample(local, shard, operands[-1], class_sharded, local_count)
+        local, shard = sample(local, shard, operands[-1])
       elif local_count * num_shards == num_classes:
         shard = _common.ClassShard(class_axis, None, num_classes, batch_axis)
       with _common.class_sharding(shard):
         return loss_fn(**static, **local)
 
-    def _sample(local, shard, key, class_sharded, local_count):
+    def sample(local, shard, key):
+      """This shard's kept classes (`sample_classes` on the global batch's
+      labels), the class arguments cut to them and the labels renumbered."""
       labels = local["labels"]
       if batch_axis is not None:
         labels = lax.all_gather(labels, batch_axis, tiled=True)
