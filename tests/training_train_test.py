@@ -5,6 +5,8 @@ import json
 import chex
 import jax
 import numpy as np
+import optax
+from jax.sharding import PartitionSpec
 import pytest
 import tensorflow_datasets as tfds
 
@@ -139,6 +141,20 @@ def test_every_objective_gives_per_example_loss(loss):
   assert 0 <= float(diagnostics["theta_y"]) <= 180
   assert ("hsic" in diagnostics) == (losses.TABLE[loss].classify == "averaged")
   assert ("lambda" in diagnostics) == (loss in ("l_softmax", "a_softmax"))
+
+
+def test_mesh_state_specs_split_the_head_and_its_momentum():
+  """On a mesh the head's W and its SGD momentum are split over "model";
+  the backbone and its momentum are replicated."""
+  config = smoke.get_config()
+  config.mesh_shape = (2, 2)
+  model = train_lib.create_model(config, 10)
+  _, specs = train_lib.create_train_state(config, model, (28, 28, 1), jax.random.key(0))
+  is_trace = lambda s: isinstance(s, optax.TraceState)
+  (trace,) = [s.trace for s in jax.tree.leaves(specs.opt_state, is_leaf=is_trace) if is_trace(s)]
+  for tree in (specs.params, trace):
+    assert tree["head"]["kernel"] == PartitionSpec(None, "model")
+    assert all(s == PartitionSpec() for s in jax.tree.leaves(tree["backbone"]))
 
 
 def test_mesh_config_errors(tiny_mnist, tmp_path):
