@@ -111,6 +111,15 @@ def _load(path):
     return {k: f[k] for k in f.files}
 
 
+def _close(run, reference, err_msg=""):
+  """Equal up to float32 rounding grown over 24 steps: another device count
+  sums gradients and batch statistics in another order (measured: one
+  conv weight in 225 moves by 3e-5 between 1 and 4 devices)."""
+  assert run.keys() == reference.keys()
+  for k in reference:
+    np.testing.assert_allclose(run[k], reference[k], rtol=2e-4, atol=1e-4, err_msg=err_msg + k)
+
+
 @pytest.fixture(scope="module")
 def reference(tiny_mnist, tmp_path_factory):
   """The single-process, 4-device run."""
@@ -123,10 +132,7 @@ def reference(tiny_mnist, tmp_path_factory):
 def test_one_device_equals_four_devices(reference, tiny_mnist, tmp_path):
   proc, out = _worker(tiny_mnist, tmp_path, "one_device", devices=1)
   _finish(proc)
-  one = _load(out)
-  assert one.keys() == reference.keys()
-  for k in reference:
-    np.testing.assert_allclose(one[k], reference[k], rtol=2e-4, atol=2e-5, err_msg=k)
+  _close(_load(out), reference)
 
 
 def _two_processes(tiny_mnist, tmp_path, *, devices, **overrides):
@@ -157,8 +163,7 @@ def _two_processes(tiny_mnist, tmp_path, *, devices, **overrides):
 
 def test_two_processes_equal_one_process(reference, tiny_mnist, tmp_path):
   first = _two_processes(tiny_mnist, tmp_path, devices=2)
-  for k in reference:
-    np.testing.assert_allclose(first[k], reference[k], rtol=2e-4, atol=2e-5, err_msg=k)
+  _close(first, reference)
   # Metrics come from process 0 only: one line per step.
   lines = (tmp_path / "shared" / "metrics.jsonl").read_text().splitlines()
   assert [json.loads(l)["step"] for l in lines] == list(range(1, STEPS + 1))
@@ -168,13 +173,6 @@ def _free_port():
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
-
-
-def _close(run, reference, err_msg=""):
-  """Equal up to float32 rounding grown over 24 steps (other reduction orders)."""
-  assert run.keys() == reference.keys()
-  for k in reference:
-    np.testing.assert_allclose(run[k], reference[k], rtol=2e-4, atol=1e-4, err_msg=err_msg + k)
 
 
 @pytest.fixture(scope="module")
