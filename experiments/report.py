@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from experiments import campaign  # noqa: E402
@@ -127,6 +128,10 @@ def curves_figure(name: str, out: pathlib.Path, runs_dir=records.RUNS) -> None:
     mean = np.mean([[e for _, e in c] for c in curves], axis=0)
     ax.plot(steps, 100 * mean, marker="o", label=f"{run} (n={len(seeds)})")
   ax.set_yscale("log")
+  # Plain numbers (7, 10, 15, 20), not 7 x 10^0, on the log axis.
+  ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+  ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+  ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.set_xlabel("training step")
   ax.set_ylabel("test error % (mean over seeds, log scale)")
   ax.grid(True, which="both", alpha=0.3)
