@@ -85,8 +85,6 @@ def put_batch(batch):
 class DataParallel:
   """``pmap`` data parallelism over this process's devices (the functions above)."""
 
-  class_axis = None
-
   def batch_devices(self) -> int:
     """The leading axis of host batches (``data.train_batches(num_devices=...)``)."""
     return local_device_count()
@@ -120,8 +118,6 @@ class MeshParallel:
       of a state whose head was initialised with ``class_axis="model"``).
     num_classes: C; ``model`` must divide it.
   """
-
-  class_axis = CLASS_AXIS
 
   def __init__(self, mesh_shape, specs, num_classes: int):
     data, model = mesh_shape
