@@ -360,7 +360,7 @@ def _cast_to_common_vma(*arrays):
 
 @jax.custom_vjp
 def _matmul_unit_columns(a: jax.Array, weights: jax.Array) -> jax.Array:
-  return divide_columns(a @ weights, safe_norm(weights, axis=0))
+  return _matmul_unit_columns_fwd(a, weights)[0]
 
 
 def _matmul_unit_columns_fwd(a, weights):
