@@ -45,8 +45,8 @@ CASES = tuple(_case(spec) for spec in losses.TABLE.values())
 CASES = CASES[:1] + (_case(losses.TABLE["l_softmax"], margin=2),) + CASES[1:]
 
 
-def make_inputs(case: Case, batch: int, dim: int, classes: int, seed: int = 0):
-  """Random (x, W, y, key) with the weight layout the case expects."""
+def make_inputs(case: Case, batch: int, dim: int, classes: int, seed: int = 0, dtype="float32"):
+  """Random (x, W, y, key) with the weight layout the case expects; x and W in ``dtype``."""
   kx, kw, ky = jax.random.split(jax.random.key(seed), 3)
   x = jax.random.normal(kx, (batch, dim), jnp.float32)
   shape = {
@@ -56,7 +56,7 @@ def make_inputs(case: Case, batch: int, dim: int, classes: int, seed: int = 0):
   }[case.weights]
   w = jax.random.normal(kw, shape, jnp.float32) / math.sqrt(dim)
   y = jax.random.randint(ky, (batch,), 0, classes)
-  return x, w, y, jax.random.key(seed + 1)
+  return x.astype(dtype), w.astype(dtype), y, jax.random.key(seed + 1)
 
 
 def value_and_grad(case: Case):

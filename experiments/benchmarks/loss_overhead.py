@@ -37,16 +37,23 @@ def bare_matmuls(x, w):
 
 
 def run_one(
-  batch: int, dim: int, classes: int, budget_s: float, max_reps: int, min_reps: int = 5, names=None
+  batch: int,
+  dim: int,
+  classes: int,
+  budget_s: float,
+  max_reps: int,
+  min_reps: int = 5,
+  names=None,
+  dtype="float32",
 ):
   fns = {}
   for case in _cases.CASES:
     if names is not None and case.name not in names and case.name != BASELINE:
       continue
-    args = _cases.make_inputs(case, batch, dim, classes)
+    args = _cases.make_inputs(case, batch, dim, classes, dtype=dtype)
     step = _cases.value_and_grad(case)
     fns[case.name] = lambda step=step, args=args: jax.block_until_ready(step(*args))
-  x, w, _, _ = _cases.make_inputs(_cases.CASES[0], batch, dim, classes)
+  x, w, _, _ = _cases.make_inputs(_cases.CASES[0], batch, dim, classes, dtype=dtype)
   fns["matmul_fwd"], fns["matmul_fwd_bwd"] = bare_matmuls(x, w)
   cpu: dict[str, list[float]] = {}
   times = _harness.interleaved(
@@ -75,6 +82,7 @@ def run_one(
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   _harness.add_loss_timing_args(parser, max_reps=60)
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="x and W")
   parser.add_argument(
     "--losses", nargs="+", default=None, help="a subset of the cases (softmax is always run)"
   )
@@ -82,13 +90,22 @@ def main(argv=None):
 
   info = _harness.machine_info()
   print(
-    f"# loss overhead, B={args.batch} d={args.dim}; {info.get('cpu')}, "
+    f"# loss overhead, B={args.batch} d={args.dim} {args.dtype}; {info.get('cpu')}, "
     f"{info['cores']} cores, load {info['loadavg_start']}"
   )
   results = []
   for classes in args.classes:
     results.append(
-      run_one(args.batch, args.dim, classes, args.budget, args.max_reps, args.min_reps, args.losses)
+      run_one(
+        args.batch,
+        args.dim,
+        classes,
+        args.budget,
+        args.max_reps,
+        args.min_reps,
+        args.losses,
+        args.dtype,
+      )
     )
     r = results[-1]
     print(f"C={classes}: {r['reps']} rounds, softmax {r['ms'][BASELINE]:.3f} ms", flush=True)
@@ -136,6 +153,7 @@ def main(argv=None):
       "benchmark": "loss_overhead",
       "batch": args.batch,
       "dim": args.dim,
+      "dtype": args.dtype,
       "machine": info,
       "results": results,
     },
