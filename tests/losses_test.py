@@ -549,6 +549,37 @@ def test_hsic_gradient_matches_em_paper_form():
     np.testing.assert_allclose(grad[v], projected / norms[v], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("divergence", ["symmetric", "q_u", "u_q"])
+def test_uniformity_custom_vjp_matches_autodiff_of_the_plain_formula(divergence):
+  x, w, y = make_inputs(18)
+  f = (x @ w) * np.linspace(1.0, 40.0, B)[:, None]  # rows from narrow to wide
+  f[1, y[1]] += 150.0  # a target 150 above every other logit: -log p_y underflows to 0
+
+  def plain(f):  # the loss as written in the paper, differentiated by autodiff
+    is_target = jax.nn.one_hot(y, C, dtype=bool)
+    log_q = jnp.where(is_target, 0.0, jax.nn.log_softmax(jnp.where(is_target, -jnp.inf, f)))
+    q = jnp.where(is_target, 0.0, jnp.exp(log_q))
+    log_u = -np.log(C - 1)
+    kl_qu = jnp.sum(q * (log_q - log_u), axis=1)
+    kl_uq = jnp.sum(jnp.where(is_target, 0.0, np.exp(log_u) * (log_u - log_q)), axis=1)
+    penalty = {"symmetric": 0.5 * (kl_qu + kl_uq), "q_u": kl_qu, "u_q": kl_uq}[divergence]
+    return -jax.nn.log_softmax(f)[np.arange(B), y] + 0.3 * penalty
+
+  def ours(f):
+    return losses.uniformity_regularized_softmax_loss(f, y, lam=0.3, divergence=divergence)
+
+  weights = np.linspace(0.5, 2.0, B)  # distinct cotangents per example
+  expected, expected_grad = jax.value_and_grad(lambda f: jnp.sum(weights * plain(f)))(f)
+  value, grad = jax.value_and_grad(lambda f: jnp.sum(weights * ours(f)))(f)
+  np.testing.assert_allclose(value, expected, rtol=1e-10)
+  np.testing.assert_allclose(grad, expected_grad, rtol=1e-9, atol=1e-12)
+  with jax.enable_x64(False):  # float32 against the float64 reference
+    f32 = jnp.asarray(f, jnp.float32)
+    value, grad = jax.value_and_grad(lambda f: jnp.sum(weights * ours(f)))(f32)
+  np.testing.assert_allclose(value, expected, rtol=1e-5)
+  np.testing.assert_allclose(grad, expected_grad, rtol=2e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", sorted(LOSS_CASES))
 def test_check_grads_float64(name):
   x, w, y = make_inputs(10)

@@ -91,49 +91,71 @@ def soft_margin_softmax_loss(
   )
 
 
-def _penalty(divergence, logits, labels, num_others):
-  """Kobayashi's D(q) per example, and the row statistics its gradient needs.
-
-  Each sum is its own reduction over the logits with row scalars, so that no
-  [B, C] intermediate (log q, q) has to be materialised for several of them.
-  """
+def _uniformity_terms_fwd(divergence, logits, labels, num_others):
+  # Per example, from one max and one three-way sum over the classes (softmax
+  # needs a max and a sum). With s_c = f_c - max_{d != y} f_d and
+  # S = sum_{c != y} e^{s_c}: log q_c = s_c - log S, so
+  # sum q log q = sum e^s s / S - log S and sum log q = sum s - (C-1) log S,
+  # and -log p_y = log(1 + sum_{c != y} e^{f_c - f_y}) = softplus(LSE_{c != y} f - f_y).
   is_target = _common.target_mask(labels, logits.shape[1])
-  lse = _common.logsumexp_classes(jnp.where(is_target, -jnp.inf, logits))  # LSE_{c != y} f
-  log_q = logits - lse[:, None]
-  q_log_q = _common.sum_classes(jnp.where(is_target, 0.0, jnp.exp(log_q) * log_q))
+  target = _common.take_target(logits, labels)
+  peak = _common.max_classes(jnp.where(is_target, -jnp.inf, logits))
+  peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
+  shifted = jnp.where(is_target, 0.0, logits - peak[:, None])
+  exp_shifted = jnp.where(is_target, 0.0, jnp.exp(shifted))
+  total, moment, shifted_sum = _common.sum_classes_together(
+    exp_shifted, exp_shifted * shifted, shifted
+  )
+  log_total = jnp.log(total)
+  lse = peak + log_total  # LSE_{c != y} f
+  q_log_q = moment / total - log_total
   log_others = jnp.log(num_others)
   if divergence == "q_u":
     penalty = q_log_q + log_others
   else:
-    u_log_q = _common.sum_classes(jnp.where(is_target, 0.0, log_q)) / num_others
+    u_log_q = shifted_sum / num_others - log_total
     penalty = 0.5 * (q_log_q - u_log_q) if divergence == "symmetric" else -u_log_q - log_others
-  return penalty, (logits, labels, num_others, lse, q_log_q, _common.class_columns(logits.shape[1]))
+  cross_entropy = jax.nn.softplus(lse - target)
+  columns = _common.class_columns(logits.shape[1])
+  return (cross_entropy, penalty), (
+    logits,
+    labels,
+    num_others,
+    lse,
+    q_log_q,
+    cross_entropy,
+    columns,
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _uniformity_penalty(divergence, logits, labels, num_others):
-  return _penalty(divergence, logits, labels, num_others)[0]
+def _uniformity_terms(divergence, logits, labels, num_others):
+  """Per-example softmax cross-entropy and Kobayashi's D(q), one custom VJP."""
+  return _uniformity_terms_fwd(divergence, logits, labels, num_others)[0]
 
 
-def _uniformity_penalty_bwd(divergence, residuals, g):
-  # With m = sum_{d != y} q_d f_d, for c != y (0 for the target; eq. 12 for
-  # the symmetric case):  dD(q||u)/df_c = q_c (f_c - m),  dD(u||q)/df_c = q_c - u_c,
-  # symmetric = their mean. Elementwise from the row statistics, so no [B, C]
-  # intermediate of the forward pass is kept for it.
-  logits, labels, num_others, lse, q_log_q, (class_ids, valid) = residuals
+def _uniformity_terms_bwd(divergence, residuals, cotangents):
+  # For c != y, with p_c = q_c (1 - p_y) and m = sum_{d != y} q_d f_d (eq. 12
+  # for the symmetric case): dCE/df_c = p_c, dCE/df_y = p_y - 1;
+  # dD(q||u)/df_c = q_c (f_c - m), dD(u||q)/df_c = q_c - u_c, symmetric = their
+  # mean, 0 for the target. One elementwise pass over the logits.
+  g_cross_entropy, g_penalty = cotangents
+  logits, labels, num_others, lse, q_log_q, cross_entropy, (class_ids, valid) = residuals
   is_target = labels[:, None] == class_ids[None, :]
   log_q = logits - lse[:, None]
   q = jnp.exp(log_q)
   q_u = q * (log_q - q_log_q[:, None])  # f_c - m = log q_c - sum_d q_d log q_d
   u_q = q - 1.0 / num_others
-  grad = {"symmetric": 0.5 * (q_u + u_q), "q_u": q_u, "u_q": u_q}[divergence]
+  d_penalty = {"symmetric": 0.5 * (q_u + u_q), "q_u": q_u, "u_q": u_q}[divergence]
+  not_target_mass = -jnp.expm1(-cross_entropy)  # 1 - p_y
+  grad = (g_cross_entropy * not_target_mass)[:, None] * q + g_penalty[:, None] * d_penalty
+  grad = jnp.where(is_target, -(g_cross_entropy * not_target_mass)[:, None], grad)
   if valid is not None:  # padded classes of a class shard
     grad = jnp.where(valid, grad, 0.0)
-  grad = jnp.where(is_target, 0.0, grad) * g[:, None]
   return grad, None, None
 
 
-_uniformity_penalty.defvjp(_penalty, _uniformity_penalty_bwd)
+_uniformity_terms.defvjp(_uniformity_terms_fwd, _uniformity_terms_bwd)
 
 
 def rho_hat(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
@@ -216,8 +238,7 @@ def uniformity_regularized_softmax_loss(
     logits, labels, min_classes=3, where=where
   )
   num_others = _common.class_count(logits.shape[1]) - 1
-  penalty = _uniformity_penalty(divergence, logits, labels, num_others)
-  cross_entropy = _common.logsumexp_classes(logits) - _common.take_target(logits, labels)
+  cross_entropy, penalty = _uniformity_terms(divergence, logits, labels, num_others)
   return _common.apply_where(cross_entropy + lam * penalty, where, out_dtype)
 
 
