@@ -9,8 +9,10 @@ record (`experiments.records`) is written with the command (``{workdir}`` in
 place of the directory), the final test error, the error on the whole
 training set, the metric curves, retrieval metrics of the test features
 (precision@1, R-precision, MAP@R by cosine similarity) and, for feature
-tables, the test features themselves. Runs with a record are skipped; a
-run whose work directory already holds checkpoints is resumed (``--resume``),
+tables, the test features themselves. Runs with a record are skipped, runs
+whose exact command is on record under another table are copied from it
+(``same_command_as``); a run whose work directory already holds checkpoints
+is resumed (``--resume``),
 so an interrupted campaign continues where it stopped. Seed s gives every
 loss of a table the same initialisation and data order (paired seeds).
 
@@ -52,14 +54,25 @@ CURVE_KEYS = (
 @dataclasses.dataclass(frozen=True)
 class Table:
   """A set of runs sharing one config file; ``runs`` maps a run name to its
-  ``--config.<field>`` overrides. ``features``: keep the test features."""
+  ``--config.<field>`` overrides. ``features``: keep the test features.
+  ``curves``: the metric curves its figure plots, one panel each."""
 
   config: str
   runs: dict
   paper: str
   baseline: str = "softmax"
   features: bool = False
+  curves: tuple = ("test_error",)
 
+
+FMNIST = "experiments/configs/repro_fmnist.py"
+NOISY_SUBSET = {"loss": "noisy_softmax", "alpha_squared": 0.5}  # Noisy Sec 5.4's alpha^2
+KOBAYASHI_TABLE3 = {
+  "softmax": {"loss": "softmax"},
+  "uniformity_0.3": {"loss": "uniformity", "uniformity_lambda": 0.3},
+  "uniformity_1": {"loss": "uniformity", "uniformity_lambda": 1.0},
+  "lsr": {"loss": "lsr", "smoothing": 0.1},
+}
 
 TABLES = {
   "features_2d": Table(
@@ -75,7 +88,7 @@ TABLES = {
     features=True,
   ),
   "fmnist_main": Table(
-    config="experiments/configs/repro_fmnist.py",
+    config=FMNIST,
     paper="L-Softmax Table 2, Noisy Table 3, Virtual Table 3, EM Table 1, Kobayashi Table 2 "
     "(their MNIST/CIFAR rankings; no paper reports Fashion-MNIST)",
     runs={
@@ -89,6 +102,72 @@ TABLES = {
       "em_softmax_v2": {"loss": "em_softmax", "num_classifiers": 2, "diversity": 0.1},
       "uniformity": {"loss": "uniformity", "uniformity_lambda": 0.3},
     },
+  ),
+  "noisy_sec54_1pct": Table(
+    config="experiments/configs/repro_mnist_subset.py",
+    paper="Noisy Softmax Sec 5.4, MNIST 1% (600 images)",
+    runs={
+      "softmax": {"loss": "softmax", "train_fraction": 0.01},
+      "noisy_softmax": {**NOISY_SUBSET, "train_fraction": 0.01},
+    },
+  ),
+  "noisy_sec54_10pct": Table(
+    config="experiments/configs/repro_mnist_subset.py",
+    paper="Noisy Softmax Sec 5.4, MNIST 10% (6,000 images)",
+    runs={
+      "softmax": {"loss": "softmax", "train_fraction": 0.1},
+      "noisy_softmax": {**NOISY_SUBSET, "train_fraction": 0.1},
+    },
+  ),
+  "kobayashi_table3_subset": Table(
+    config=FMNIST,
+    paper="Kobayashi Table 3(a) analogue: Fashion-MNIST, 10% of the training set",
+    runs={name: {**o, "train_fraction": 0.1} for name, o in KOBAYASHI_TABLE3.items()},
+  ),
+  "kobayashi_table3_polluted": Table(
+    config=FMNIST,
+    paper="Kobayashi Table 3(b) analogue: Fashion-MNIST, 40% of the training labels flipped",
+    runs={name: {**o, "label_noise": 0.4} for name, o in KOBAYASHI_TABLE3.items()},
+  ),
+  "lsoftmax_fig6": Table(
+    config=FMNIST,
+    paper="L-Softmax Fig 6 analogue: margin m = 1 (softmax) .. 4",
+    runs={
+      "softmax": {"loss": "softmax"},
+      "l_softmax_m2": {"loss": "l_softmax", "margin": 2},
+      "l_softmax_m3": {"loss": "l_softmax", "margin": 3},
+      "l_softmax_m4": {"loss": "l_softmax", "margin": 4},
+    },
+    curves=("test_error", "accuracy", "lambda"),
+  ),
+  "noisy_table1": Table(
+    config=FMNIST,
+    paper="Noisy Softmax Table 1 and Figs 3-4: the noise formulations at alpha^2 = 0.1",
+    runs={
+      "softmax": {"loss": "softmax"},
+      "noise_annealed": {"loss": "noisy_softmax", "alpha_squared": 0.1},  # the default noise
+      **{
+        f"noise_{noise}": {"loss": "noisy_softmax", "alpha_squared": 0.1, "noise": noise}
+        for noise in ("amplitude", "free", "normal", "negative")
+      },
+    },
+    curves=("test_error", "saturated", "p_target"),
+  ),
+  "em_fig1_fig2": Table(
+    config=FMNIST,
+    paper="EM-Softmax Fig 1 (lambda at V = 2) and Fig 2 (V at lambda = 0.1)",
+    runs={
+      "softmax": {"loss": "softmax"},
+      **{
+        f"em_v2_lambda{lam:g}": {"loss": "em_softmax", "num_classifiers": 2, "diversity": lam}
+        for lam in (0.0, 0.01, 0.1, 1.0)
+      },
+      **{
+        f"em_v{v}_lambda0.1": {"loss": "em_softmax", "num_classifiers": v, "diversity": 0.1}
+        for v in (1, 3, 4)
+      },
+    },
+    curves=("test_error", "hsic"),
   ),
 }
 
@@ -132,11 +211,36 @@ def _final_state_outputs(workdir: pathlib.Path, with_features: bool, data_dir=No
   return out
 
 
+def _same_command(table_name: str, run: str, seed: int, runs_dir) -> dict | None:
+  """The record of exactly this run's command under another table, if any."""
+  template = command(TABLES[table_name], TABLES[table_name].runs[run], seed)
+  for other_name, other in TABLES.items():
+    for other_run, overrides in other.runs.items():
+      if other_name != table_name and command(other, overrides, seed) == template:
+        path = records.path(other_name, other_run, seed, runs_dir)
+        if path.exists():
+          return records.load(path)
+  return None
+
+
 def train_run(table_name: str, run: str, seed: int, runs_dir=records.RUNS) -> dict:
-  """Trains (or resumes) one run in a subprocess and writes its record."""
+  """Trains (or resumes) one run in a subprocess and writes its record; a run
+  whose exact command another table has on record is copied, not retrained."""
   table = TABLES[table_name]
   overrides = table.runs[run]
   path = records.path(table_name, run, seed, runs_dir)
+  twin = _same_command(table_name, run, seed, runs_dir)
+  if twin is not None:
+    name = path.name.removesuffix(".json.gz")
+    record = {
+      **twin,
+      "name": name,
+      "table": table_name,
+      "run": run,
+      "same_command_as": twin["name"],
+    }
+    records.write(path, record)
+    return record
   workroot = pathlib.Path(os.environ.get("MARGIN_JAX_CAMPAIGN_DIR", ROOT / "workdirs" / "campaign"))
   workdir = workroot / path.name.removesuffix(".json.gz")
   template = command(table, overrides, seed)

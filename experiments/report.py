@@ -105,38 +105,58 @@ def features_figure(name: str, out: pathlib.Path, runs_dir=records.RUNS, seed: i
   plt.close(fig)
 
 
+# Curve key -> (axis label, y scale, value shown). The records' curves are the
+# training log's: batch statistics every log step, test error every eval.
+PANELS = {
+  "test_error": ("test error %", "log", lambda v: 100 * v),
+  "accuracy": ("training error % (logged batches)", "log", lambda v: 100 * (1 - v)),
+  "lambda": ("L-Softmax lambda", "log", lambda v: v),
+  "saturated": ("saturated examples % (P(y|x) > 0.99)", "linear", lambda v: 100 * v),
+  "p_target": ("mean P(y|x)", "linear", lambda v: v),
+  "hsic": ("HSIC diversity (eq 6)", "log", lambda v: v),
+}
+
+
+def _mean_curve(seeds: dict, key: str):
+  """Steps where ``key`` was logged, and its mean over the seeds' records."""
+  steps, values = None, []
+  for record in seeds.values():
+    points = [
+      (s, v) for s, v in zip(record["curves"]["step"], record["curves"][key]) if v is not None
+    ]
+    steps = [s for s, _ in points]
+    values.append([v for _, v in points])
+  return steps, np.mean(values, axis=0)
+
+
 def curves_figure(name: str, out: pathlib.Path, runs_dir=records.RUNS) -> None:
-  """Test error over training (mean over seeds) for every run of a table."""
+  """One panel per curve of the table (test error first), mean over seeds."""
   table = campaign.TABLES[name]
   on_record = records.load_table(name, runs_dir)
   if not on_record:
     return
-  fig, ax = plt.subplots(figsize=(6.5, 4))
-  for run in table.runs:
-    seeds = on_record.get(run, {})
-    if not seeds:
-      continue
-    curves = []
-    for record in seeds.values():
-      points = [
-        (s, e)
-        for s, e in zip(record["curves"]["step"], record["curves"]["test_error"])
-        if e is not None
-      ]
-      curves.append(points)
-    steps = [s for s, _ in curves[0]]
-    mean = np.mean([[e for _, e in c] for c in curves], axis=0)
-    ax.plot(steps, 100 * mean, marker="o", label=f"{run} (n={len(seeds)})")
-  ax.set_yscale("log")
-  # Plain numbers (7, 10, 15, 20), not 7 x 10^0, on the log axis.
-  ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
-  ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-  ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-  ax.set_xlabel("training step")
-  ax.set_ylabel("test error % (mean over seeds, log scale)")
-  ax.grid(True, which="both", alpha=0.3)
-  ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
-  ax.set_title(f"{name}: test error over training")
+  fig, axes = plt.subplots(
+    1, len(table.curves), figsize=(5.2 * len(table.curves) + 1.8, 4), squeeze=False
+  )
+  colors = plt.get_cmap("tab10" if len(table.runs) <= 10 else "tab20")
+  for ax, key in zip(axes[0], table.curves):
+    label, scale, shown = PANELS[key]
+    for i, run in enumerate(table.runs):
+      seeds = on_record.get(run, {})
+      if seeds and all(key in r["curves"] for r in seeds.values()):
+        steps, mean = _mean_curve(seeds, key)
+        marker = "o" if key == "test_error" else None
+        ax.plot(steps, shown(mean), marker=marker, color=colors(i), label=f"{run} (n={len(seeds)})")
+    ax.set_yscale(scale)
+    if scale == "log":  # Plain numbers (7, 10, 15), not 7 x 10^0.
+      ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+      ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+      ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"{label}, mean over seeds" + (" (log scale)" if scale == "log" else ""))
+    ax.grid(True, which="both", alpha=0.3)
+  axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+  fig.suptitle(f"{name}: {table.paper}", fontsize=9)
   fig.tight_layout()
   fig.savefig(out, dpi=110)
   plt.close(fig)

@@ -1,6 +1,7 @@
 """Tests of the reproduction machinery: statistics, records, one real run
 through the campaign, and the report."""
 
+import importlib
 import json
 import shlex
 import subprocess
@@ -13,6 +14,7 @@ from experiments import campaign
 from experiments import records
 from experiments import report
 from experiments import stats
+from margin_jax.training import objectives
 
 ROOT = campaign.ROOT
 
@@ -109,3 +111,48 @@ def test_report_writes_tables_and_figures(tmp_path, monkeypatch):
   assert (tmp_path / "features_2d.png").stat().st_size > 0
   assert (tmp_path / "features_2d_curves.png").stat().st_size > 0
   assert len(table.runs) == 5
+
+
+@pytest.mark.parametrize("name", sorted(campaign.TABLES))
+def test_every_table_run_is_a_valid_config(name):
+  table = campaign.TABLES[name]
+  base = importlib.import_module(table.config.removesuffix(".py").replace("/", ".")).get_config()
+  assert table.baseline in table.runs
+  for run, overrides in table.runs.items():
+    config = base.copy_and_resolve_references()
+    for field, value in overrides.items():
+      assert field in config, f"{name}/{run}: no config field {field!r}"
+      config[field] = value
+    objectives.get_objective(config)
+    assert set(table.curves) <= set(campaign.CURVE_KEYS) & set(report.PANELS)
+
+
+def test_a_command_on_record_under_another_table_is_copied_not_trained(tmp_path, monkeypatch):
+  runs = {"softmax": {"loss": "softmax"}}
+  for name in ("first", "second"):
+    monkeypatch.setitem(campaign.TABLES, name, campaign.Table("c.py", runs, paper="none"))
+  original = {"name": "first__softmax__s3", "run": "softmax", "seed": 3, "test_error": 0.25}
+  records.write(records.path("first", "softmax", 3, tmp_path), original)
+  monkeypatch.setattr(campaign.subprocess, "run", lambda *a, **k: pytest.fail("trained"))
+  copy = campaign.train_run("second", "softmax", 3, runs_dir=tmp_path)
+  assert copy == records.load(records.path("second", "softmax", 3, tmp_path))
+  assert copy["test_error"] == 0.25 and copy["same_command_as"] == "first__softmax__s3"
+  assert copy["table"] == "second" and copy["name"] == "second__softmax__s3"
+  # Another seed is another command: nothing to copy, so it would train.
+  with pytest.raises(pytest.fail.Exception, match="trained"):
+    campaign.train_run("second", "softmax", 4, runs_dir=tmp_path)
+
+
+def test_curve_figure_has_a_panel_per_curve(tmp_path, monkeypatch):
+  table = campaign.Table("c.py", {"softmax": {}}, paper="none", curves=("test_error", "lambda"))
+  monkeypatch.setattr(campaign, "TABLES", {"t": table})
+  curves = {"step": [50, 100], "test_error": [None, 0.1], "lambda": [100.0, 1.0]}
+  for seed in (0, 1):
+    records.write(
+      records.path("t", "softmax", seed, tmp_path),
+      {"run": "softmax", "seed": seed, "curves": curves},
+    )
+  report.curves_figure("t", tmp_path / "t.png", runs_dir=tmp_path)
+  assert (tmp_path / "t.png").stat().st_size > 0
+  steps, mean = report._mean_curve(records.load_table("t", tmp_path)["softmax"], "test_error")
+  assert steps == [100] and mean.tolist() == [0.1]
