@@ -1,6 +1,6 @@
 """In one process, interleaved: the hand-written VJPs against autodiff of the
-previous formulations (copied here as references), and the cost of a pass over W's
-column norms alone. B=256, d=512, C=10,000, float32, value_and_grad w.r.t. x and W.
+previous formulations (copied here as references), and the cost of the cosine logits' passes over W
+[d, C] alone. B=256, d=512, C=10,000, float32, value_and_grad w.r.t. x and W.
 
   .venv/bin/python -m experiments.benchmarks.custom_vjp_ab
 """
@@ -48,35 +48,59 @@ def main():
   single = stacked[0] + 0.0  # its own buffer: no slice inside the timed steps
   y = jax.random.randint(ky, (B,), 0, C)
 
-  def em(x, w, hsic):
-    margins = sum(losses.soft_margin_softmax_loss(x @ w[v], y, margin=0.3) for v in range(2))
-    return margins + 0.1 * hsic(w)
+  def em(x, w, y, hsic):  # EM-Softmax's logits as the library forms them, one batched dot
+    logits = jax.lax.dot_general(
+      jnp.broadcast_to(x, (2, *x.shape)), w, (((2,), (1,)), ((0,), (0,)))
+    )
+    margins = losses.soft_margin_softmax_loss(logits.reshape(-1, C), jnp.tile(y, 2), margin=0.3)
+    return margins.reshape(2, -1).sum(0) + 0.1 * hsic(w)
 
   cases = {
-    "softmax": lambda x, w: losses.softmax_loss(x @ w, y),
-    "uniformity, custom VJP": lambda x, w: losses.uniformity_regularized_softmax_loss(
+    "softmax": lambda x, w, y: losses.softmax_loss(x @ w, y),
+    "uniformity, custom VJP": lambda x, w, y: losses.uniformity_regularized_softmax_loss(
       x @ w, y, lam=0.3
     ),
-    "uniformity, autodiff": lambda x, w: autodiff_uniformity(x @ w, y),
-    "cosface": lambda x, w: losses.cosface_loss(x, w, y, scale=64.0, margin=0.35),
-    "softmax + sum_j ||W_j||^2": lambda x, w: losses.softmax_loss(x @ w, y) + 1e-3 * jnp.sum(w * w),
-    "EM V=2, HSIC custom VJP": lambda x, w: em(x, w, losses.hsic_diversity),
-    "EM V=2, HSIC autodiff": lambda x, w: em(x, w, autodiff_hsic),
-    "EM V=2 without HSIC": lambda x, w: em(x, w, lambda w: 0.0),
+    "uniformity, autodiff": lambda x, w, y: autodiff_uniformity(x @ w, y),
+    "cosface": lambda x, w, y: losses.cosface_loss(x, w, y, scale=64.0, margin=0.35),
+    "EM V=2, HSIC custom VJP": lambda x, w, y: em(x, w, y, losses.hsic_diversity),
+    "EM V=2, HSIC autodiff": lambda x, w, y: em(x, w, y, autodiff_hsic),
+    "EM V=2 without HSIC": lambda x, w, y: em(x, w, y, lambda w: 0.0),
   }
   steps = {
-    name: jax.jit(jax.value_and_grad(lambda x, w, f=f: f(x, w).mean(), argnums=(0, 1)))
+    name: jax.jit(jax.value_and_grad(lambda x, w, y, f=f: f(x, w, y).mean(), argnums=(0, 1)))
     for name, f in cases.items()
   }
+  # The passes over W [d, C] that the cosine logits add to softmax, alone: the
+  # column norms (forward) and dW - W_j r_j / ||W_j||^2 (backward).
+  r = jnp.ones((C,))
+
+  @jax.jit
+  def norm_passes(w, dw):
+    norms = jnp.sqrt(_common.sum_over_axis(w * w, axis=0))
+    return norms, dw - w * (r / norms**2)
+
+  steps["cosine's [d, C] passes alone"] = lambda x, w, y: norm_passes(w, w)
+
+  # EM-Softmax's floor: its matmuls alone, on inputs of their shapes (the two
+  # classifiers' forward and backward products, HSIC's U_0 U_1^T and K U_u).
+  g = jnp.ones((2, B, C)) / C
+  k = jnp.eye(D)
+
+  @jax.jit
+  def em_matmuls(x, w):
+    classifiers = [(x @ w[v], g[v] @ w[v].T, x.T @ g[v]) for v in range(2)]
+    return classifiers, w[0] @ w[1].T, k @ w[1], k.T @ w[0]
+
+  steps["EM's matmuls alone"] = lambda x, w, y: em_matmuls(x, w)
   weights = {name: stacked if name.startswith("EM") else single for name in steps}
   for name, step in steps.items():
     for _ in range(2):
-      jax.block_until_ready(step(x, weights[name]))
+      jax.block_until_ready(step(x, weights[name], y))
   times = {name: [] for name in steps}
   for _ in range(25):
     for name, step in steps.items():
       start = time.perf_counter()
-      jax.block_until_ready(step(x, weights[name]))
+      jax.block_until_ready(step(x, weights[name], y))
       times[name].append(time.perf_counter() - start)
   base = np.array(times["softmax"])
   print(f"# B={B} d={D} C={C}, load {np.round(os.getloadavg(), 1)}")
