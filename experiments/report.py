@@ -107,9 +107,10 @@ def features_figure(name: str, out: pathlib.Path, runs_dir=records.RUNS, seed: i
 
 # Curve key -> (axis label, y scale, value shown). The records' curves are the
 # training log's: batch statistics every log step, test error every eval.
+# Percentages on a log axis get plain ticks (7, 10, 15), not 7 x 10^0.
 PANELS = {
   "test_error": ("test error %", "log", lambda v: 100 * v),
-  "accuracy": ("training error % (logged batches)", "log", lambda v: 100 * (1 - v)),
+  "accuracy": ("training error % (one batch)", "log", lambda v: 100 * (1 - v)),
   "lambda": ("L-Softmax lambda", "log", lambda v: v),
   "saturated": ("saturated examples % (P(y|x) > 0.99)", "linear", lambda v: 100 * v),
   "p_target": ("mean P(y|x)", "linear", lambda v: v),
@@ -148,17 +149,27 @@ def curves_figure(name: str, out: pathlib.Path, runs_dir=records.RUNS) -> None:
         marker = "o" if key == "test_error" else None
         ax.plot(steps, shown(mean), marker=marker, color=colors(i), label=f"{run} (n={len(seeds)})")
     ax.set_yscale(scale)
-    if scale == "log":  # Plain numbers (7, 10, 15), not 7 x 10^0.
-      ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    if scale == "log" and "%" in label:
+      low, high = ax.get_ylim()
+      subs = (
+        (1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if high / low > 5 else (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8)
+      )
+      ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=subs))
       ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
       ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("training step")
-    ax.set_ylabel(f"{label}, mean over seeds" + (" (log scale)" if scale == "log" else ""))
+    ax.set_ylabel(label + (" (log scale)" if scale == "log" else ""))
     ax.grid(True, which="both", alpha=0.3)
-  axes[0][-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
+  fig.legend(
+    *axes[0][0].get_legend_handles_labels(),
+    title="mean over seeds",
+    fontsize=8,
+    loc="center left",
+    bbox_to_anchor=(1.0, 0.5),
+  )
   fig.suptitle(f"{name}: {table.paper}", fontsize=9)
   fig.tight_layout()
-  fig.savefig(out, dpi=110)
+  fig.savefig(out, dpi=110, bbox_inches="tight")
   plt.close(fig)
 
 
