@@ -103,22 +103,17 @@ TABLES = {
       "uniformity": {"loss": "uniformity", "uniformity_lambda": 0.3},
     },
   ),
-  "noisy_sec54_1pct": Table(
-    config="experiments/configs/repro_mnist_subset.py",
-    paper="Noisy Softmax Sec 5.4, MNIST 1% (600 images)",
-    runs={
-      "softmax": {"loss": "softmax", "train_fraction": 0.01},
-      "noisy_softmax": {**NOISY_SUBSET, "train_fraction": 0.01},
-    },
-  ),
-  "noisy_sec54_10pct": Table(
-    config="experiments/configs/repro_mnist_subset.py",
-    paper="Noisy Softmax Sec 5.4, MNIST 10% (6,000 images)",
-    runs={
-      "softmax": {"loss": "softmax", "train_fraction": 0.1},
-      "noisy_softmax": {**NOISY_SUBSET, "train_fraction": 0.1},
-    },
-  ),
+  **{
+    f"noisy_sec54_{percent}pct": Table(
+      config="experiments/configs/repro_mnist_subset.py",
+      paper=f"Noisy Softmax Sec 5.4, MNIST {percent}% ({600 * percent:,} images)",
+      runs={
+        "softmax": {"loss": "softmax", "train_fraction": percent / 100},
+        "noisy_softmax": {**NOISY_SUBSET, "train_fraction": percent / 100},
+      },
+    )
+    for percent in (1, 10)
+  },
   "kobayashi_table3_subset": Table(
     config=FMNIST,
     paper="Kobayashi Table 3(a) analogue: Fashion-MNIST, 10% of the training set",
