@@ -206,9 +206,8 @@ def _final_state_outputs(workdir: pathlib.Path, with_features: bool, data_dir=No
   return out
 
 
-def _same_command(table_name: str, run: str, seed: int, runs_dir) -> dict | None:
-  """The record of exactly this run's command under another table, if any."""
-  template = command(TABLES[table_name], TABLES[table_name].runs[run], seed)
+def _same_command(template: list[str], table_name: str, seed: int, runs_dir) -> dict | None:
+  """The record of the command ``template`` under a table other than ``table_name``, if any."""
   for other_name, other in TABLES.items():
     for other_run, overrides in other.runs.items():
       if other_name != table_name and command(other, overrides, seed) == template:
@@ -224,9 +223,10 @@ def train_run(table_name: str, run: str, seed: int, runs_dir=records.RUNS) -> di
   table = TABLES[table_name]
   overrides = table.runs[run]
   path = records.path(table_name, run, seed, runs_dir)
-  twin = _same_command(table_name, run, seed, runs_dir)
+  name = path.name.removesuffix(".json.gz")
+  template = command(table, overrides, seed)
+  twin = _same_command(template, table_name, seed, runs_dir)
   if twin is not None:
-    name = path.name.removesuffix(".json.gz")
     record = {
       **twin,
       "name": name,
@@ -237,8 +237,7 @@ def train_run(table_name: str, run: str, seed: int, runs_dir=records.RUNS) -> di
     records.write(path, record)
     return record
   workroot = pathlib.Path(os.environ.get("MARGIN_JAX_CAMPAIGN_DIR", ROOT / "workdirs" / "campaign"))
-  workdir = workroot / path.name.removesuffix(".json.gz")
-  template = command(table, overrides, seed)
+  workdir = workroot / name
   argv = [
     sys.executable if a == "python" else str(workdir) if a == "{workdir}" else a for a in template
   ]
@@ -249,7 +248,7 @@ def train_run(table_name: str, run: str, seed: int, runs_dir=records.RUNS) -> di
   with open(workdir / "metrics.jsonl") as f:
     lines = [json.loads(line) for line in f]
   record = {
-    "name": path.name.removesuffix(".json.gz"),
+    "name": name,
     "table": table_name,
     "run": run,
     "command": shlex.join(template),
