@@ -2,24 +2,64 @@
 
 Timing protocol (used by every script): the compared functions are called
 round-robin in the same process, each call blocked until its result is ready,
-after a warm-up that includes compilation. The start of the round rotates so
-no function always runs right after the same neighbour. A benchmark reports
-the median time of each function and, against a baseline, the median of the
-per-round ratios (a ratio of two calls made seconds apart is robust to the
-slow drift in load from other processes on a shared machine).
+after a warm-up that includes compilation. Each round runs them in a fresh
+random order (seeded), so no function always runs right after the same
+neighbour: a call made right after a large one (EM-Softmax, Sub-center
+ArcFace) was measured up to 50% slower, and a fixed order charged that to the
+same function every round. A benchmark reports the median time of each
+function and, against a baseline, the median of the per-round ratios (a ratio
+of two calls made seconds apart is robust to the slow drift in load from other
+processes on a shared machine).
+
+The timing scripts first pin glibc's allocator (``pin_allocator``), so every
+function's temporaries are reused from the heap rather than faulted in afresh
+on every call, whichever functions ran before.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import sys
 import time
 from typing import Any, Callable, Mapping, Sequence
+
+
+# mallopt parameters (glibc's malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+
+
+def pin_allocator() -> bool:
+  """Makes glibc's malloc keep freed memory and serve every size from one heap.
+
+  XLA:CPU allocates each call's temporaries anew. By default glibc returns
+  large freed blocks to the OS (its mmap and trim thresholds adapt to the
+  process's history, and allocations above a thread arena's 64 MiB heap are
+  always mmapped), so a function can pay a page fault per 4 KiB of its
+  temporaries on every call, or not, depending on what ran before it: measured
+  here, 2,500-35,000 faults per call for some losses and ~0.75 us each (EM-Softmax
+  V=2 at C = 10^4: 114 -> 95 ms). Fixed thresholds and one arena remove that.
+  Call it before the first JAX computation (XLA's worker threads take their
+  arenas then). Returns False where glibc is not the C library (nothing is
+  changed).
+  """
+  global _allocator_pinned
+  try:
+    libc = ctypes.CDLL("libc.so.6")
+    settings = ((_M_MMAP_THRESHOLD, 1 << 30), (_M_TRIM_THRESHOLD, (1 << 31) - 1), (_M_ARENA_MAX, 1))
+    _allocator_pinned = all(libc.mallopt(param, value) == 1 for param, value in settings)
+  except (OSError, AttributeError):
+    _allocator_pinned = False
+  return _allocator_pinned
+
+
+_allocator_pinned = False
 
 
 def machine_info() -> dict[str, Any]:
@@ -48,6 +88,7 @@ def machine_info() -> dict[str, Any]:
     if module is not None:
       info[name] = getattr(module, "__version__", "?")
   info["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
+  info["allocator_pinned"] = _allocator_pinned
   return info
 
 
@@ -64,12 +105,14 @@ def interleaved(
   max_reps: int = 50,
   budget_s: float = 60.0,
   cpu_times: dict[str, list[float]] | None = None,
+  seed: int = 0,
 ) -> dict[str, list[float]]:
   """Times each zero-argument ``fn`` (which must block on its result) round-robin.
 
   Runs ``warmup`` untimed rounds, then as many timed rounds as fit in
-  ``budget_s`` (between ``min_reps`` and ``max_reps``). Returns the seconds of
-  every timed call, per name, in round order. If ``cpu_times`` is given, it is
+  ``budget_s`` (between ``min_reps`` and ``max_reps``), each round in a random
+  order drawn from ``seed``. Returns the seconds of every timed call, per
+  name, in round order. If ``cpu_times`` is given, it is
   filled the same way with the process CPU seconds (all threads) of each call:
   on a machine shared with other jobs, CPU time is not inflated by waiting for
   a core, so its ratios are a second, load-robust view of the same runs.
@@ -81,11 +124,11 @@ def interleaved(
   times: dict[str, list[float]] = {name: [] for name in names}
   if cpu_times is not None:
     cpu_times.update({name: [] for name in names})
+  rng = random.Random(seed)
   start = time.perf_counter()
   reps = 0
   while reps < max_reps:
-    shift = reps % len(names)
-    for name in names[shift:] + names[:shift]:
+    for name in rng.sample(names, len(names)):
       c0, t0 = time.process_time(), time.perf_counter()
       fns[name]()
       times[name].append(time.perf_counter() - t0)

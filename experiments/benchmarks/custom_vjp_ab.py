@@ -8,12 +8,12 @@ previous formulations (copied here as references), and the cost of the cosine lo
 from __future__ import annotations
 
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.benchmarks import _harness
 from margin_jax import losses
 from margin_jax.losses import _common
 
@@ -42,6 +42,7 @@ def autodiff_hsic(weights):
 
 
 def main():
+  pinned = _harness.pin_allocator()
   kx, kw, ky = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (B, D))
   stacked = jax.random.normal(kw, (2, D, C)) / D**0.5  # EM's two classifiers
@@ -93,17 +94,13 @@ def main():
 
   steps["EM's matmuls alone"] = lambda x, w, y: em_matmuls(x, w)
   weights = {name: stacked if name.startswith("EM") else single for name in steps}
-  for name, step in steps.items():
-    for _ in range(2):
-      jax.block_until_ready(step(x, weights[name], y))
-  times = {name: [] for name in steps}
-  for _ in range(25):
-    for name, step in steps.items():
-      start = time.perf_counter()
-      jax.block_until_ready(step(x, weights[name], y))
-      times[name].append(time.perf_counter() - start)
+  calls = {
+    name: lambda step=step, w=weights[name]: jax.block_until_ready(step(x, w, y))
+    for name, step in steps.items()
+  }
+  times = _harness.interleaved(calls, min_reps=25, max_reps=25)
   base = np.array(times["softmax"])
-  print(f"# B={B} d={D} C={C}, load {np.round(os.getloadavg(), 1)}")
+  print(f"# B={B} d={D} C={C}, load {np.round(os.getloadavg(), 1)}, allocator pinned: {pinned}")
   for name, ts in times.items():
     ratio = np.median(np.array(ts) / base)
     print(f"{name:30s} {1e3 * np.median(ts):8.2f} ms   ratio to softmax {ratio:.3f}")

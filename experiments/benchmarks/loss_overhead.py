@@ -80,6 +80,7 @@ def run_one(
 
 
 def main(argv=None):
+  _harness.pin_allocator()
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   _harness.add_loss_timing_args(parser, max_reps=60)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="x and W")

@@ -128,6 +128,7 @@ def run_one(batch, dim, classes, threads, budget_s, max_reps, names, min_reps=5)
 
 
 def main(argv=None):
+  _harness.pin_allocator()
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   _harness.add_loss_timing_args(parser, max_reps=40)
   parser.add_argument("--threads", type=int, default=os.cpu_count())
