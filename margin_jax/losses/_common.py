@@ -152,24 +152,6 @@ def sum_classes(values: jax.Array) -> jax.Array:
   return lax.psum(jnp.sum(mask_padding(values, 0.0), axis=-1), shard.axis_name)
 
 
-def sum_classes_together(*values: jax.Array) -> tuple[jax.Array, ...]:
-  """`sum_classes` of several same-shape arrays as one variadic reduce.
-
-  XLA:CPU keeps a [B, C] buffer for separate sums over the same logits (2
-  [B, C] temporaries for Kobayashi's loss, against 1 with one reduce; the
-  same time at C = 10^4).
-  """
-  values = tuple(mask_padding(v, 0.0) for v in values)
-  sums = lax.reduce(
-    values,
-    tuple(jnp.zeros((), v.dtype) for v in values),
-    lambda a, b: tuple(x + y for x, y in zip(a, b)),
-    (values[0].ndim - 1,),
-  )
-  shard = _CLASS_SHARD.get()
-  return sums if shard is None else tuple(lax.psum(sums, shard.axis_name))
-
-
 def max_classes(values: jax.Array) -> jax.Array:
   """Max over the class (last) axis across shards (not differentiable sharded)."""
   shard = _CLASS_SHARD.get()

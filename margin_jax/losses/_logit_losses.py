@@ -92,7 +92,7 @@ def soft_margin_softmax_loss(
 
 
 def _uniformity_terms_fwd(divergence, logits, labels, num_others):
-  # Per example, from one max and one three-way sum over the classes (softmax
+  # Per example, from one max and three sums over the classes (softmax
   # needs a max and a sum). With s_c = f_c - max_{d != y} f_d and
   # S = sum_{c != y} e^{s_c}: log q_c = s_c - log S, so
   # sum q log q = sum e^s s / S - log S and sum log q = sum s - (C-1) log S,
@@ -103,8 +103,10 @@ def _uniformity_terms_fwd(divergence, logits, labels, num_others):
   peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
   shifted = jnp.where(is_target, 0.0, logits - peak[:, None])
   exp_shifted = jnp.where(is_target, 0.0, jnp.exp(shifted))
-  total, moment, shifted_sum = _common.sum_classes_together(
-    exp_shifted, exp_shifted * shifted, shifted
+  # Three separate sums: XLA:CPU fuses them into one pass over the logits
+  # (a variadic reduce keeps one fewer [B, C] buffer but runs ~15% slower).
+  total, moment, shifted_sum = (
+    _common.sum_classes(v) for v in (exp_shifted, exp_shifted * shifted, shifted)
   )
   log_total = jnp.log(total)
   lse = peak + log_total  # LSE_{c != y} f
