@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 # mallopt parameters (glibc's malloc.h).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_allocator_pinned = False  # set by pin_allocator, recorded by machine_info
 
 
 def pin_allocator() -> bool:
@@ -43,8 +44,8 @@ def pin_allocator() -> bool:
   process's history, and allocations above a thread arena's 64 MiB heap are
   always mmapped), so a function can pay a page fault per 4 KiB of its
   temporaries on every call, or not, depending on what ran before it: measured
-  here, 2,500-35,000 faults per call for some losses and ~0.75 us each (EM-Softmax
-  V=2 at C = 10^4: 114 -> 95 ms). Fixed thresholds and one arena remove that.
+  here, 2,500-35,000 faults per call for some losses, ~0.75 us each (EM-Softmax
+  V=2 at C = 10^4: 124 -> 95 ms). Fixed thresholds and one arena remove that.
   Call it before the first JAX computation (XLA's worker threads take their
   arenas then). Returns False where glibc is not the C library (nothing is
   changed).
@@ -57,9 +58,6 @@ def pin_allocator() -> bool:
   except (OSError, AttributeError):
     _allocator_pinned = False
   return _allocator_pinned
-
-
-_allocator_pinned = False
 
 
 def machine_info() -> dict[str, Any]:
