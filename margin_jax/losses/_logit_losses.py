@@ -103,8 +103,9 @@ def _uniformity_terms_fwd(divergence, logits, labels, num_others):
   peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
   shifted = jnp.where(is_target, 0.0, logits - peak[:, None])
   exp_shifted = jnp.where(is_target, 0.0, jnp.exp(shifted))
-  # Three separate sums: XLA:CPU fuses them into one pass over the logits
-  # (a variadic reduce keeps one fewer [B, C] buffer but runs ~15% slower).
+  # Three separate sums: XLA:CPU runs each as its vectorised reduction. One
+  # variadic reduce would keep one [B, C] buffer fewer but is not vectorised
+  # (1.23x softmax against 1.08x, C = 10^4).
   total, moment, shifted_sum = (
     _common.sum_classes(v) for v in (exp_shifted, exp_shifted * shifted, shifted)
   )
