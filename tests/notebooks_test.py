@@ -116,4 +116,7 @@ def test_notebook_executes(path, monkeypatch):
     allow_errors=False,  # any error, a failed assert included, raises CellExecutionError
     resources={"metadata": {"path": str(NOTEBOOK_DIR)}},
   )
-  client.execute()
+  try:
+    client.execute()
+  finally:  # the client leaves a kernel it did not start running
+    kernel.shutdown_kernel(now=True)
