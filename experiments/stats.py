@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+MIN_SEEDS = 3  # the protocol's minimum for a verdict
+
 # Two-sided 95% quantiles of Student's t, by degrees of freedom.
 _T975 = {
   1: 12.706,
@@ -47,9 +49,11 @@ def paired_difference(run: dict[int, float], baseline: dict[int, float]):
 def verdict(difference, *, expected: str = "lower") -> str:
   """``"reproduced"`` when the interval excludes 0 in the paper's direction
   (``expected`` lower or higher than the baseline), ``"contradicted"`` when it
-  excludes 0 the other way, else ``"not resolved with n seeds"``."""
-  if difference is None:
-    return "fewer than 2 paired seeds"
+  excludes 0 the other way, else ``"not resolved with n seeds"``; no verdict
+  from fewer than `MIN_SEEDS` pairs (two equal differences, which test errors
+  on a 10,000-image test set often are, give a zero-width interval)."""
+  if difference is None or difference[3] < MIN_SEEDS:
+    return f"fewer than {MIN_SEEDS} paired seeds"
   _, low, high, n = difference
   if (high < 0) if expected == "lower" else (low > 0):
     return "reproduced"

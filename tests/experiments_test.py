@@ -39,7 +39,8 @@ def test_paired_difference_and_its_interval():
     ((0.02, 0.01, 0.03, 3), "lower", "contradicted"),
     ((-0.01, -0.03, 0.01, 3), "lower", "not resolved with 3 seeds"),
     ((0.02, 0.01, 0.03, 4), "higher", "reproduced"),
-    (None, "lower", "fewer than 2 paired seeds"),
+    ((-0.09, -0.09, -0.09, 2), "lower", "fewer than 3 paired seeds"),
+    (None, "lower", "fewer than 3 paired seeds"),
   ],
 )
 def test_verdict(difference, expected, verdict):
