@@ -99,11 +99,10 @@ def main():
     for name, step in steps.items()
   }
   times = _harness.interleaved(calls, min_reps=25, max_reps=25)
-  base = np.array(times["softmax"])
   print(f"# B={B} d={D} C={C}, load {np.round(os.getloadavg(), 1)}, allocator pinned: {pinned}")
   for name, ts in times.items():
-    ratio = np.median(np.array(ts) / base)
-    print(f"{name:30s} {1e3 * np.median(ts):8.2f} ms   ratio to softmax {ratio:.3f}")
+    ratio = _harness.paired_ratio(ts, times["softmax"])
+    print(f"{name:30s} {1e3 * _harness.median(ts):8.2f} ms   ratio to softmax {ratio:.3f}")
 
 
 if __name__ == "__main__":
