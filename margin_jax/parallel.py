@@ -41,7 +41,7 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from margin_jax.losses import _common
+from margin_jax import sharding
 
 # The class axis of each class-indexed argument of the losses ("weights": its
 # last axis, W [d, C] or the stacked [V, d, C]) and the arguments whose first
@@ -203,12 +203,12 @@ def shard_classes(
       local = dict(zip(names, operands))
       ids = lax.axis_index(class_axis) * local_count + jnp.arange(local_count)
       valid = ids < num_classes
-      shard = _common.ClassShard(class_axis, valid, num_classes, batch_axis)
+      shard = sharding.ClassShard(class_axis, valid, num_classes, batch_axis)
       if sample_rate is not None:
         local, shard = sample(local, shard, operands[-1])
       elif local_count * num_shards == num_classes:
-        shard = _common.ClassShard(class_axis, None, num_classes, batch_axis)
-      with _common.class_sharding(shard):
+        shard = sharding.ClassShard(class_axis, None, num_classes, batch_axis)
+      with sharding.class_sharding(shard):
         return loss_fn(**static, **local)
 
     def sample(local, shard, key):
@@ -235,7 +235,7 @@ def shard_classes(
         local[k] = jnp.take(local[k], classes, axis=axis)
       valid = shard.valid[classes]
       kept_classes = lax.psum(jnp.sum(valid.astype(jnp.int32)), class_axis)
-      return local, _common.ClassShard(class_axis, valid, kept_classes, batch_axis)
+      return local, sharding.ClassShard(class_axis, valid, kept_classes, batch_axis)
 
     out_spec = P(batch_axis) if out.ndim == 1 else P()
     return jax.shard_map(body, mesh=mesh, in_specs=tuple(in_specs), out_specs=out_spec)(*operands)

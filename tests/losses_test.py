@@ -292,7 +292,7 @@ def test_all_noise_types_match_reference():
   x, w, y = make_inputs(1)
   key = jax.random.key(7)
   xi = np.asarray(jax.random.normal(key, (B,), jnp.float64))
-  for noise in losses._feature_losses.NOISE_TYPES:
+  for noise in losses._noisy_virtual.NOISE_TYPES:
     got = losses.noisy_softmax_loss(x, w, y, key, alpha=0.5, noise=noise)
     np.testing.assert_allclose(got, np_noisy(x, w, y, xi, 0.5, noise), rtol=1e-10, err_msg=noise)
 
@@ -950,8 +950,8 @@ def test_l_softmax_has_no_silent_default_lambda():
 
 
 # ----------------------------------- combined margin and theta_overflow
-_margin_target = losses._feature_losses._margin_target
-OVERFLOW_MODES = losses._feature_losses.THETA_OVERFLOW
+_margin_target = losses._cosine_margins._margin_target
+OVERFLOW_MODES = losses._cosine_margins.THETA_OVERFLOW
 
 
 def inputs_past_pi(seed=20):

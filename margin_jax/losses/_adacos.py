@@ -26,7 +26,6 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from margin_jax.losses import _common
-from margin_jax.losses._feature_losses import _cosine_logits
 
 
 def adacos_fixed_scale(num_classes: int) -> float:
@@ -123,7 +122,7 @@ def adacos_dynamic_scale(
   features, weights, labels, where, _ = _common.prepare_features(
     features, weights, labels, where=where
   )
-  cosine = lax.stop_gradient(_cosine_logits(features, weights))
+  cosine = lax.stop_gradient(_common.cosine_logits(features, weights))
   scale = lax.stop_gradient(jnp.asarray(scale, cosine.dtype))
   batch_size, num_classes = cosine.shape
   keep = jnp.ones(batch_size, bool) if where is None else where

@@ -7,14 +7,14 @@ dtype the result is cast back to.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from margin_jax import sharding
 
 _HALF_DTYPES = (jnp.bfloat16, jnp.float16)
 
@@ -57,74 +57,19 @@ def check_where(where, batch_size: int) -> jax.Array | None:
   return where.astype(bool)
 
 
-@dataclasses.dataclass(frozen=True)
-class ClassShard:
-  """The slice of the class axis a loss sees inside `margin_jax.parallel.shard_classes`.
-
-  Local column j is class ``axis_index(axis_name) * C_local + j`` of all
-  shards' columns taken together; labels count in that numbering.
-
-  Attributes:
-    axis_name: the mesh axis the classes are split over.
-    valid: ``[C_local]`` bool, False on padding (and unsampled filler); ``None``: all valid.
-    num_classes: the real classes over all shards (a Python int, or traced
-      when classes are sampled).
-    batch_axis: the mesh axis the batch is split over, or ``None``.
-  """
-
-  axis_name: str
-  valid: jax.Array | None
-  num_classes: int | jax.Array
-  batch_axis: str | None = None
-
-
-_CLASS_SHARD: contextvars.ContextVar[ClassShard | None] = contextvars.ContextVar(
-  "margin_jax_class_shard", default=None
-)
-
-
-@contextlib.contextmanager
-def class_sharding(shard: ClassShard):
-  """Losses traced inside this block reduce over ``shard``'s class axis with
-  collectives (`margin_jax.parallel` sets it inside ``shard_map``)."""
-  token = _CLASS_SHARD.set(shard)
-  try:
-    yield
-  finally:
-    _CLASS_SHARD.reset(token)
-
-
-def class_count(local_count: int) -> int | jax.Array:
-  """The number of classes a loss runs over: ``local_count`` unless sharded."""
-  shard = _CLASS_SHARD.get()
-  return local_count if shard is None else shard.num_classes
-
-
-def local_class_count(num_classes: int) -> int:
-  """How many of ``num_classes`` classes this shard holds (all, unsharded);
-  a model's class-indexed parameters have this size inside the shard."""
-  shard = _CLASS_SHARD.get()
-  return num_classes if shard is None else num_classes // lax.axis_size(shard.axis_name)
-
-
-def _class_ids(shard: ClassShard, local_count: int) -> jax.Array:
-  """The (global) class ids of the local columns."""
-  return lax.axis_index(shard.axis_name) * local_count + jnp.arange(local_count)
-
-
 def class_columns(local_count: int) -> tuple[jax.Array, jax.Array | None]:
   """The (global) class id of each local column and which are real classes
   (``None``: all), for a custom VJP's residuals: its backward pass may run
   after the class-sharding context has closed."""
-  shard = _CLASS_SHARD.get()
+  shard = sharding.current_shard()
   if shard is None:
     return jnp.arange(local_count), None
-  return _class_ids(shard, local_count), shard.valid
+  return sharding.class_ids(shard, local_count), shard.valid
 
 
 def mask_padding(values: jax.Array, fill) -> jax.Array:
   """``values`` [..., C_local] with ``fill`` on padded class columns (a no-op unsharded)."""
-  shard = _CLASS_SHARD.get()
+  shard = sharding.current_shard()
   if shard is None or shard.valid is None:
     return values
   return jnp.where(shard.valid, values, fill)
@@ -133,7 +78,7 @@ def mask_padding(values: jax.Array, fill) -> jax.Array:
 def logsumexp_classes(values: jax.Array, keepdims: bool = False) -> jax.Array:
   """log-sum-exp over the class (last) axis; sharded, a max and a sum of
   exponentials combined across shards (``pmax``, ``psum``)."""
-  shard = _CLASS_SHARD.get()
+  shard = sharding.current_shard()
   if shard is None:
     return jax.nn.logsumexp(values, axis=-1, keepdims=keepdims)
   values = mask_padding(values, -jnp.inf)
@@ -146,7 +91,7 @@ def logsumexp_classes(values: jax.Array, keepdims: bool = False) -> jax.Array:
 
 def sum_classes(values: jax.Array) -> jax.Array:
   """Sum over the class (last) axis, padded columns excluded, across shards."""
-  shard = _CLASS_SHARD.get()
+  shard = sharding.current_shard()
   if shard is None:
     return jnp.sum(values, axis=-1)
   return lax.psum(jnp.sum(mask_padding(values, 0.0), axis=-1), shard.axis_name)
@@ -154,7 +99,7 @@ def sum_classes(values: jax.Array) -> jax.Array:
 
 def max_classes(values: jax.Array) -> jax.Array:
   """Max over the class (last) axis across shards (not differentiable sharded)."""
-  shard = _CLASS_SHARD.get()
+  shard = sharding.current_shard()
   if shard is None:
     return jnp.max(values, axis=-1)
   return lax.pmax(jnp.max(mask_padding(values, -jnp.inf), axis=-1), shard.axis_name)
@@ -163,19 +108,19 @@ def max_classes(values: jax.Array) -> jax.Array:
 def predicted_class(logits: jax.Array) -> jax.Array:
   """``argmax`` over the classes of ``logits`` [B, C] (the first maximum);
   class-sharded, the owner of the global maximum's lowest index."""
-  shard = _CLASS_SHARD.get()
+  shard = sharding.current_shard()
   if shard is None:
     return jnp.argmax(logits, axis=-1)
   logits = mask_padding(logits, -jnp.inf)
   local_max = jnp.max(logits, axis=-1)
   best = lax.pmax(local_max, shard.axis_name)
-  index = _class_ids(shard, logits.shape[-1])[jnp.argmax(logits, axis=-1)]
+  index = sharding.class_ids(shard, logits.shape[-1])[jnp.argmax(logits, axis=-1)]
   return lax.pmin(jnp.where(local_max == best, index, jnp.iinfo(index.dtype).max), shard.axis_name)
 
 
 def psum_classes(value: jax.Array) -> jax.Array:
   """A partial sum over the local classes completed across shards."""
-  shard = _CLASS_SHARD.get()
+  shard = sharding.current_shard()
   return value if shard is None else lax.psum(value, shard.axis_name)
 
 
@@ -183,7 +128,7 @@ def example_normal(key: jax.Array, shape: tuple[int], dtype) -> jax.Array:
   """Standard normal noise, one per example; with the batch split over a mesh
   axis, each shard gets its slice of the draw for the whole batch (so a key
   gives the same noise sharded or not)."""
-  shard = _CLASS_SHARD.get()
+  shard = sharding.current_shard()
   if shard is None or shard.batch_axis is None:
     return jax.random.normal(key, shape, dtype=dtype)
   num_shards = lax.axis_size(shard.batch_axis)
@@ -196,7 +141,7 @@ def safe_labels(labels: jax.Array, num_classes: int, where) -> jax.Array:
   becomes ``num_classes``, which every gather fills with NaN, so its loss is
   NaN and never another class's; a masked-out example gets label 0, so it
   computes finite values that `apply_where` then drops."""
-  num_classes = class_count(num_classes)
+  num_classes = sharding.class_count(num_classes)
   labels = jnp.where((labels >= 0) & (labels < num_classes), labels, num_classes)
   return labels if where is None else jnp.where(where, labels, 0)
 
@@ -229,7 +174,7 @@ def prepare_logits(logits, labels, *, min_classes: int = 1, where=None):
   logits = jnp.asarray(logits)
   if logits.ndim != 2:
     raise ValueError(f"logits must have shape [batch_size, num_classes], got {logits.shape}.")
-  num_classes = class_count(logits.shape[1])
+  num_classes = sharding.class_count(logits.shape[1])
   if isinstance(num_classes, int) and num_classes < min_classes:
     raise ValueError(f"this loss needs at least {min_classes} classes, got logits {logits.shape}.")
   labels = check_labels(labels, logits.shape[0])
@@ -402,7 +347,7 @@ def _owned_gather(
 ):
   """``gather(local labels)`` on the shard that owns each label, summed across
   shards (NaN where no shard owns it: an out-of-range label)."""
-  shard = _CLASS_SHARD.get()
+  shard = sharding.current_shard()
   local = labels - lax.axis_index(shard.axis_name) * local_count
   inside = (local >= 0) & (local < local_count)
   local = jnp.clip(local, 0, local_count - 1)
@@ -437,7 +382,7 @@ _take_target.defvjp(_take_target_fwd, _take_target_bwd)
 
 def take_target(values: jax.Array, labels: jax.Array) -> jax.Array:
   """values[i, labels[i]] for [B, C] values (NaN for an out-of-range label)."""
-  if _CLASS_SHARD.get() is None:
+  if sharding.current_shard() is None:
     return _take_target(values, labels)
   return _owned_gather(
     lambda local: jnp.take_along_axis(values, local[:, None], axis=-1)[:, 0],
@@ -451,7 +396,7 @@ def take_target(values: jax.Array, labels: jax.Array) -> jax.Array:
 def take_classes(values: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
   """``jnp.take(values, labels, axis)`` along the class ``axis`` (NaN for an
   out-of-range label): W [d, C] -> [d, B], centres [C, d] -> [B, d]."""
-  if _CLASS_SHARD.get() is None:
+  if sharding.current_shard() is None:
     return jnp.take(values, labels, axis=axis, mode="fill")
   return _owned_gather(
     lambda local: jnp.take(values, local, axis=axis), values.shape[axis], labels, axis, values.ndim
@@ -461,8 +406,8 @@ def take_classes(values: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
 def target_mask(labels: jax.Array, num_classes: int) -> jax.Array:
   """Boolean [B, C] mask of each example's target class (fuses, no one-hot
   matmul); ``num_classes`` is the local column count when sharded."""
-  shard = _CLASS_SHARD.get()
-  ids = jnp.arange(num_classes) if shard is None else _class_ids(shard, num_classes)
+  shard = sharding.current_shard()
+  ids = jnp.arange(num_classes) if shard is None else sharding.class_ids(shard, num_classes)
   return labels[:, None] == ids[None, :]
 
 
@@ -480,3 +425,57 @@ def cross_entropy_with_target(
   """
   replaced = jnp.where(target_mask(labels, logits.shape[1]), target_logit[:, None], logits)
   return logsumexp_classes(replaced) - target_logit
+
+
+def target_norm_product(features, weights, labels):
+  """||W_y|| ||x|| per example, shape [B]."""
+  return safe_norm(features, axis=1) * safe_norm(target_columns(weights, labels), axis=1)
+
+
+def clip_cosine(target_logit, norm_product):
+  """cos(theta_y) = W_y^T x / (||W_y|| ||x||), clipped to [-1, 1] against rounding."""
+  return jnp.clip(target_logit / norm_product, -1.0, 1.0)
+
+
+def cosine_logits(features, weights):
+  """cos(theta_j) for every class, [B, C]: unit features times unit class columns.
+
+  Computed as (x/||x|| @ W) / ||W_j|| (`matmul_unit_columns`), which
+  equals x/||x|| @ W/||W_j|| but never builds the normalised [d, C] copy of
+  W: its forward and backward passes over [d, C] cost more than the matmul's
+  own memory traffic at many classes.
+  """
+  return matmul_unit_columns(normalize(features, axis=1), weights)
+
+
+def check_integer_margin(margin) -> int:
+  if isinstance(margin, bool) or not isinstance(margin, int) or margin < 1:
+    raise ValueError(
+      f"margin must be a Python integer >= 1 (static), got {margin!r}; "
+      "L-Softmax's psi(theta) is defined for integer m only."
+    )
+  return margin
+
+
+def cos_sin_multiple(cosine: jax.Array, m: int) -> tuple[jax.Array, jax.Array]:
+  r"""cos(m theta) and sin(m theta) as polynomials of c = cos(theta), theta in [0, pi].
+
+  .. math::
+    \cos m\theta = \sum_{n} (-1)^n \binom{m}{2n} c^{m-2n} (1 - c^2)^n, \qquad
+    \sin m\theta = \sin\theta \sum_{n} (-1)^n \binom{m}{2n+1} c^{m-2n-1} (1 - c^2)^n
+
+  with sin(theta) = sqrt(max(1 - c^2, eps)) >= 0: the floor keeps the sqrt's
+  gradient finite at c = +-1, and no arccos is differentiated.
+  """
+  sine = jnp.sqrt(jnp.maximum(1.0 - cosine * cosine, jnp.finfo(cosine.dtype).eps))
+  if m == 1:
+    return cosine, sine
+  sine_sq = 1.0 - cosine * cosine
+  cos_m = sum(
+    (-1) ** n * math.comb(m, 2 * n) * cosine ** (m - 2 * n) * sine_sq**n for n in range(m // 2 + 1)
+  )
+  sin_m = sine * sum(
+    (-1) ** n * math.comb(m, 2 * n + 1) * cosine ** (m - 2 * n - 1) * sine_sq**n
+    for n in range((m - 1) // 2 + 1)
+  )
+  return cos_m, sin_m

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from margin_jax import sharding
 from margin_jax.losses import _common
 from margin_jax.losses._logit_losses import soft_margin_softmax_loss
 
@@ -53,7 +54,7 @@ def _hsic_fwd(weights):
   # (U_v H)(U_u H)^T = U_v U_u^T - C mu_v mu_u^T: no centred [d, C] copy.
   norms = _common.safe_norm(weights, axis=1)  # [V, C]
   unit = weights / _common.expand_to(norms, 1, weights.shape[1])
-  num_classes = _common.class_count(weights.shape[2])
+  num_classes = sharding.class_count(weights.shape[2])
   mean = _common.sum_classes(unit) / num_classes  # [V, d]
   cross = {}
   for v, u in _pairs(weights.shape[0]):

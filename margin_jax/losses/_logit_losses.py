@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from margin_jax import sharding
 from margin_jax.losses import _common
 
 DIVERGENCES = ("symmetric", "q_u", "u_q")
@@ -240,7 +241,7 @@ def uniformity_regularized_softmax_loss(
   logits, labels, where, out_dtype = _common.prepare_logits(
     logits, labels, min_classes=3, where=where
   )
-  num_others = _common.class_count(logits.shape[1]) - 1
+  num_others = sharding.class_count(logits.shape[1]) - 1
   cross_entropy, penalty = _uniformity_terms(divergence, logits, labels, num_others)
   return _common.apply_where(cross_entropy + lam * penalty, where, out_dtype)
 
@@ -280,7 +281,7 @@ def multiclass_hinge_loss(
   target = _common.take_target(logits, labels)
   hinge = jnp.maximum(0.0, logits - target[:, None] + margin)
   hinge = jnp.where(_common.target_mask(labels, logits.shape[1]), 0.0, hinge)
-  num_others = _common.class_count(logits.shape[1]) - 1
+  num_others = sharding.class_count(logits.shape[1]) - 1
   return _common.apply_where(_common.sum_classes(hinge) / num_others, where, out_dtype)
 
 
@@ -317,7 +318,7 @@ def label_smoothing_loss(
   logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
   lse = _common.logsumexp_classes(logits)
   nll_target = lse - _common.take_target(logits, labels)
-  nll_uniform = lse - _common.sum_classes(logits) / _common.class_count(logits.shape[1])
+  nll_uniform = lse - _common.sum_classes(logits) / sharding.class_count(logits.shape[1])
   return _common.apply_where(
     (1.0 - smoothing) * nll_target + smoothing * nll_uniform, where, out_dtype
   )

@@ -13,10 +13,14 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from margin_jax.losses import _angular
+from margin_jax.losses import _centers
+from margin_jax.losses import _cosine_margins
 from margin_jax.losses import _ensemble
-from margin_jax.losses import _feature_losses as _features
-from margin_jax.losses import _inference
-from margin_jax.losses import _logit_losses as _logits
+from margin_jax.losses import _logit_losses
+from margin_jax.losses import _noisy_virtual
+from margin_jax.losses import _subcenter
+from margin_jax.losses import _test_logits
 
 # What a loss takes besides the labels:
 #   "logits"   logits [B, C] (= x @ W [+ b]),
@@ -75,11 +79,14 @@ TABLE: dict[str, LossSpec] = {
   spec.name: spec
   for spec in (
     LossSpec(
-      "softmax", _logits.softmax_loss, "logits", paper="L-Softmax (Liu et al., ICML 2016) eqs 1-2"
+      "softmax",
+      _logit_losses.softmax_loss,
+      "logits",
+      paper="L-Softmax (Liu et al., ICML 2016) eqs 1-2",
     ),
     LossSpec(
       "l_softmax",
-      _features.large_margin_softmax_loss,
+      _angular.large_margin_softmax_loss,
       "features",
       typical={"margin": 4, "lam": 0.0},
       config_fields={"margin": "margin"},
@@ -88,7 +95,7 @@ TABLE: dict[str, LossSpec] = {
     ),
     LossSpec(
       "a_softmax",
-      _features.a_softmax_loss,
+      _angular.a_softmax_loss,
       "features",
       "cosine",
       typical={"margin": 4, "lam": 0.0},
@@ -98,7 +105,7 @@ TABLE: dict[str, LossSpec] = {
     ),
     LossSpec(
       "noisy_softmax",
-      _features.noisy_softmax_loss,
+      _noisy_virtual.noisy_softmax_loss,
       "features",
       typical={"alpha": math.sqrt(0.1)},
       config_fields={"noise": "noise"},
@@ -108,13 +115,13 @@ TABLE: dict[str, LossSpec] = {
     ),
     LossSpec(
       "virtual_softmax",
-      _features.virtual_softmax_loss,
+      _noisy_virtual.virtual_softmax_loss,
       "features",
       paper="Virtual Softmax (Chen et al., NeurIPS 2018) eqs 3-5",
     ),
     LossSpec(
       "m_softmax",
-      _logits.soft_margin_softmax_loss,
+      _logit_losses.soft_margin_softmax_loss,
       "logits",
       typical={"margin": 0.5},
       config_fields={"margin": "soft_margin"},
@@ -141,7 +148,7 @@ TABLE: dict[str, LossSpec] = {
     ),
     LossSpec(
       "uniformity",
-      _logits.uniformity_regularized_softmax_loss,
+      _logit_losses.uniformity_regularized_softmax_loss,
       "logits",
       typical={"lam": 0.3},
       config_fields={"lam": "uniformity_lambda", "divergence": "divergence"},
@@ -149,7 +156,7 @@ TABLE: dict[str, LossSpec] = {
     ),
     LossSpec(
       "hinge",
-      _logits.multiclass_hinge_loss,
+      _logit_losses.multiclass_hinge_loss,
       "logits",
       typical={"margin": 1.0},
       config_fields={"margin": "hinge_margin"},
@@ -157,7 +164,7 @@ TABLE: dict[str, LossSpec] = {
     ),
     LossSpec(
       "lsr",
-      _logits.label_smoothing_loss,
+      _logit_losses.label_smoothing_loss,
       "logits",
       typical={"smoothing": 0.1},
       config_fields={"smoothing": "smoothing"},
@@ -165,7 +172,7 @@ TABLE: dict[str, LossSpec] = {
     ),
     LossSpec(
       "normface",
-      _features.normface_loss,
+      _cosine_margins.normface_loss,
       "features",
       "cosine",
       typical={"scale": 16.0},
@@ -174,7 +181,7 @@ TABLE: dict[str, LossSpec] = {
     ),
     LossSpec(
       "cosface",
-      _features.cosface_loss,
+      _cosine_margins.cosface_loss,
       "features",
       "cosine",
       typical={"scale": 64.0, "margin": 0.35},
@@ -183,7 +190,7 @@ TABLE: dict[str, LossSpec] = {
     ),
     LossSpec(
       "arcface",
-      _features.arcface_loss,
+      _cosine_margins.arcface_loss,
       "features",
       "cosine",
       typical={"scale": 64.0, "margin": 0.5},
@@ -194,7 +201,7 @@ TABLE: dict[str, LossSpec] = {
     # m1/m2/m3 fields yet, so training uses these values.
     LossSpec(
       "combined_margin",
-      _features.combined_margin_loss,
+      _cosine_margins.combined_margin_loss,
       "features",
       "cosine",
       typical={"scale": 64.0, "m1": 1.0, "m2": 0.3, "m3": 0.2},
@@ -204,7 +211,7 @@ TABLE: dict[str, LossSpec] = {
     ),
     LossSpec(
       "subcenter_arcface",
-      _features.subcenter_arcface_loss,
+      _subcenter.subcenter_arcface_loss,
       "stacked",
       "subcenter",
       typical={"scale": 64.0, "margin": 0.5},
@@ -215,7 +222,7 @@ TABLE: dict[str, LossSpec] = {
     # (Wen et al., ECCV 2016, eq 5).
     LossSpec(
       "center",
-      _features.center_loss,
+      _centers.center_loss,
       "centers",
       paper="Center loss (Wen et al., ECCV 2016) eqs 2, 5",
     ),
@@ -249,8 +256,8 @@ class BoundLoss:
   def test_logits(self, features, weights):
     """The logits ``[B, C]`` a model trained with this loss classifies with."""
     if self.spec.classify == "subcenter":
-      return _features.subcenter_cosines(features, weights)
-    return _inference.inference_logits(features, weights, cosine=self.spec.classify == "cosine")
+      return _subcenter.subcenter_cosines(features, weights)
+    return _test_logits.inference_logits(features, weights, cosine=self.spec.classify == "cosine")
 
 
 def by_name(name: str, **hyperparameters) -> BoundLoss:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from margin_jax import losses
-from margin_jax.losses import _common
+from margin_jax import sharding
 from margin_jax.models.cnn import conv_net
 
 # Caffe's Gaussian filler with std 0.01, the classic classifier-layer setting
@@ -123,7 +123,9 @@ class ClassifierHead(nn.Module):
     d = features.shape[-1]
     # Inside a class-sharded step (`margin_jax.training.devices.MeshParallel`)
     # the head holds its shard of the classes.
-    c = self.num_classes if self.class_axis is None else _common.local_class_count(self.num_classes)
+    c = (
+      self.num_classes if self.class_axis is None else sharding.local_class_count(self.num_classes)
+    )
     shape = weights_shape(d, c, self.num_classifiers)
     dtype = self.dtype or self.param_dtype
     kernel = self.param("kernel", self._init(self.kernel_init, len(shape)), shape, self.param_dtype)

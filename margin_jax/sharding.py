@@ -1,0 +1,115 @@
+"""The sharding vocabulary: mesh axis names, the one way to build a mesh, and
+the class shard a loss runs on inside `margin_jax.parallel.shard_classes`.
+
+Every mesh of margin_jax has the axes ``("data", "model")``: the batch is split
+over ``"data"``, the classes of the classifier over ``"model"``. The loss
+library's class-axis reductions read `current_shard` (set by `class_sharding`
+while a loss is traced inside ``shard_map``) and switch to collectives; outside
+it they are plain reductions. This module imports nothing of margin_jax, so
+both `margin_jax.losses` and `margin_jax.parallel` build on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.sharding import AxisType
+from jax.sharding import Mesh
+
+DATA_AXIS = "data"
+MODEL_AXIS = "model"
+AXES = (DATA_AXIS, MODEL_AXIS)
+
+
+def make_mesh(shape, *, devices=None) -> Mesh:
+  """The ``("data", "model")`` mesh of ``shape`` on ``devices`` (default: the
+  first ``data * model`` devices), with Auto axes, so arrays placed on it keep
+  no sharding in their types and work outside ``jax.set_mesh``.
+
+  Example:
+    >>> make_mesh((1, 1)).shape
+    OrderedDict({'data': 1, 'model': 1})
+  """
+  shape = tuple(shape)
+  if len(shape) != 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):
+    raise ValueError(f"mesh shape {shape!r} must be (data, model), two positive ints.")
+  count = math.prod(shape)
+  if devices is None:
+    if count > jax.device_count():
+      raise ValueError(
+        f"mesh shape {shape} needs {count} devices, {jax.device_count()} present; on a CPU "
+        f"set XLA_FLAGS=--xla_force_host_platform_device_count={count} before importing jax."
+      )
+    devices = jax.devices()[:count]
+  return jax.make_mesh(shape, AXES, devices=devices, axis_types=(AxisType.Auto,) * 2)
+
+
+def auto_axes(mesh: Mesh) -> Mesh:
+  """``mesh`` with Auto axes (the same devices and names)."""
+  return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassShard:
+  """The slice of the class axis a loss sees inside `margin_jax.parallel.shard_classes`.
+
+  Local column j is class ``axis_index(axis_name) * C_local + j`` of all
+  shards' columns taken together; labels count in that numbering.
+
+  Attributes:
+    axis_name: the mesh axis the classes are split over.
+    valid: ``[C_local]`` bool, False on padding (and unsampled filler); ``None``: all valid.
+    num_classes: the real classes over all shards (a Python int, or traced
+      when classes are sampled).
+    batch_axis: the mesh axis the batch is split over, or ``None``.
+  """
+
+  axis_name: str
+  valid: jax.Array | None
+  num_classes: int | jax.Array
+  batch_axis: str | None = None
+
+
+_CLASS_SHARD: contextvars.ContextVar[ClassShard | None] = contextvars.ContextVar(
+  "margin_jax_class_shard", default=None
+)
+
+
+@contextlib.contextmanager
+def class_sharding(shard: ClassShard):
+  """Losses traced inside this block reduce over ``shard``'s class axis with
+  collectives (`margin_jax.parallel` and the mesh trainer set it inside ``shard_map``)."""
+  token = _CLASS_SHARD.set(shard)
+  try:
+    yield
+  finally:
+    _CLASS_SHARD.reset(token)
+
+
+def current_shard() -> ClassShard | None:
+  """The class shard of the enclosing `class_sharding` block, else ``None``."""
+  return _CLASS_SHARD.get()
+
+
+def class_count(local_count: int) -> int | jax.Array:
+  """The number of classes a loss runs over: ``local_count`` unless sharded."""
+  shard = current_shard()
+  return local_count if shard is None else shard.num_classes
+
+
+def local_class_count(num_classes: int) -> int:
+  """How many of ``num_classes`` classes this shard holds (all, unsharded);
+  a model's class-indexed parameters have this size inside the shard."""
+  shard = current_shard()
+  return num_classes if shard is None else num_classes // lax.axis_size(shard.axis_name)
+
+
+def class_ids(shard: ClassShard, local_count: int) -> jax.Array:
+  """The (global) class ids of the shard's ``local_count`` columns."""
+  return lax.axis_index(shard.axis_name) * local_count + jnp.arange(local_count)
