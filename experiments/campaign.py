@@ -1,4 +1,4 @@
-r"""Reproduction v2: trains each table's runs as the exact commands it records.
+r"""The reproduction campaign: trains each table's runs as the exact commands it records.
 
   python -m experiments.campaign run features_2d [--seeds 0 1 2] [--runs softmax ...]
   python -m experiments.campaign list

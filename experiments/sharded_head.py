@@ -23,7 +23,6 @@ if __name__ == "__main__" and "device_count" not in os.environ.get("XLA_FLAGS", 
   ).strip()
 
 import functools  # noqa: E402
-import inspect  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 from typing import Any, Callable, NamedTuple  # noqa: E402
@@ -33,14 +32,14 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from jax.sharding import AxisType  # noqa: E402
-from jax.sharding import Mesh  # noqa: E402
 from jax.sharding import NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
 from margin_jax import losses  # noqa: E402
 from margin_jax import models  # noqa: E402
 from margin_jax import parallel  # noqa: E402
+from margin_jax import sharding  # noqa: E402
+from margin_jax.training import objectives  # noqa: E402
 
 
 class ShardedHeadNet(nn.Module):
@@ -81,55 +80,21 @@ class Trainer(NamedTuple):
 
 
 def make_mesh(config) -> jax.sharding.Mesh:
-  """The ("data", "model") mesh (Auto axes) of ``config.mesh_shape`` on the first devices."""
-  shape = tuple(config.mesh_shape or ())
-  if len(shape) != 2 or any(not isinstance(n, int) or n < 1 for n in shape):
-    raise ValueError(
-      f"config.mesh_shape={config.mesh_shape!r} must be (data, model) positive ints."
-    )
-  count = math.prod(shape)
-  if count > jax.device_count():
-    raise ValueError(
-      f"config.mesh_shape={shape} needs {count} devices, {jax.device_count()} present; on a CPU "
-      f"set XLA_FLAGS=--xla_force_host_platform_device_count={count} before importing jax."
-    )
-  devices = jax.devices()[:count]
-  return jax.make_mesh(shape, ("data", "model"), devices=devices, axis_types=(AxisType.Auto,) * 2)
+  """The ("data", "model") mesh of ``config.mesh_shape`` (`margin_jax.sharding.make_mesh`)."""
+  try:
+    return sharding.make_mesh(config.mesh_shape or ())
+  except ValueError as err:
+    raise ValueError(f"config.mesh_shape={config.mesh_shape!r}: {err}") from None
 
 
-_ARGS = ("features", "weights", "labels")
-
-
-def head_loss(config) -> tuple[Callable[..., jax.Array], dict]:
-  """The loss of ``config.loss`` as ``fn(features, weights, labels, **kwargs)`` and its kwargs.
-
-  Logit losses (softmax, ...) get ``features @ weights``, computed inside the
-  shard so each device forms its own [B, C/n] logits. Hyperparameters: the
-  table's typical values overridden by the config's loss fields.
-  """
-  if config.loss not in losses.TABLE:
-    raise ValueError(f"unknown config.loss {config.loss!r}; expected one of {list(losses.TABLE)}")
-  spec = losses.TABLE[config.loss]
-  if spec.inputs == "centers" or spec.needs_key:
+def head_loss(config) -> losses.BoundLoss:
+  """The loss of ``config.loss`` with the config's hyperparameters
+  (`margin_jax.training.objectives.bound_loss`); logit losses form their
+  [B, C/n] logits inside each shard."""
+  loss = objectives.bound_loss(config)
+  if loss.spec.inputs == "centers" or loss.spec.needs_key:
     raise ValueError(f"config.loss={config.loss!r} is not supported by this example.")
-  if (spec.inputs == "stacked") != (config.num_classifiers > 0):
-    raise ValueError(
-      f"config.loss={config.loss!r} with config.num_classifiers={config.num_classifiers}: "
-      "stacked-weight losses (EM-Softmax, Sub-center ArcFace) need num_classifiers >= 1, "
-      "the others 0."
-    )
-  kwargs = {**spec.typical, **spec.hyperparameters(config)}
-  if spec.inputs != "logits":
-    return spec.fn, kwargs
-
-  def logit_loss(features, weights, labels, **kwargs):
-    return spec.fn(features @ weights, labels, **kwargs)
-
-  # shard_classes reads the signature: name the loss's own keywords, not **kwargs.
-  keywords = [p for p in inspect.signature(spec.fn).parameters.values() if p.kind == p.KEYWORD_ONLY]
-  positional = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in _ARGS]
-  logit_loss.__signature__ = inspect.Signature(positional + keywords)
-  return logit_loss, kwargs
+  return loss
 
 
 def _check(config, mesh):
@@ -184,12 +149,11 @@ def make_train_step(config, mesh) -> Trainer:
   _check(config, mesh)
   # Auto axes: jit's shardings and XLA's propagation place everything (an
   # Explicit mesh, jax.make_mesh's default, would need jax.set_mesh).
-  mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
-  loss_fn, kwargs = head_loss(config)
+  mesh = sharding.auto_axes(mesh)
+  loss = head_loss(config)
   sharded = parallel.shard_classes(
-    loss_fn, mesh, class_axis="model", batch_axis="data", sample_rate=config.sample_rate
+    loss, mesh, class_axis="model", batch_axis="data", sample_rate=config.sample_rate
   )
-  classify = losses.by_name(config.loss)  # only its test_logits (how the loss classifies)
   model = ShardedHeadNet(
     config.hidden_dim, config.feature_dim, config.num_classes, config.num_classifiers
   )
@@ -228,7 +192,7 @@ def make_train_step(config, mesh) -> Trainer:
 
     def mean_loss(params):
       features, weights = model.apply({"params": params}, inputs)
-      return sharded(features, weights, labels, **kwargs, **sample).mean()
+      return sharded(features, weights, labels, step=t, **sample).mean()
 
     loss, grads = jax.value_and_grad(mean_loss)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -244,7 +208,7 @@ def make_train_step(config, mesh) -> Trainer:
   @jax.jit
   def accuracy(params, inputs, labels):
     features, weights = model.apply({"params": params}, inputs)
-    logits = classify.test_logits(features, weights)  # [B, C], split over "model" like W
+    logits = loss.test_logits(features, weights)  # [B, C], split over "model" like W
     return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
 
   batch = jax.jit(

@@ -44,6 +44,8 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from margin_jax import numerics
 from jax import lax
 from jax.typing import ArrayLike
 
@@ -59,20 +61,10 @@ __all__ = (
   "verification_accuracy",
 )
 
-_HALF_DTYPES = (jnp.bfloat16, jnp.float16)
-
 
 def _float_dtype(x) -> jnp.dtype:
   """float32 for integers and half precision; float32/float64 are kept."""
-  dtype = jnp.result_type(x)
-  if not jnp.issubdtype(dtype, jnp.floating) or dtype in _HALF_DTYPES:
-    return jnp.result_type(jnp.float32)
-  return dtype
-
-
-def _l2_normalize(x: jax.Array) -> jax.Array:
-  norm = jnp.linalg.norm(x, axis=-1, keepdims=True)
-  return x / jnp.maximum(norm, jnp.finfo(x.dtype).tiny)
+  return numerics.compute_dtype(numerics.result_dtype(x))
 
 
 # ----------------------------------------------------------------- retrieval
@@ -129,7 +121,7 @@ def _resolve_k(labels, num_embeddings: int, k: int | None) -> int:
 def _per_query(x, labels, *, k: int, chunk_size: int):
   """Per-query (R, hit@1, R-precision, AP@R), each ``[N]``, chunked over queries."""
   n = x.shape[0]
-  x = _l2_normalize(x)
+  x = numerics.normalize(x, axis=-1)
   num_chunks = -(-n // chunk_size)
   queries = jnp.arange(num_chunks * chunk_size)
   queries = jnp.where(queries < n, queries, 0).reshape(num_chunks, chunk_size)
@@ -337,7 +329,7 @@ def cosine_scores(a: ArrayLike, b: ArrayLike) -> jax.Array:
   if b.shape != a.shape:
     raise ValueError(f"b must have the shape of a {a.shape}, got shape {b.shape}.")
   dtype = _float_dtype(jnp.result_type(a, b))
-  a, b = _l2_normalize(a.astype(dtype)), _l2_normalize(b.astype(dtype))
+  a, b = numerics.normalize(a.astype(dtype), axis=-1), numerics.normalize(b.astype(dtype), axis=-1)
   return jnp.sum(a * b, axis=-1)
 
 

@@ -10,9 +10,9 @@ target logit gathered from the shard that owns the label. Nothing of size
 [B, C] or [d, C] is gathered onto one device.
 
 The losses themselves are not rewritten: their class-axis reductions
-(`margin_jax.losses._common`: ``logsumexp_classes``, ``sum_classes``,
-``take_target``, ...) switch to collectives while a loss is traced inside
-`shard_classes`.
+(``logsumexp_classes``, ``sum_classes``, ``take_target``, ...) switch to
+collectives while a loss is traced inside `shard_classes`
+(`margin_jax.sharding.class_sharding`).
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -36,7 +36,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import AxisType
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -167,7 +166,7 @@ def shard_classes(
   num_shards = mesh.shape[class_axis]
   # Auto axes: the results then carry no sharding in their types, so callers
   # can use them outside ``jax.set_mesh`` (an Explicit mesh would require it).
-  mesh = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+  mesh = sharding.auto_axes(mesh)
 
   @functools.wraps(loss_fn)
   def sharded(*args, sample_key=None, **kwargs):

@@ -29,15 +29,13 @@ NUM_CLASSIFIERS = 2  # EM-Softmax V
 
 
 def _case(spec: losses.LossSpec, name=None, **overrides) -> Case:
-  kwargs = {**spec.typical, **overrides}
-  if spec.inputs == "logits":
-    fn = lambda x, w, y, key: spec.fn(x @ w, y, **kwargs)
-  elif spec.needs_key:
-    fn = lambda x, w, y, key: spec.fn(x, w, y, key, **kwargs)
+  loss = losses.by_name(spec.name, **overrides)
+  if spec.inputs == "centers":  # the center loss alone, centres [C, d] in W's place
+    fn = lambda x, w, y, key: spec.fn(x, w, y)
   else:
-    fn = lambda x, w, y, key: spec.fn(x, w, y, **kwargs)
+    fn = lambda x, w, y, key: loss(x, w, y, key=key)
   weights = {"stacked": "stacked", "centers": "centers"}.get(spec.inputs, "classifier")
-  suffix = f"_m{kwargs['margin']}" if spec.lambda_schedule else ""
+  suffix = f"_m{loss.hyperparameters['margin']}" if spec.lambda_schedule else ""
   return Case(name or spec.name + suffix, fn, weights, weights == "classifier")
 
 

@@ -92,11 +92,12 @@ def loss_memory(loss: str, classes: int, shards: int, dim: int, batch: int) -> d
 
   config = example_config(loss, classes, dim, batch, (1, shards))
   mesh = sharded_head.make_mesh(config)
-  loss_fn, kwargs = sharded_head.head_loss(config)
-  sharded = parallel.shard_classes(loss_fn, mesh, class_axis="model", batch_axis="data")
+  sharded = parallel.shard_classes(
+    sharded_head.head_loss(config), mesh, class_axis="model", batch_axis="data"
+  )
 
   def mean_loss(features, weights, labels):
-    return sharded(features, weights, labels, **kwargs).mean()
+    return sharded(features, weights, labels, step=0).mean()
 
   step = jax.jit(jax.value_and_grad(mean_loss, argnums=(0, 1)))
   w_shape = (dim, classes) if not config.num_classifiers else (2, dim, classes)

@@ -59,6 +59,10 @@ def get_config():
   config.scale = 16.0  # NormFace/CosFace/ArcFace s
   config.cos_margin = 0.35  # CosFace m
   config.arc_margin = 0.5  # ArcFace m (radians)
+  # insightface's combined margin s (cos(m1 theta + m2) - m3), its (1, 0.3, 0.2).
+  config.combined_m1 = 1.0
+  config.combined_m2 = 0.3
+  config.combined_m3 = 0.2
   config.center_weight = 0.01  # softmax + lambda * center loss (Wen eq 5)
   config.center_alpha = 0.5  # Wen eq 4 center update rate
   config.saturation_threshold = 0.99  # P(y|x) counted as saturated (Noisy)

@@ -1,4 +1,4 @@
-"""Reproduction v2: the main comparison on Fashion-MNIST, converged at 1/4 width.
+"""The main comparison on Fashion-MNIST, converged at 1/4 width.
 
 Command: (one run; the campaign's records hold each run's exact command)
   python -m experiments.train --config experiments/configs/repro_fmnist.py \

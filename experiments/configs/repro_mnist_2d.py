@@ -1,4 +1,4 @@
-"""Reproduction v2: 2-D features on MNIST (L-Softmax Fig 2, Virtual Softmax Fig 2).
+"""2-D features on MNIST (L-Softmax Fig 2, Virtual Softmax Fig 2).
 
 Command: (one run; the campaign's records hold each run's exact command)
   python -m experiments.train --config experiments/configs/repro_mnist_2d.py \

@@ -1,4 +1,4 @@
-"""Reproduction v2: Noisy Softmax Sec 5.4, MNIST with 1% or 10% of its training set.
+"""Noisy Softmax Sec 5.4, MNIST with 1% or 10% of its training set.
 
 Command: (one run; the campaign's records hold each run's exact command)
   python -m experiments.train --config experiments/configs/repro_mnist_subset.py \

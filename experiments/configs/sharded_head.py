@@ -13,7 +13,7 @@ Builds on default.py for the loss fields (``loss``, ``scale``, ``cos_margin``,
 ``arc_margin``, ``margin``, ``soft_margin``, ``diversity``, ``num_classifiers``...),
 ``mesh_shape``, ``learning_rate``, ``momentum``, ``batch_size``, ``num_train_steps``,
 ``log_every_steps`` and ``seed``; its dataset, model, schedule and weight-decay fields are
-not read by `experiments/sharded_head.py`. L-/A-Softmax run at the pure margin (lambda 0).
+not read by `experiments/sharded_head.py`. L-/A-Softmax anneal lambda over the run, as in training.
 """
 
 from ml_collections.config_dict import placeholder

@@ -8,6 +8,7 @@ then fills NaN, so the loss is NaN (a trainer's non-finite check stops there).
 
 from margin_jax.losses._adacos import adacos_dynamic_scale
 from margin_jax.losses._common import predicted_class
+from margin_jax.losses._common import take_target
 from margin_jax.losses._adacos import adacos_fixed_scale
 from margin_jax.losses._ensemble import ensemble_soft_margin_softmax_loss
 from margin_jax.losses._ensemble import hsic_diversity
@@ -73,6 +74,7 @@ __all__ = (
   "softmax_loss",
   "subcenter_arcface_loss",
   "subcenter_cosines",
+  "take_target",
   "target_cosine",
   "uniformity_regularized_softmax_loss",
   "virtual_softmax_loss",

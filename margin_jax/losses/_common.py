@@ -1,13 +1,14 @@
-"""Shared helpers of the loss library: input checks, dtype policy, norms.
+"""Shared helpers of the loss library: input checks, target gathers, class reductions.
 
-Every loss calls :func:`prepare` first: it checks the static shapes, computes in
-float32 when the inputs are bf16/f16 (float64 stays float64) and returns the
-dtype the result is cast back to.
+Every loss calls `prepare_logits` or `prepare_features` first: they check the
+static shapes, compute in float32 when the inputs are bf16/f16 (float64 stays
+float64, `margin_jax.numerics`) and return the dtype the result is cast back
+to. The class-axis reductions switch to collectives inside a class shard
+(`margin_jax.sharding`).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -15,21 +16,13 @@ import jax.numpy as jnp
 from jax import lax
 
 from margin_jax import sharding
-
-_HALF_DTYPES = (jnp.bfloat16, jnp.float16)
-
-
-def result_dtype(*arrays) -> jnp.dtype:
-  """The promoted floating dtype of the inputs (the dtype a loss returns)."""
-  dtype = jnp.result_type(*arrays)
-  if not jnp.issubdtype(dtype, jnp.floating):
-    dtype = jnp.result_type(dtype, jnp.float32)
-  return dtype
-
-
-def compute_dtype(dtype) -> jnp.dtype:
-  """Half precision is computed in float32; float32/float64 are kept."""
-  return jnp.float32 if dtype in _HALF_DTYPES else dtype
+from margin_jax.numerics import compute_dtype
+from margin_jax.numerics import expand_to
+from margin_jax.numerics import normalize
+from margin_jax.numerics import NORM_FLOOR_SQ
+from margin_jax.numerics import result_dtype
+from margin_jax.numerics import safe_norm
+from margin_jax.numerics import sum_over_axis
 
 
 def check_labels(labels, batch_size: int, name: str = "labels") -> jax.Array:
@@ -201,15 +194,9 @@ def check_weights(weights, kind: str = "classifier") -> jax.Array:
   return weights
 
 
-def prepare_features(features, weights, labels, *, kind: str = "classifier", where=None):
-  """Checks ``features`` [B, d], class weights of ``kind``, ``labels`` [B] and
-  the mask ``where`` [B].
-
-  ``kind``: ``"classifier"`` W [d, C], ``"stacked"`` [V, d, C] or
-  ``"centers"`` [C, d]. Returns (features, weights, labels, where, out_dtype)
-  with the arrays cast to the compute dtype and the labels made safe for the
-  target gathers (`safe_labels`).
-  """
+def prepare_arrays(features, weights, *, kind: str = "classifier"):
+  """Checks ``features`` [B, d] against class weights of ``kind`` (see
+  `prepare_features`); returns both in the compute dtype and the result dtype."""
   features, weights = jnp.asarray(features), check_weights(weights, kind)
   if features.ndim != 2:
     raise ValueError(f"features must have shape [batch_size, dim], got {features.shape}.")
@@ -219,76 +206,31 @@ def prepare_features(features, weights, labels, *, kind: str = "classifier", whe
       f"{name} {weights.shape} (layout {layout}) do not match features {features.shape}: "
       f"expected dim {features.shape[1]} on axis {dim_axis}."
     )
+  out_dtype = result_dtype(features, weights)
+  dtype = compute_dtype(out_dtype)
+  return features.astype(dtype), weights.astype(dtype), out_dtype
+
+
+def prepare_features(features, weights, labels, *, kind: str = "classifier", where=None):
+  """Checks ``features`` [B, d], class weights of ``kind``, ``labels`` [B] and
+  the mask ``where`` [B].
+
+  ``kind``: ``"classifier"`` W [d, C], ``"stacked"`` [V, d, C] or
+  ``"centers"`` [C, d]. Returns (features, weights, labels, where, out_dtype)
+  with the arrays cast to the compute dtype and the labels made safe for the
+  target gathers (`safe_labels`).
+  """
+  features, weights, out_dtype = prepare_arrays(features, weights, kind=kind)
   labels = check_labels(labels, features.shape[0])
   where = check_where(where, features.shape[0])
   num_classes = weights.shape[0] if kind == "centers" else weights.shape[-1]
   labels = safe_labels(labels, num_classes, where)
-  out_dtype = result_dtype(features, weights)
-  dtype = compute_dtype(out_dtype)
-  return features.astype(dtype), weights.astype(dtype), labels, where, out_dtype
+  return features, weights, labels, where, out_dtype
 
 
 def check_choice(name: str, value, choices) -> None:
   if value not in choices:
     raise ValueError(f"{name}={value!r} is not one of {sorted(choices)}.")
-
-
-# Norms are floored at 1e-12 (as torch's F.normalize does): below it a vector
-# counts as zero, and 1/norm^2 stays finite in float32.
-_NORM_FLOOR_SQ = 1e-24
-
-
-# XLA:CPU sums over a non-minor axis (the d axis of W [d, C], the batch axis
-# of [B, C]) about 9x slower than the same sum written as a ones-vector matmul
-# (W [512, 10^5]: 5.7 s against 0.64 s on a 2-core Xeon). Column sums, and the
-# column sums that autodiff makes of broadcasts along such an axis, therefore
-# go through ``ones @ a`` (full precision, so accelerators do not round).
-
-
-def _is_second_minor(axis: int, ndim: int) -> bool:
-  return ndim >= 2 and axis % ndim == ndim - 2
-
-
-def sum_over_axis(a: jax.Array, axis: int) -> jax.Array:
-  """``jnp.sum(a, axis)``; over the second-minor axis as a ones-vector matmul."""
-  if not _is_second_minor(axis, a.ndim):
-    return jnp.sum(a, axis=axis)
-  ones = jnp.ones((1, a.shape[axis]), a.dtype)
-  return jnp.matmul(ones, a, precision=lax.Precision.HIGHEST)[..., 0, :]
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
-def _broadcast_second_minor(v: jax.Array, axis: int, size: int) -> jax.Array:
-  return jnp.broadcast_to(jnp.expand_dims(v, axis), v.shape[:axis] + (size,) + v.shape[axis:])
-
-
-@_broadcast_second_minor.defjvp
-def _broadcast_second_minor_jvp(axis, size, primals, tangents):
-  (v,), (dv,) = primals, tangents
-  # The tangent as an outer product, so that its transpose (the reverse-mode
-  # column sum) is the fast ones-vector matmul rather than a reduction.
-  ones = jnp.ones((size, 1), v.dtype)
-  tangent = jnp.matmul(ones, jnp.expand_dims(dv, axis), precision=lax.Precision.HIGHEST)
-  return _broadcast_second_minor(v, axis, size), tangent
-
-
-def expand_to(v: jax.Array, axis: int, size: int) -> jax.Array:
-  """``v`` with a new ``axis`` of length ``size`` (a broadcast), gradient-friendly."""
-  ndim = v.ndim + 1
-  axis = axis % ndim
-  if _is_second_minor(axis, ndim):
-    return _broadcast_second_minor(v, axis, size)
-  return jnp.expand_dims(v, axis)  # broadcasts at use; its column sum is over a minor axis
-
-
-def safe_norm(x: jax.Array, axis: int) -> jax.Array:
-  """L2 norm, floored at 1e-12, whose gradient is finite (zero) at x = 0."""
-  return jnp.sqrt(jnp.maximum(sum_over_axis(x * x, axis), _NORM_FLOOR_SQ))
-
-
-def normalize(x: jax.Array, axis: int) -> jax.Array:
-  """x / ||x|| along ``axis``; a zero vector stays zero with finite gradients."""
-  return x / expand_to(safe_norm(x, axis), axis, x.shape[axis])
 
 
 def _cast_to_common_vma(*arrays):
@@ -321,7 +263,7 @@ def _matmul_unit_columns_bwd(residuals, g):
   a, weights, norms, out = residuals
   scaled = divide_columns(g, norms)
   column = sum_over_axis(scaled * out, axis=0) / norms
-  column = jnp.where(norms * norms > _NORM_FLOOR_SQ, column, 0.0)
+  column = jnp.where(norms * norms > NORM_FLOOR_SQ, column, 0.0)
   d_weights = a.T @ scaled - weights * expand_to(column, 0, weights.shape[0])
   return scaled @ weights.T, d_weights
 
@@ -381,7 +323,8 @@ _take_target.defvjp(_take_target_fwd, _take_target_bwd)
 
 
 def take_target(values: jax.Array, labels: jax.Array) -> jax.Array:
-  """values[i, labels[i]] for [B, C] values (NaN for an out-of-range label)."""
+  """values[i, labels[i]] for [B, C] values (NaN for an out-of-range label); inside a
+  class-sharded loss, from the shard that owns the label."""
   if sharding.current_shard() is None:
     return _take_target(values, labels)
   return _owned_gather(

@@ -16,22 +16,6 @@ from margin_jax.losses._cosine_margins import (
 )
 
 
-def _check_stacked(features, weights) -> tuple[jax.Array, jax.Array, jnp.dtype]:
-  """Checks ``features`` [B, d] and sub-centre weights [K, d, C]; returns them in
-  the compute dtype and the result dtype."""
-  features, weights = jnp.asarray(features), _common.check_weights(weights, "stacked")
-  if features.ndim != 2:
-    raise ValueError(f"features must have shape [batch_size, dim], got {features.shape}.")
-  if weights.shape[1] != features.shape[1]:
-    raise ValueError(
-      f"weights {weights.shape} (layout [num_subcenters, dim, num_classes]) do not match "
-      f"features {features.shape}: expected dim {features.shape[1]} on axis 1."
-    )
-  out_dtype = _common.result_dtype(features, weights)
-  dtype = _common.compute_dtype(out_dtype)
-  return features.astype(dtype), weights.astype(dtype), out_dtype
-
-
 def _subcenter_cosines(features, weights):
   """max_k cos(theta_{j,k}) over the K sub-centres, [B, C], from weights [K, d, C]."""
   return jnp.max(jax.vmap(_common.cosine_logits, in_axes=(None, 0))(features, weights), axis=0)
@@ -67,7 +51,7 @@ def subcenter_cosines(features: ArrayLike, weights: ArrayLike) -> jax.Array:
     against the paper's text, which is not in this repository) (max pooling over the
     sub-centres).
   """
-  features, weights, out_dtype = _check_stacked(features, weights)
+  features, weights, out_dtype = _common.prepare_arrays(features, weights, kind="stacked")
   return _subcenter_cosines(features, weights).astype(out_dtype)
 
 

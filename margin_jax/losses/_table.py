@@ -1,14 +1,17 @@
-"""The one table of losses: name, function, inputs, test-time classification,
-hyperparameters with the papers' typical values, and their config fields.
+"""The one table of losses (name, function, inputs, test-time classification,
+the papers' typical hyperparameters) and the one adapter from a name to a call,
+`by_name` -> `BoundLoss`.
 
-Training (`margin_jax.training.objectives`), the tests and the benchmarks
-iterate over `TABLE`; adding a loss means writing its function, adding its
-row here, exporting it in ``__init__`` and listing it in the README.
+Training (`margin_jax.training.objectives`), the sharded example, the tests and
+the benchmarks iterate over `TABLE` and call losses through `BoundLoss`; adding
+a loss means writing its function, adding its row here, exporting it in
+``__init__`` and listing it in the README.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -40,18 +43,15 @@ class LossSpec:
   """One row of the table.
 
   Attributes:
-    name: the name configs and the command line use (``config.loss``).
+    name: the name `by_name` takes.
     fn: the function of `margin_jax.losses`.
     inputs: one of `INPUTS`.
     classify: one of `CLASSIFY`.
     typical: the papers' typical keyword arguments (tests and benchmarks use
       them; the noise key is passed separately). L-/A-Softmax's ``lam`` is the
       pure margin here; training anneals it (``lambda_schedule``).
-    config_fields: ``{keyword: config field}``; the field's value is passed as
-      the keyword (see ``from_config`` for derived values).
-    from_config: ``config -> {keyword: value}`` for keywords that are not a
-      plain field (Noisy's alpha from alpha^2, E-Softmax's zero margin).
-    lambda_schedule: takes the L-/A-Softmax ``lam`` from the lambda schedule.
+    lambda_schedule: takes the L-/A-Softmax ``lam``, annealed by
+      `margin_jax.losses.lambda_schedule` in training.
     needs_key: takes a PRNG key after the labels (Noisy Softmax).
     paper: where its equations are.
   """
@@ -61,18 +61,14 @@ class LossSpec:
   inputs: str
   classify: str = "plain"
   typical: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  config_fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
-  from_config: Callable[[Any], dict] | None = None
   lambda_schedule: bool = False
   needs_key: bool = False
   paper: str = ""
 
-  def hyperparameters(self, config) -> dict:
-    """The keyword arguments a config gives this loss (read once)."""
-    kwargs = {k: config[field] for k, field in self.config_fields.items()}
-    if self.from_config is not None:
-      kwargs.update(self.from_config(config))
-    return kwargs
+  @property
+  def takes_bias(self) -> bool:
+    """Whether a class bias ``[C]`` can be added to its logits."""
+    return self.inputs in ("logits", "centers") or "bias" in inspect.signature(self.fn).parameters
 
 
 TABLE: dict[str, LossSpec] = {
@@ -89,7 +85,6 @@ TABLE: dict[str, LossSpec] = {
       _angular.large_margin_softmax_loss,
       "features",
       typical={"margin": 4, "lam": 0.0},
-      config_fields={"margin": "margin"},
       lambda_schedule=True,
       paper="L-Softmax (Liu et al., ICML 2016) eqs 4-13, Sec 5.1",
     ),
@@ -99,7 +94,6 @@ TABLE: dict[str, LossSpec] = {
       "features",
       "cosine",
       typical={"margin": 4, "lam": 0.0},
-      config_fields={"margin": "margin"},
       lambda_schedule=True,
       paper="SphereFace (Liu et al., CVPR 2017) eq 7 (L-Softmax 6 with unit W)",
     ),
@@ -108,8 +102,6 @@ TABLE: dict[str, LossSpec] = {
       _noisy_virtual.noisy_softmax_loss,
       "features",
       typical={"alpha": math.sqrt(0.1)},
-      config_fields={"noise": "noise"},
-      from_config=lambda c: {"alpha": math.sqrt(c.alpha_squared)},  # Tables report alpha^2.
       needs_key=True,
       paper="Noisy Softmax (Chen et al., CVPR 2017) eqs 5-8",
     ),
@@ -124,7 +116,6 @@ TABLE: dict[str, LossSpec] = {
       _logit_losses.soft_margin_softmax_loss,
       "logits",
       typical={"margin": 0.5},
-      config_fields={"margin": "soft_margin"},
       paper="EM-Softmax (Wang et al., IJCAI 2018) eq 4",
     ),
     LossSpec(
@@ -133,8 +124,6 @@ TABLE: dict[str, LossSpec] = {
       "stacked",
       "averaged",
       typical={"margin": 0.0, "diversity": 0.1},
-      config_fields={"diversity": "diversity"},
-      from_config=lambda c: {"margin": 0.0},
       paper="EM-Softmax (Wang et al., IJCAI 2018) eq 7",
     ),
     LossSpec(
@@ -143,7 +132,6 @@ TABLE: dict[str, LossSpec] = {
       "stacked",
       "averaged",
       typical={"margin": 0.5, "diversity": 0.1},
-      config_fields={"margin": "soft_margin", "diversity": "diversity"},
       paper="EM-Softmax (Wang et al., IJCAI 2018) eqs 4, 6-8",
     ),
     LossSpec(
@@ -151,7 +139,6 @@ TABLE: dict[str, LossSpec] = {
       _logit_losses.uniformity_regularized_softmax_loss,
       "logits",
       typical={"lam": 0.3},
-      config_fields={"lam": "uniformity_lambda", "divergence": "divergence"},
       paper="Kobayashi, BMVC 2019, eqs 8-12",
     ),
     LossSpec(
@@ -159,7 +146,6 @@ TABLE: dict[str, LossSpec] = {
       _logit_losses.multiclass_hinge_loss,
       "logits",
       typical={"margin": 1.0},
-      config_fields={"margin": "hinge_margin"},
       paper="Kobayashi, BMVC 2019, eq 14",
     ),
     LossSpec(
@@ -167,7 +153,6 @@ TABLE: dict[str, LossSpec] = {
       _logit_losses.label_smoothing_loss,
       "logits",
       typical={"smoothing": 0.1},
-      config_fields={"smoothing": "smoothing"},
       paper="Kobayashi, BMVC 2019, eq 13",
     ),
     LossSpec(
@@ -176,7 +161,6 @@ TABLE: dict[str, LossSpec] = {
       "features",
       "cosine",
       typical={"scale": 16.0},
-      config_fields={"scale": "scale"},
       paper="NormFace (Wang et al., ACM MM 2017) eq 6",
     ),
     LossSpec(
@@ -185,7 +169,6 @@ TABLE: dict[str, LossSpec] = {
       "features",
       "cosine",
       typical={"scale": 64.0, "margin": 0.35},
-      config_fields={"scale": "scale", "margin": "cos_margin"},
       paper="CosFace (Wang et al., CVPR 2018) eq 4",
     ),
     LossSpec(
@@ -194,19 +177,15 @@ TABLE: dict[str, LossSpec] = {
       "features",
       "cosine",
       typical={"scale": 64.0, "margin": 0.5},
-      config_fields={"scale": "scale", "margin": "arc_margin"},
       paper="ArcFace (Deng et al., CVPR 2019) eq 3",
     ),
-    # insightface's combined (m1, m2, m3) = (1, 0.3, 0.2); the config has no
-    # m1/m2/m3 fields yet, so training uses these values.
+    # insightface's combined (m1, m2, m3) = (1, 0.3, 0.2).
     LossSpec(
       "combined_margin",
       _cosine_margins.combined_margin_loss,
       "features",
       "cosine",
       typical={"scale": 64.0, "m1": 1.0, "m2": 0.3, "m3": 0.2},
-      config_fields={"scale": "scale"},
-      from_config=lambda c: {"m1": 1.0, "m2": 0.3, "m3": 0.2},
       paper="insightface's combined margin (ArcFace, Deng et al., CVPR 2019; eq not checked)",
     ),
     LossSpec(
@@ -215,15 +194,15 @@ TABLE: dict[str, LossSpec] = {
       "stacked",
       "subcenter",
       typical={"scale": 64.0, "margin": 0.5},
-      config_fields={"scale": "scale", "margin": "arc_margin"},
-      paper="Sub-center ArcFace (Deng et al., ECCV 2020); sections not checked (paper not here)",
+      paper="Sub-center ArcFace (Deng et al., ECCV 2020); section numbers not checked",
     ),
     # Trained jointly with softmax: softmax + center_weight * center loss
-    # (Wen et al., ECCV 2016, eq 5).
+    # (Wen et al., ECCV 2016, eq 5); `BoundLoss` forms the sum.
     LossSpec(
       "center",
       _centers.center_loss,
       "centers",
+      typical={"center_weight": 0.01},
       paper="Center loss (Wen et al., ECCV 2016) eqs 2, 5",
     ),
   )
@@ -232,26 +211,52 @@ TABLE: dict[str, LossSpec] = {
 
 @dataclasses.dataclass(frozen=True)
 class BoundLoss:
-  """A loss of `TABLE` with its hyperparameters bound, called uniformly as
-  ``loss(features, weights, labels, *, key=None, where=None) -> [B]``.
+  """A loss of `TABLE` with its hyperparameters bound: the one path from a
+  name to a call,
+  ``loss(features, weights, labels, *, key=None, where=None, bias=None, centers=None, step=None) -> [B]``.
 
   ``weights`` is W ``[d, C]`` (stacked ``[V, d, C]`` for EM-Softmax, the
-  sub-centres ``[K, d, C]`` for Sub-center ArcFace; the centres ``[C, d]``
-  for the center loss); logit losses get ``features @ W``.
-  ``key`` is needed by Noisy Softmax only.
+  sub-centres ``[K, d, C]`` for Sub-center ArcFace); logit losses get
+  ``features @ W + bias``; the center row is Wen et al.'s joint objective
+  ``softmax(x @ W + bias) + center_weight * center_loss(x, centers)`` (eq 5).
+  ``key``: Noisy Softmax's noise. A hyperparameter bound as a callable is an
+  optax-style schedule, evaluated at ``step`` (e.g. L-Softmax's ``lam`` from
+  `margin_jax.losses.lambda_schedule`).
   """
 
   spec: LossSpec
   hyperparameters: Mapping[str, Any]
 
-  def __call__(self, features, weights, labels, *, key=None, where=None):
-    if self.spec.inputs == "logits":
-      return self.spec.fn(features @ weights, labels, **self.hyperparameters, where=where)
+  def __call__(
+    self, features, weights, labels, *, key=None, where=None, bias=None, centers=None, step=None
+  ):
+    name, inputs = self.spec.name, self.spec.inputs
+    kwargs = self._at_step(step)
+    if inputs in ("logits", "centers"):
+      logits = features @ weights if bias is None else features @ weights + bias
+      if inputs == "logits":
+        return self.spec.fn(logits, labels, **kwargs, where=where)
+      if centers is None:
+        raise ValueError(f"{name} is softmax + center loss: pass centers=[C, d].")
+      center = self.spec.fn(features, centers, labels, where=where)
+      softmax = _logit_losses.softmax_loss(logits, labels, where=where)
+      return softmax + kwargs["center_weight"] * center
+    if bias is not None:
+      if not self.spec.takes_bias:
+        raise ValueError(f"{name} takes no class bias (bias=...).")
+      kwargs["bias"] = bias
     if self.spec.needs_key:
       if key is None:
-        raise ValueError(f"{self.spec.name} draws noise: pass key=jax.random.key(...).")
-      return self.spec.fn(features, weights, labels, key, **self.hyperparameters, where=where)
-    return self.spec.fn(features, weights, labels, **self.hyperparameters, where=where)
+        raise ValueError(f"{name} draws noise: pass key=jax.random.key(...).")
+      return self.spec.fn(features, weights, labels, key, **kwargs, where=where)
+    return self.spec.fn(features, weights, labels, **kwargs, where=where)
+
+  def _at_step(self, step) -> dict:
+    """The hyperparameters, each schedule evaluated at ``step``."""
+    schedules = [k for k, v in self.hyperparameters.items() if callable(v)]
+    if schedules and step is None:
+      raise ValueError(f"{self.spec.name}: {schedules} are schedules; pass step=.")
+    return {k: v(step) if callable(v) else v for k, v in self.hyperparameters.items()}
 
   def test_logits(self, features, weights):
     """The logits ``[B, C]`` a model trained with this loss classifies with."""
@@ -263,6 +268,9 @@ class BoundLoss:
 def by_name(name: str, **hyperparameters) -> BoundLoss:
   """The loss ``name`` of `TABLE` with ``hyperparameters`` over its typical ones.
 
+  A hyperparameter may be a schedule (``step -> value``), evaluated at the
+  call's ``step=``.
+
   Example:
     >>> import jax.numpy as jnp
     >>> loss = by_name("arcface", scale=16.0)  # margin: the typical 0.5
@@ -271,6 +279,6 @@ def by_name(name: str, **hyperparameters) -> BoundLoss:
     (Array([0.1302], dtype=float32), Array([1], dtype=int32))
   """
   if name not in TABLE:
-    raise ValueError(f"Unknown loss {name!r}; expected one of {sorted(TABLE)}.")
+    raise ValueError(f"unknown loss {name!r}; expected one of {sorted(TABLE)}")
   spec = TABLE[name]
   return BoundLoss(spec, {**spec.typical, **hyperparameters})

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from margin_jax import losses
+from margin_jax import numerics
 from margin_jax import sharding
 from margin_jax.models.cnn import conv_net
 
@@ -68,8 +69,7 @@ def test_logits(outputs: dict, loss: str) -> jax.Array:
 def embeddings(features: jax.Array) -> jax.Array:
   """Unit-length embeddings ``[B, d]``: what retrieval and verification compare
   by cosine similarity (`margin_jax.metrics`)."""
-  norm = jnp.linalg.norm(features, axis=-1, keepdims=True)
-  return features / jnp.maximum(norm, 1e-12)
+  return numerics.normalize(features, axis=-1)
 
 
 class ClassifierHead(nn.Module):

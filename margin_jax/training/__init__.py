@@ -1,8 +1,8 @@
 """Training: objectives by name, optax SGD, pmap steps, checkpoints, metrics."""
 
 from margin_jax.training.checkpoint import ConfigMismatchError
-from margin_jax.training.inference import TrainedRun
-from margin_jax.training.inference import restore
+from margin_jax.training.trained_run import TrainedRun
+from margin_jax.training.trained_run import restore
 from margin_jax.training.objectives import LOSSES
 from margin_jax.training.objectives import Objective
 from margin_jax.training.objectives import get_objective

@@ -5,14 +5,16 @@ Two placements with one interface, chosen by ``config.mesh_shape``:
 * :class:`DataParallel` (``mesh_shape=None``): ``pmap`` over the local
   devices; state replicated, host batches ``[local_devices, per_device, ...]``.
 * :class:`MeshParallel` (``mesh_shape=(data, model)``): ``jit`` of a
-  ``shard_map`` over a ``("batch", "model")`` mesh of all devices (every
-  process's); the head's class weights (and their optimiser state) split over
-  ``"model"`` as their ``nn.with_partitioning`` annotation says, everything
-  else replicated, the batch split over ``"batch"``. The losses see their
-  class shard (`margin_jax.parallel`).
+  ``shard_map`` over a ``("data", "model")`` mesh of all devices (every
+  process's, `margin_jax.sharding.make_mesh`); the head's class weights (and
+  their optimiser state) split over ``"model"`` as their
+  ``nn.with_partitioning`` annotation says, everything else replicated, the
+  batch split over ``"data"``. The losses see their class shard
+  (`margin_jax.sharding.class_sharding`).
 
-Both run the same per-shard step function; its collectives over
-``AXIS_NAME`` average gradients, metrics and batch norm statistics.
+Both run the same per-shard step function; its collectives over ``"data"``
+(`margin_jax.sharding.DATA_AXIS`) average gradients, metrics and batch norm
+statistics.
 """
 
 from __future__ import annotations
@@ -21,12 +23,11 @@ import jax
 import numpy as np
 from flax import jax_utils
 from jax.experimental import multihost_utils
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from margin_jax.losses import _common
-
-AXIS_NAME = "batch"
-CLASS_AXIS = "model"
+from margin_jax import sharding
+from margin_jax.sharding import DATA_AXIS
+from margin_jax.sharding import MODEL_AXIS
 
 
 def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
@@ -46,14 +47,14 @@ def local_device_count() -> int:
 
 
 def parallelize(fn, *, donate_state: bool = False):
-  """``pmap`` over all devices with axis ``"batch"``; arg 0 may be donated."""
-  return jax.pmap(fn, axis_name=AXIS_NAME, donate_argnums=(0,) if donate_state else ())
+  """``pmap`` over all devices with axis ``"data"``; arg 0 may be donated."""
+  return jax.pmap(fn, axis_name=DATA_AXIS, donate_argnums=(0,) if donate_state else ())
 
 
 def _local_sharding() -> NamedSharding:
   """Leading axis split over this process's devices, in pmap's order."""
-  mesh = Mesh(np.array(jax.local_devices()), (AXIS_NAME,))
-  return NamedSharding(mesh, PartitionSpec(AXIS_NAME))
+  mesh = Mesh(np.array(jax.local_devices()), (DATA_AXIS,))
+  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
 
 
 def replicate(tree):
@@ -131,25 +132,23 @@ class MeshParallel:
         f"config.mesh_shape={tuple(mesh_shape)}: {num_classes} classes do not split "
         f"evenly over {model} class shards."
       )
-    self.mesh = jax.make_mesh(
-      (data, model), (AXIS_NAME, CLASS_AXIS), axis_types=(AxisType.Auto,) * 2
-    )
+    self.mesh = sharding.make_mesh((data, model))
     self.specs = specs
     self.num_classes = num_classes
     self._state_sharding = jax.tree.map(lambda s: NamedSharding(self.mesh, s), specs)
-    self._batch_sharding = NamedSharding(self.mesh, PartitionSpec(AXIS_NAME))
+    self._batch_sharding = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
 
   def batch_devices(self) -> int:
     return 1  # this process's part of the global batch, split by put_batch
 
   def parallelize(self, fn, *, returns_state: bool):
-    shard = _common.ClassShard(CLASS_AXIS, None, self.num_classes, AXIS_NAME)
+    shard = sharding.ClassShard(MODEL_AXIS, None, self.num_classes, DATA_AXIS)
 
     def body(state, batch):
-      with _common.class_sharding(shard):
+      with sharding.class_sharding(shard):
         return fn(state, batch)
 
-    batch_spec = PartitionSpec(AXIS_NAME)
+    batch_spec = PartitionSpec(DATA_AXIS)
     out_specs = (self.specs, PartitionSpec()) if returns_state else PartitionSpec()
     mapped = jax.shard_map(
       body, mesh=self.mesh, in_specs=(self.specs, batch_spec), out_specs=out_specs
@@ -160,7 +159,7 @@ class MeshParallel:
     return jax.device_put(state, self._state_sharding)
 
   def put_batch(self, batch):
-    """This process's ``{k: [1, b, ...]}`` as the global batch split over ``"batch"``."""
+    """This process's ``{k: [1, b, ...]}`` as the global batch split over ``"data"``."""
     return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(self._batch_sharding, x[0]), batch
     )

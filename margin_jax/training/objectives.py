@@ -1,18 +1,17 @@
 """Training objectives built from the one table of losses.
 
-Every objective calls the function its row of `margin_jax.losses.TABLE` names
-(no loss math here) on the model outputs of :class:`margin_jax.models.MarginNet`
-(``features`` [B, d], ``weights`` [d, C] or [V, d, C], optional ``bias`` and
-``centers``) with the hyperparameters its row reads from the config, returns
-the per-example loss [B], the test-time logits via
-:func:`margin_jax.losses.inference_logits`, and diagnostics for the metrics
-log. ``config.loss`` is a name of the table.
+The config's loss fields become a loss's keywords here (`loss_keywords`, the
+only place that knows both), and `bound_loss` turns ``config.loss`` into a
+`margin_jax.losses.BoundLoss` (no loss math here), which the trainer calls on
+the model outputs of :class:`margin_jax.models.MarginNet` (``features`` [B, d],
+``weights`` [d, C] or [V, d, C], optional ``bias`` and ``centers``). An
+`Objective` adds the test-time logits and the diagnostics of the metrics log.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import math
 from collections.abc import Callable
 
 import jax
@@ -20,7 +19,6 @@ import jax.numpy as jnp
 
 from margin_jax import losses
 from margin_jax import models
-from margin_jax.losses import _common
 
 LOSSES = tuple(losses.TABLE)
 
@@ -63,7 +61,7 @@ class Objective:
       plain = plain + outputs["bias"]
     classify = losses.TABLE[self.name].classify
     if classify == "subcenter":  # The angle to the closest sub-centre of the class.
-      cos = _common.take_target(losses.subcenter_cosines(x, w), labels)
+      cos = losses.take_target(losses.subcenter_cosines(x, w), labels)
     else:
       w_bar = losses.ensemble_weights(w) if w.ndim == 3 else w
       cos = losses.target_cosine(x, w_bar, labels)  # clipped to [-1, 1]
@@ -99,59 +97,89 @@ def lambda_schedule(config):
   return losses.lambda_schedule(**settings, num_steps=config.num_train_steps)
 
 
-def _int_margin(config) -> int:
-  if config.margin != int(config.margin):
-    raise ValueError(f"config.margin must be an integer for {config.loss}, got {config.margin}")
-  return int(config.margin)
+# Each loss's keywords from the config fields of ``experiments/configs/default.py``
+# (the losses take keywords only and know no config).
+_KEYWORDS = {
+  "softmax": lambda c: {},
+  "l_softmax": lambda c: {"margin": c.margin, "lam": lambda_schedule(c)},
+  "a_softmax": lambda c: {"margin": c.margin, "lam": lambda_schedule(c)},
+  "noisy_softmax": lambda c: {"alpha": math.sqrt(c.alpha_squared), "noise": c.noise},
+  "virtual_softmax": lambda c: {},
+  "m_softmax": lambda c: {"margin": c.soft_margin},
+  "e_softmax": lambda c: {"margin": 0.0, "diversity": c.diversity},
+  "em_softmax": lambda c: {"margin": c.soft_margin, "diversity": c.diversity},
+  "uniformity": lambda c: {"lam": c.uniformity_lambda, "divergence": c.divergence},
+  "hinge": lambda c: {"margin": c.hinge_margin},
+  "lsr": lambda c: {"smoothing": c.smoothing},
+  "normface": lambda c: {"scale": c.scale},
+  "cosface": lambda c: {"scale": c.scale, "margin": c.cos_margin},
+  "arcface": lambda c: {"scale": c.scale, "margin": c.arc_margin},
+  "combined_margin": lambda c: {
+    "scale": c.scale,
+    "m1": c.combined_m1,
+    "m2": c.combined_m2,
+    "m3": c.combined_m3,
+  },
+  "subcenter_arcface": lambda c: {"scale": c.scale, "margin": c.arc_margin},
+  "center": lambda c: {"center_weight": c.center_weight},
+}
+
+
+def loss_keywords(config) -> dict:
+  """The keyword arguments ``config`` gives its loss ``config.loss`` (Noisy's
+  alpha from the alpha^2 its tables report; L-/A-Softmax's lambda schedule)."""
+  return _KEYWORDS.get(config.loss, lambda c: {})(config)
+
+
+def bound_loss(config) -> losses.BoundLoss:
+  """``config.loss`` as a `margin_jax.losses.BoundLoss` with the config's hyperparameters.
+
+  Raises:
+    ValueError: unknown loss name, or stacked weights (``num_classifiers``)
+      without a stacked-weight loss or the other way round.
+  """
+  try:
+    loss = losses.by_name(config.loss, **loss_keywords(config))
+  except ValueError as err:
+    raise ValueError(f"unknown config.loss {config.loss!r}: {err}") from None
+  if (loss.spec.inputs == "stacked") != (config.num_classifiers > 0):
+    stacked = [name for name, row in losses.TABLE.items() if row.inputs == "stacked"]
+    raise ValueError(
+      f"config.num_classifiers={config.num_classifiers}: {', '.join(stacked)} take stacked"
+      " weights (V weak classifiers, K sub-centres) and need num_classifiers >= 1,"
+      " the other losses num_classifiers = 0"
+    )
+  return loss
 
 
 def get_objective(config) -> Objective:
-  """Builds the objective named ``config.loss`` with its hyperparameters.
+  """The objective of ``config.loss`` with the config's hyperparameters.
 
   Args:
     config: a ``ConfigDict`` with the fields of ``experiments/configs/default.py``.
 
   Raises:
-    ValueError: unknown loss name, a bias with a feature-based loss that takes
-      none, stacked weights (``num_classifiers``) without an ensemble loss or centers
-      without ``center``.
+    ValueError: as `bound_loss`; a bias with a loss that takes none.
   """
-  c = config
-  if c.loss not in losses.TABLE:
-    raise ValueError(f"unknown config.loss {c.loss!r}; expected one of {list(LOSSES)}")
-  spec = losses.TABLE[c.loss]
-  takes_bias = spec.inputs in ("logits", "centers") or (
-    "bias" in inspect.signature(spec.fn).parameters
-  )
-  if c.use_bias and not takes_bias:
-    raise ValueError(f"config.use_bias is not supported by {c.loss!r}")
-  stacked = [name for name, row in losses.TABLE.items() if row.inputs == "stacked"]
-  if (spec.inputs == "stacked") != (c.num_classifiers > 0):
-    raise ValueError(
-      f"config.num_classifiers={c.num_classifiers}: {', '.join(stacked)} take stacked"
-      " weights (V weak classifiers, K sub-centres) and need num_classifiers >= 1,"
-      " the other losses num_classifiers = 0"
+  loss = bound_loss(config)
+  if config.use_bias and not loss.spec.takes_bias:
+    raise ValueError(f"config.use_bias is not supported by {config.loss!r}")
+
+  def per_example(o, y, step, key):
+    return loss(
+      o["features"],
+      o["weights"],
+      y,
+      key=key,
+      bias=o.get("bias"),
+      centers=o.get("centers"),
+      step=step,
     )
-  kwargs = spec.hyperparameters(c)
-  if "margin" in kwargs and spec.lambda_schedule:
-    kwargs["margin"] = _int_margin(c)
-  center_weight = c.center_weight
-  lam = lambda_schedule(c) if spec.lambda_schedule else None
 
-  def loss(o, y, step, key):
-    x, w = o["features"], o["weights"]
-    if spec.inputs == "logits":
-      return spec.fn(x @ w + o.get("bias", 0.0), y, **kwargs)
-    if spec.inputs == "centers":  # Wen et al. eq 5: softmax + lambda * center.
-      softmax = losses.softmax_loss(x @ w + o.get("bias", 0.0), y)
-      return softmax + center_weight * spec.fn(x, o["centers"], y, **kwargs)
-    if spec.needs_key:
-      return spec.fn(x, w, y, key, bias=o.get("bias"), **kwargs)
-    return spec.fn(x, w, y, **kwargs, **({"lam": lam(step)} if lam else {}))
-
+  lam = loss.hyperparameters.get("lam") if loss.spec.lambda_schedule else None
   return Objective(
-    name=c.loss,
-    loss=loss,
+    name=config.loss,
+    loss=per_example,
     lam=lam,
-    saturation_threshold=c.saturation_threshold,
+    saturation_threshold=config.saturation_threshold,
   )

@@ -1,7 +1,7 @@
 """Data-parallel training and evaluation, in the style of flax examples/imagenet.
 
 ``train_and_evaluate(config, workdir)`` trains a :class:`MarginNet` with the
-loss named by ``config.loss`` under ``jax.pmap`` (axis ``"batch"``) or, with
+loss named by ``config.loss`` under ``jax.pmap`` (axis ``"data"``) or, with
 ``config.mesh_shape = (data, model)``, under ``jit`` + ``shard_map`` on a
 device mesh with the head's classes split over ``"model"`` (`devices`; one
 step function for both): gradients
@@ -27,9 +27,10 @@ from jax.sharding import PartitionSpec
 from margin_jax import data
 from margin_jax import losses
 from margin_jax import models
+from margin_jax import sharding
 from margin_jax.data import transforms
 from margin_jax.training import devices
-from margin_jax.training import metrics as metrics_lib
+from margin_jax.training import logs
 from margin_jax.training import objectives
 from margin_jax.training import optim
 from margin_jax.training.checkpoint import Checkpointer
@@ -59,8 +60,8 @@ def create_model(config, num_classes: int) -> models.MarginNet:
     num_classifiers=config.num_classifiers,
     use_bias=config.use_bias,
     center_alpha=config.center_alpha if config.loss == "center" else 0.0,
-    axis_name=devices.AXIS_NAME,
-    class_axis=devices.CLASS_AXIS if config.mesh_shape else None,
+    axis_name=sharding.DATA_AXIS,
+    class_axis=sharding.MODEL_AXIS if config.mesh_shape else None,
   )
 
 
@@ -88,7 +89,7 @@ def create_train_state(config, model, image_shape, key) -> tuple[TrainState, Any
 
 
 def train_step(state, batch, *, objective, preprocess, learning_rate, key):
-  """One SGD step on one device's shard; collectives over axis ``"batch"``.
+  """One SGD step on one device's shard; collectives over axis ``"data"``.
 
   Args:
     state: this device's replica of the :class:`TrainState`.
@@ -104,7 +105,7 @@ def train_step(state, batch, *, objective, preprocess, learning_rate, key):
     The new state and the device-averaged metrics.
   """
   key = jax.random.fold_in(
-    jax.random.fold_in(key, state.step), jax.lax.axis_index(devices.AXIS_NAME)
+    jax.random.fold_in(key, state.step), jax.lax.axis_index(sharding.DATA_AXIS)
   )
   aug_key, loss_key = jax.random.split(key)
   labels = batch["label"]
@@ -125,9 +126,9 @@ def train_step(state, batch, *, objective, preprocess, learning_rate, key):
   # Each device's own gradient, then their mean. Params replicated by a mesh
   # step are typed device-invariant, and autodiff would already sum their
   # gradients over the devices; cast to per-device (a no-op under pmap).
-  params = jax.lax.pcast(state.params, devices.AXIS_NAME, to="varying")
+  params = jax.lax.pcast(state.params, sharding.DATA_AXIS, to="varying")
   (loss, (outputs, new_model_state)), grads = grad_fn(params)
-  grads = jax.lax.pmean(grads, devices.AXIS_NAME)
+  grads = jax.lax.pmean(grads, sharding.DATA_AXIS)
   logits = objective.logits(outputs)
   metrics = {
     "loss": loss,
@@ -135,7 +136,7 @@ def train_step(state, batch, *, objective, preprocess, learning_rate, key):
     "learning_rate": learning_rate(state.step),
     **objective.diagnostics(outputs, labels, state.step),
   }
-  metrics = jax.lax.pmean(metrics, devices.AXIS_NAME)
+  metrics = jax.lax.pmean(metrics, sharding.DATA_AXIS)
   state = state.apply_gradients(grads=grads, batch_stats=new_model_state["batch_stats"])
   return state, metrics
 
@@ -149,7 +150,7 @@ def eval_step(state, batch, *, objective, preprocess):
   )
   correct = losses.predicted_class(objective.logits(outputs)) == batch["label"]
   counts = {"correct": (correct * batch["mask"]).sum(), "count": batch["mask"].sum()}
-  return jax.lax.psum(counts, devices.AXIS_NAME)
+  return jax.lax.psum(counts, sharding.DATA_AXIS)
 
 
 def load_dataset(config) -> dict:
@@ -241,8 +242,8 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
     functools.partial(eval_step, objective=objective, preprocess=preprocess), returns_state=False
   )
 
-  writer = metrics_lib.MetricWriter(workdir)
-  progress = metrics_lib.Progress(config.num_train_steps, start_step)
+  writer = logs.MetricWriter(workdir)
+  progress = logs.Progress(config.num_train_steps, start_step)
   state = place.put_state(state)
   batches = data.endless_train_batches(
     train_images,
