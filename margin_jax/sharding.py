@@ -33,8 +33,8 @@ def make_mesh(shape, *, devices=None) -> Mesh:
   no sharding in their types and work outside ``jax.set_mesh``.
 
   Example:
-    >>> make_mesh((1, 1)).shape
-    OrderedDict({'data': 1, 'model': 1})
+    >>> dict(make_mesh((1, 1)).shape)
+    {'data': 1, 'model': 1}
   """
   shape = tuple(shape)
   if len(shape) != 2 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in shape):

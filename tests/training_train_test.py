@@ -169,6 +169,15 @@ def test_mesh_config_errors(tiny_mnist, tmp_path):
     training.train_and_evaluate(config, str(tmp_path / "c"))
 
 
+def test_every_loss_of_the_table_has_its_config_keywords():
+  assert set(objectives._KEYWORDS) == set(losses.TABLE)
+  config = smoke.get_config()
+  for name in losses.TABLE:
+    config.loss = name
+    keywords = objectives.loss_keywords(config)
+    assert set(keywords) >= set(losses.TABLE[name].typical), name
+
+
 def test_objective_config_errors():
   config = smoke.get_config()
   config.loss = "large_margin"
