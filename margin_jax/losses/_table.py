@@ -197,12 +197,12 @@ TABLE: dict[str, LossSpec] = {
       paper="Sub-center ArcFace (Deng et al., ECCV 2020); section numbers not checked",
     ),
     # Trained jointly with softmax: softmax + center_weight * center loss
-    # (Wen et al., ECCV 2016, eq 5); `BoundLoss` forms the sum.
+    # (Wen et al., ECCV 2016, eq 5); `BoundLoss` forms the sum, weighted by its
+    # center_weight= (Wen et al. use 0.003-0.1).
     LossSpec(
       "center",
       _centers.center_loss,
       "centers",
-      typical={"center_weight": 0.01},
       paper="Center loss (Wen et al., ECCV 2016) eqs 2, 5",
     ),
   )
@@ -236,8 +236,11 @@ class BoundLoss:
       logits = features @ weights if bias is None else features @ weights + bias
       if inputs == "logits":
         return self.spec.fn(logits, labels, **kwargs, where=where)
-      if centers is None:
-        raise ValueError(f"{name} is softmax + center loss: pass centers=[C, d].")
+      if centers is None or "center_weight" not in kwargs:
+        raise ValueError(
+          f"{name} is softmax + center_weight * center loss: bind center_weight= and pass"
+          " centers=[C, d]."
+        )
       center = self.spec.fn(features, centers, labels, where=where)
       softmax = _logit_losses.softmax_loss(logits, labels, where=where)
       return softmax + kwargs["center_weight"] * center
