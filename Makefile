@@ -1,8 +1,10 @@
 # Two set-up commands on a fresh clone: `make demo` and `make test`.
+# JAX_EXTRA=cuda13 (or cuda12) installs JAX for NVIDIA GPUs: `make demo JAX_EXTRA=cuda13`.
 PYTHON ?= python3
+JAX_EXTRA ?=
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+STAMP := $(VENV)/.installed$(JAX_EXTRA:%=-%)
 
 # Offline raw datasets (MNIST, Fashion-MNIST, CIFAR-10 JPEG) when this checkout sits beside them.
 ifneq ($(wildcard ../shared/datasets),)
@@ -11,10 +13,12 @@ endif
 
 .PHONY: demo test
 
+# One stamp per JAX_EXTRA, the others removed: another choice installs again.
 $(STAMP): pyproject.toml
+	rm -f $(VENV)/.installed*
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test$(JAX_EXTRA:%=,%)]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -8,7 +8,7 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "margin_jax"
 MODULES = sorted(
-  ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts)
+  ".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts).removesuffix(".__init__")
   for p in PACKAGE.rglob("*.py")
   if p.name != "__main__.py"
 )

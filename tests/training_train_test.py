@@ -205,14 +205,3 @@ def test_restore_a_workdir_and_use_the_model(tiny_mnist, tmp_path, mesh_shape):
   np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
   with pytest.raises(FileNotFoundError, match="No checkpoint"):
     training.restore(str(tmp_path / "empty"))
-
-
-def test_evaluate_command(tiny_mnist, tmp_path):
-  from experiments import evaluate
-
-  config = tiny_config(tiny_mnist[1], num_train_steps=3)
-  training.train_and_evaluate(config, str(tmp_path))
-  result = evaluate.evaluate(str(tmp_path), data_dir=tiny_mnist[1])
-  (final,) = [m for m in read_metrics(tmp_path) if "test_error" in m][-1:]
-  assert result["test_error"] == pytest.approx(final["test_error"])
-  assert 0 <= result["mean_average_precision_at_r"] <= 1

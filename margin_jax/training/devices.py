@@ -33,10 +33,9 @@ from margin_jax.sharding import MODEL_AXIS
 def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
   """Joins a multi-process run (``jax.distributed.initialize``).
 
-  Must run before any other JAX call. On CPU, cross-process collectives use
-  gloo.
+  Must run before any other JAX call. Collectives go over each platform's own
+  transport: NCCL on GPUs, gloo (JAX's default) on CPUs.
   """
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(
     coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
   )

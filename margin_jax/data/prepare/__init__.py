@@ -238,7 +238,3 @@ def main(argv=None) -> None:
     parser.error(f"no raw files of {preparable} found under {source}")
   for name in names:
     print(f"{name}: {build(name, source_dir=source, data_dir=args.data_dir)}")
-
-
-if __name__ == "__main__":
-  main()
