@@ -177,6 +177,8 @@ def report(runs_dir=records.RUNS, results_md=RESULTS_MD, out_dir=RESULTS) -> Non
   """Rewrites the generated block of RESULTS.md and every figure."""
   blocks = []
   for name, table in campaign.TABLES.items():
+    if table.full_protocol and not records.load_table(name, runs_dir):
+      continue  # An accelerator's table (experiments.paper_protocol): shown once on record.
     if table.features:
       features_figure(name, out_dir / f"{name}.png", runs_dir)
     curves_figure(name, out_dir / f"{name}_curves.png", runs_dir)
