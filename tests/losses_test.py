@@ -873,6 +873,26 @@ def test_where_mask_gives_zero_loss_and_no_gradient(name):
     ),
     (lambda x, w, y: losses.normface_loss(x, w, y, scale=0), r"scale=0 must be > 0.0"),
     (
+      lambda x, w, y: losses.arcface_loss(x, w, y, scale=16.0, margin=np.float32(28.6)),
+      r"margin=28.6\d* must be >= 0.0 and < 3.14.*looks like degrees",
+    ),
+    (
+      lambda x, w, y: losses.arcface_loss(x, w, y, scale=16.0, margin=jnp.float32(28.6)),
+      r"margin=28.6\d* must be >= 0.0 and < 3.14.*looks like degrees",
+    ),
+    (
+      lambda x, w, y: losses.cosface_loss(x, w, y, scale=jnp.asarray(-1.0), margin=0.35),
+      r"scale=-1.0 must be > 0.0",
+    ),
+    (
+      lambda x, w, y: losses.cosface_loss(x, w, y, scale=16.0, margin=35.0),
+      r"margin=35.0 must be >= 0.0 and < 2.0",
+    ),
+    (
+      lambda x, w, y: losses.combined_margin_loss(x, w, y, scale=16.0, m3=np.float64(2.5)),
+      r"m3=2.5 must be >= 0.0 and < 2.0",
+    ),
+    (
       lambda x, w, y: losses.combined_margin_loss(x, w, y, scale=16.0, m2=28.6),
       r"m2=28.6 must be >= 0.0 and < 3.14.*looks like degrees",
     ),

@@ -13,6 +13,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from margin_jax import sharding
@@ -146,10 +147,25 @@ def apply_where(loss: jax.Array, where, out_dtype) -> jax.Array:
   return loss.astype(out_dtype)
 
 
+def concrete_number(value) -> float | int | None:
+  """The value of a hyperparameter known at trace time: a Python, NumPy or
+  concrete (non-traced) JAX scalar; ``None`` for a traced value, an array or a bool."""
+  if isinstance(value, (bool, np.bool_)) or isinstance(value, jax.core.Tracer):
+    return None
+  if isinstance(value, (int, float)):
+    return value
+  if isinstance(value, (np.generic, np.ndarray, jax.Array)) and np.ndim(value) == 0:
+    if jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating):
+      return value.item()
+  return None
+
+
 def check_static(name: str, value, *, low=None, high=None, low_open=False, hint="") -> None:
-  """Range check of a hyperparameter given as a Python number; a traced or
-  array value is not checked (inside ``jit`` it has no value to check)."""
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
+  """Range check of a hyperparameter whose value is known (a Python, NumPy or
+  concrete JAX scalar); a traced value is not checked (inside ``jit`` it has no
+  value to check)."""
+  value = concrete_number(value)
+  if value is None:
     return
   too_low = low is not None and (value <= low if low_open else value < low)
   if too_low or (high is not None and value >= high) or value != value:

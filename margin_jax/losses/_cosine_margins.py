@@ -22,10 +22,11 @@ THETA_OVERFLOW = ("plain", "insightface", "easy")
 
 def _check_arc_margin(margin, name: str = "margin") -> None:
   hint = ""
-  if isinstance(margin, (int, float)) and margin >= math.pi:
+  value = _common.concrete_number(margin)
+  if value is not None and value >= math.pi:
     hint = (
-      f" The margin is in radians; {margin} looks like degrees:"
-      f" math.radians({margin}) = {math.radians(margin):.4f}."
+      f" The margin is in radians; {value} looks like degrees:"
+      f" math.radians({value}) = {math.radians(value):.4f}."
     )
   _common.check_static(name, margin, low=0.0, high=math.pi, hint=hint)
 
@@ -96,7 +97,7 @@ def cosface_loss(
     weights: ``[dim, num_classes]``.
     labels: ``[batch_size]`` integers.
     scale: s > 0 (may be traced); the paper uses 64.
-    margin: m >= 0 (may be traced); the paper uses 0.35 (0.25-0.45).
+    margin: m in ``[0, 2)`` (may be traced); the paper uses 0.35 (0.25-0.45).
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
 
@@ -115,7 +116,8 @@ def cosface_loss(
     Wang et al., CosFace: Large Margin Cosine Loss, CVPR 2018, eq. 4.
   """
   _common.check_static("scale", scale, low=0.0, low_open=True)
-  _common.check_static("margin", margin, low=0.0)
+  # An additive margin on a cosine in [-1, 1]: at 2 or more no target can win.
+  _common.check_static("margin", margin, low=0.0, high=2.0)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
@@ -319,7 +321,7 @@ def combined_margin_loss(
       (and 0.9 with m2 = 0.4, m3 = 0.15).
     m2: additive angular margin in radians, in ``[0, pi)`` (may be traced);
       insightface's common combined setting is 0.3.
-    m3: additive cosine margin >= 0 (may be traced); commonly 0.2.
+    m3: additive cosine margin in ``[0, 2)`` (may be traced); commonly 0.2.
     theta_overflow: ``"plain"`` (default), ``"insightface"`` or ``"easy"`` (static).
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
@@ -343,9 +345,10 @@ def combined_margin_loss(
     insightface's ArcFace heads.
   """
   _common.check_static("scale", scale, low=0.0, low_open=True)
+  # m1 < 1 stays a margin where m2 outweighs it: insightface's (0.9, 0.4, 0.15).
   _common.check_static("m1", m1, low=0.0, low_open=True)
   _check_arc_margin(m2, "m2")
-  _common.check_static("m3", m3, low=0.0)
+  _common.check_static("m3", m3, low=0.0, high=2.0)
   _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
