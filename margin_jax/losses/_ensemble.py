@@ -88,7 +88,7 @@ def _hsic_bwd(residuals, g):
     if valid is not None:  # padded classes of a class shard
       d_unit = jnp.where(valid, d_unit, 0.0)
     radial = _common.sum_over_axis(d_unit * unit[v], axis=0)
-    radial = jnp.where(norms[v] ** 2 > _common._NORM_FLOOR_SQ, radial, 0.0)
+    radial = jnp.where(norms[v] ** 2 > _common.NORM_FLOOR_SQ, radial, 0.0)
     grads.append((d_unit - unit[v] * _common.expand_to(radial, 0, unit.shape[1])) / norms[v])
   return (jnp.stack(grads),)
 
