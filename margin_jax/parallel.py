@@ -214,6 +214,8 @@ def shard_classes(
       """This shard's kept classes (`sample_classes` on the global batch's
       labels), the class arguments cut to them and the labels renumbered."""
       labels = local["labels"]
+      if "where" in local:  # a masked example's class is not kept for it
+        labels = jnp.where(local["where"], labels, -1)
       if batch_axis is not None:
         labels = lax.all_gather(labels, batch_axis, tiled=True)
       batch = labels.shape[0]

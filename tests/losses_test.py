@@ -1301,3 +1301,30 @@ def test_adacos_dynamic_scale_edge_cases():
     np_adacos(x, w, y, 7.0, keep),
     rtol=1e-12,
   )
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("name", sorted(losses.TABLE))
+def test_a_masked_example_changes_nothing_whatever_it_holds(name, bad):
+  spec = losses.TABLE[name]
+  x, w, y = (jnp.asarray(a) for a in make_inputs(31))
+  x = x.astype(jnp.float32).at[0].set(bad)
+  w = subcenters(w) if spec.inputs == "stacked" else w
+  w = w.astype(jnp.float32)
+  where = jnp.arange(x.shape[0]) != 0
+  extra = {"centers": jnp.ones((w.shape[-1], x.shape[1]))} if spec.inputs == "centers" else {}
+  loss = losses.by_name(name, **({"center_weight": 0.01} if extra else {}))
+
+  def total(x, w):
+    return loss(x, w, y, key=jax.random.key(0), where=where, **extra).sum()
+
+  value, (gx, gw) = jax.value_and_grad(total, argnums=(0, 1))(x, w)
+  assert np.isfinite(value) and np.all(np.isfinite(gw)), name
+  assert np.all(np.isfinite(gx[1:])) and np.all(gx[0] == 0), name
+  want = jax.grad(lambda w: loss(x[1:], w, y[1:], key=jax.random.key(0), **extra).sum())(w)
+  if not spec.needs_key:  # the noise of the other rows depends on the batch size
+    np.testing.assert_allclose(gw, want, rtol=2e-5, atol=1e-6, err_msg=name)
+  if spec.inputs == "logits":  # the logit loss alone: zero gradient in the masked row
+    logits = (x @ w).at[0].set(bad)
+    g = jax.grad(lambda z: spec.fn(z, y, **spec.typical, where=where).sum())(logits)
+    assert np.all(g[0] == 0) and np.all(np.isfinite(g)), name

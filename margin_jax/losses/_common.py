@@ -140,6 +140,15 @@ def safe_labels(labels: jax.Array, num_classes: int, where) -> jax.Array:
   return labels if where is None else jnp.where(where, labels, 0)
 
 
+def mask_rows(values: jax.Array, where) -> jax.Array:
+  """``values`` [B, ...] with the masked-out rows set to 0 before any use (the
+  double-``where`` pattern): whatever a masked row holds (NaN, Inf) reaches
+  neither the loss nor any gradient, W's included."""
+  if where is None:
+    return values
+  return jnp.where(where.reshape((-1,) + (1,) * (values.ndim - 1)), values, 0)
+
+
 def apply_where(loss: jax.Array, where, out_dtype) -> jax.Array:
   """The per-example loss in ``out_dtype``, 0 (and no gradient) where masked out."""
   if where is not None:
@@ -152,7 +161,7 @@ def concrete_number(value) -> float | int | None:
   concrete (non-traced) JAX scalar; ``None`` for a traced value, an array or a bool."""
   if isinstance(value, (bool, np.bool_)) or isinstance(value, jax.core.Tracer):
     return None
-  if isinstance(value, (int, float)):
+  if isinstance(value, (int, float)) and not isinstance(value, np.generic):
     return value
   if isinstance(value, (np.generic, np.ndarray, jax.Array)) and np.ndim(value) == 0:
     if jnp.issubdtype(value.dtype, jnp.integer) or jnp.issubdtype(value.dtype, jnp.floating):
@@ -190,7 +199,7 @@ def prepare_logits(logits, labels, *, min_classes: int = 1, where=None):
   where = check_where(where, logits.shape[0])
   labels = safe_labels(labels, logits.shape[1], where)
   out_dtype = result_dtype(logits)
-  return logits.astype(compute_dtype(out_dtype)), labels, where, out_dtype
+  return mask_rows(logits.astype(compute_dtype(out_dtype)), where), labels, where, out_dtype
 
 
 # Per kind of class-weight argument: its name, layout and the axis of dim.
@@ -241,7 +250,7 @@ def prepare_features(features, weights, labels, *, kind: str = "classifier", whe
   where = check_where(where, features.shape[0])
   num_classes = weights.shape[0] if kind == "centers" else weights.shape[-1]
   labels = safe_labels(labels, num_classes, where)
-  return features, weights, labels, where, out_dtype
+  return mask_rows(features, where), weights, labels, where, out_dtype
 
 
 def check_choice(name: str, value, choices) -> None:

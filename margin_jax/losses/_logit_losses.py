@@ -3,6 +3,12 @@
 Softmax cross-entropy, the soft-margin softmax of EM-Softmax (M-Softmax), and
 the losses of Kobayashi (BMVC 2019): the uniformity regulariser, the
 multiclass hinge loss, label smoothing and the bias rho-hat.
+
+``where`` masks whole rows of the logits: a masked row gets loss 0 and a zero
+gradient, whatever it holds (NaN, Inf). A caller who forms ``x @ W`` outside
+the loss owns that matmul: a NaN feature row still reaches W's gradient
+through it; `margin_jax.losses.by_name` masks the features before they form
+the logits.
 """
 
 from __future__ import annotations

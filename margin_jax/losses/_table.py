@@ -18,6 +18,7 @@ from typing import Any
 
 from margin_jax.losses import _angular
 from margin_jax.losses import _centers
+from margin_jax.losses import _common
 from margin_jax.losses import _cosine_margins
 from margin_jax.losses import _ensemble
 from margin_jax.losses import _logit_losses
@@ -232,6 +233,8 @@ class BoundLoss:
   ):
     name, inputs = self.spec.name, self.spec.inputs
     kwargs = self._at_step(step)
+    if where is not None:  # before the logits form, so a masked row cannot reach W
+      features = _common.mask_rows(features, _common.check_where(where, features.shape[0]))
     if inputs in ("logits", "centers"):
       logits = features @ weights if bias is None else features @ weights + bias
       if inputs == "logits":
