@@ -110,6 +110,13 @@ def _is_array(value) -> bool:
   return isinstance(value, (jax.Array, np.ndarray))
 
 
+def _unplaced(tree):
+  """``tree`` with every array as a ShapeDtypeStruct without sharding."""
+  return jax.tree.map(
+    lambda v: jax.ShapeDtypeStruct(np.shape(v), v.dtype) if _is_array(v) else v, tree
+  )
+
+
 def _pad_classes(value, axis: int, size: int):
   pad = [(0, 0)] * value.ndim
   pad[axis] = (0, size - value.shape[axis])
@@ -173,7 +180,9 @@ def shard_classes(
     if (sample_key is None) != (sample_rate is None):
       raise ValueError("pass sample_key= exactly when shard_classes was given a sample_rate.")
     # The loss's own checks and errors, on the global shapes.
-    out = jax.eval_shape(functools.partial(loss_fn, **kwargs), *args)
+    # (As unsharded shapes: the checks need no placement, and a gather on an
+    # array typed with Explicit mesh axes would have to name its out_sharding.)
+    out = jax.eval_shape(functools.partial(loss_fn, **_unplaced(kwargs)), *_unplaced(args))
     arguments = signature.bind(*args, **kwargs).arguments
     arrays = {k: v for k, v in arguments.items() if _is_array(v)}
     static = {k: v for k, v in arguments.items() if k not in arrays}

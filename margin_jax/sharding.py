@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import math
 
 import jax
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import AxisType
 from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
 MODEL_AXIS = "model"
@@ -113,3 +115,49 @@ def local_class_count(num_classes: int) -> int:
 def class_ids(shard: ClassShard, local_count: int) -> jax.Array:
   """The (global) class ids of the shard's ``local_count`` columns."""
   return lax.axis_index(shard.axis_name) * local_count + jnp.arange(local_count)
+
+
+def _explicit_mesh(values):
+  """The (abstract) mesh of the first array typed as sharded over an Explicit
+  mesh axis (`jax.make_mesh`'s default), else ``None``."""
+  for value in values:
+    if not isinstance(value, jax.Array):
+      continue
+    sharding = jax.typeof(value).sharding
+    explicit = {
+      name
+      for name, kind in zip(sharding.mesh.axis_names, sharding.mesh.axis_types)
+      if kind == AxisType.Explicit
+    }
+    used = {
+      n
+      for entry in sharding.spec
+      if entry
+      for n in (entry if isinstance(entry, tuple) else (entry,))
+    }
+    if explicit & used:
+      return sharding.mesh
+  return None
+
+
+def accepts_explicit_axes(loss):
+  """``loss`` (a per-example loss whose first argument is batch-major) callable
+  on arrays sharded over Explicit mesh axes, as `jax.make_mesh` builds them:
+  its body then runs with those axes Auto (XLA places the gathers) and the
+  result is split over the first argument's batch axis. Arrays without
+  Explicit axes take the plain call. As for any JAX code on Explicit axes,
+  ``jax.grad`` outside ``jit`` needs ``jax.set_mesh(mesh)``."""
+
+  @functools.wraps(loss)
+  def wrapped(*args, **kwargs):
+    mesh = _explicit_mesh((*args, *kwargs.values()))
+    if mesh is None:
+      return loss(*args, **kwargs)
+    batch = jax.typeof(args[0]).sharding.spec
+    with jax.sharding.use_abstract_mesh(mesh):
+      run = jax.sharding.auto_axes(
+        functools.partial(loss, **kwargs), out_sharding=P(batch[0] if batch else None)
+      )
+      return run(*args)
+
+  return wrapped

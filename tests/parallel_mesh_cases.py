@@ -4,12 +4,17 @@ subprocess with ``--xla_force_host_platform_device_count=8``.
 Every loss of the table, sharded on meshes (8, 1), (2, 4) and (1, 8), with a
 class count the shard count divides and one it does not, must equal the
 unsharded loss: values and gradients w.r.t. features and weights (or logits).
+And as the README places them: arrays put with ``NamedSharding`` on a
+``jax.make_mesh`` mesh with its default (Explicit) axes, or Auto axes.
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import AxisType
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from margin_jax import losses, parallel
 
@@ -189,3 +194,35 @@ def test_clear_errors():
       scale=1.0,
       margin=0.1,
     )
+
+
+# Where the README's placement puts each argument: the batch over "data", the
+# classes over "model" (W [d, C], stacked [V, d, C], logits [B, C], centres [C, d]).
+PLACEMENT = {
+  "logits": (P("data", "model"),),
+  "features": (P("data"), P(None, "model")),
+  "stacked": (P("data"), P(None, None, "model")),
+  "centers": (P("data"), P("model", None)),
+}
+
+
+@pytest.mark.parametrize("axis_type", [AxisType.Explicit, AxisType.Auto], ids=lambda t: t.name)
+@pytest.mark.parametrize("name", sorted(losses.TABLE))
+def test_arrays_placed_as_the_readme_places_them(name, axis_type):
+  spec = losses.TABLE[name]
+  mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(axis_type,) * 2)
+  differentiated, (y, *extra) = inputs(spec, 16)
+  placed = [
+    jax.device_put(a, NamedSharding(mesh, p))
+    for a, p in zip(differentiated, PLACEMENT[spec.inputs])
+  ]
+  rest = (jax.device_put(y, NamedSharding(mesh, P("data"))), *extra)
+  want, want_grads = value_and_grads(spec.fn, differentiated, (y, *extra), spec.typical)
+  sharded = parallel.shard_classes(spec.fn, mesh, class_axis="model", batch_axis="data")
+  for fn in (sharded, spec.fn):  # the class-sharded and the plain loss
+    got, got_grads = value_and_grads(fn, placed, rest, spec.typical)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    for g, w, a in zip(got_grads, want_grads, placed):
+      np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * np.abs(w).max())
+      if fn is sharded or axis_type == AxisType.Explicit:  # (Auto: XLA's choice for the plain loss)
+        assert g.sharding.is_equivalent_to(a.sharding, g.ndim), (name, g.sharding, a.sharding)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from margin_jax import sharding
 from margin_jax.losses import _common
 from margin_jax.losses._logit_losses import softmax_loss
 
@@ -64,6 +65,7 @@ def psi(cosine: ArrayLike, *, margin: int) -> jax.Array:
   return sign * cos_m_theta - 2.0 * k
 
 
+@sharding.accepts_explicit_axes
 def large_margin_softmax_loss(
   features: ArrayLike,
   weights: ArrayLike,
@@ -142,6 +144,7 @@ def _large_margin(logits, norm_product, labels, *, margin, lam):
   return _common.cross_entropy_with_target(logits, labels, new_target)
 
 
+@sharding.accepts_explicit_axes
 def a_softmax_loss(
   features: ArrayLike,
   weights: ArrayLike,

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from margin_jax import sharding
 from margin_jax.losses import _common
 from margin_jax.losses._logit_losses import softmax_loss
 
@@ -31,6 +32,7 @@ def _check_arc_margin(margin, name: str = "margin") -> None:
   _common.check_static(name, margin, low=0.0, high=math.pi, hint=hint)
 
 
+@sharding.accepts_explicit_axes
 def normface_loss(
   features: ArrayLike,
   weights: ArrayLike,
@@ -77,6 +79,7 @@ def normface_loss(
   )
 
 
+@sharding.accepts_explicit_axes
 def cosface_loss(
   features: ArrayLike,
   weights: ArrayLike,
@@ -180,6 +183,7 @@ def _angular_margin_loss(cosine, labels, *, scale, m1, m2, m3, theta_overflow):
   return _common.cross_entropy_with_target(scale * cosine, labels, target)
 
 
+@sharding.accepts_explicit_axes
 def arcface_loss(
   features: ArrayLike,
   weights: ArrayLike,
@@ -258,6 +262,7 @@ def arcface_loss(
   return _common.apply_where(loss, where, out_dtype)
 
 
+@sharding.accepts_explicit_axes
 def combined_margin_loss(
   features: ArrayLike,
   weights: ArrayLike,

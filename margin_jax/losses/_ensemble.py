@@ -96,6 +96,7 @@ def _hsic_bwd(residuals, g):
 _hsic.defvjp(_hsic_fwd, _hsic_bwd)
 
 
+@sharding.accepts_explicit_axes
 def ensemble_soft_margin_softmax_loss(
   features: ArrayLike,
   weights: ArrayLike,

@@ -25,6 +25,7 @@ from margin_jax.losses import _common
 DIVERGENCES = ("symmetric", "q_u", "u_q")
 
 
+@sharding.accepts_explicit_axes
 def softmax_loss(
   logits: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
 ) -> jax.Array:
@@ -56,6 +57,7 @@ def softmax_loss(
   return _common.apply_where(loss, where, out_dtype)
 
 
+@sharding.accepts_explicit_axes
 def soft_margin_softmax_loss(
   logits: ArrayLike, labels: ArrayLike, *, margin: ArrayLike, where: ArrayLike | None = None
 ) -> jax.Array:
@@ -194,6 +196,7 @@ def rho_hat(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   return (lse - _common.max_classes(masked)).astype(out_dtype)
 
 
+@sharding.accepts_explicit_axes
 def uniformity_regularized_softmax_loss(
   logits: ArrayLike,
   labels: ArrayLike,
@@ -252,6 +255,7 @@ def uniformity_regularized_softmax_loss(
   return _common.apply_where(cross_entropy + lam * penalty, where, out_dtype)
 
 
+@sharding.accepts_explicit_axes
 def multiclass_hinge_loss(
   logits: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, where: ArrayLike | None = None
 ) -> jax.Array:
@@ -291,6 +295,7 @@ def multiclass_hinge_loss(
   return _common.apply_where(_common.sum_classes(hinge) / num_others, where, out_dtype)
 
 
+@sharding.accepts_explicit_axes
 def label_smoothing_loss(
   logits: ArrayLike, labels: ArrayLike, *, smoothing: ArrayLike, where: ArrayLike | None = None
 ) -> jax.Array:

@@ -10,11 +10,13 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from margin_jax import sharding
 from margin_jax.losses import _common
 
 NOISE_TYPES = ("annealed", "amplitude", "free", "normal", "negative")
 
 
+@sharding.accepts_explicit_axes
 def noisy_softmax_loss(
   features: ArrayLike,
   weights: ArrayLike,
@@ -106,6 +108,7 @@ def noisy_softmax_loss(
   )
 
 
+@sharding.accepts_explicit_axes
 def virtual_softmax_loss(
   features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
 ) -> jax.Array:

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from margin_jax import sharding
 from margin_jax.losses import _common
 from margin_jax.losses._cosine_margins import (
   THETA_OVERFLOW,
@@ -55,6 +56,7 @@ def subcenter_cosines(features: ArrayLike, weights: ArrayLike) -> jax.Array:
   return _subcenter_cosines(features, weights).astype(out_dtype)
 
 
+@sharding.accepts_explicit_axes
 def subcenter_arcface_loss(
   features: ArrayLike,
   weights: ArrayLike,
