@@ -164,9 +164,20 @@ def test_mesh_config_errors(tiny_mnist, tmp_path):
   config = tiny_config(tiny_mnist[1], mesh_shape=(4, 4))
   with pytest.raises(ValueError, match=r"needs 16 devices, there are 4"):
     training.train_and_evaluate(config, str(tmp_path / "b"))
-  config = tiny_config(tiny_mnist[1], loss="center", mesh_shape=(2, 2))
-  with pytest.raises(ValueError, match="center loss"):
-    training.train_and_evaluate(config, str(tmp_path / "c"))
+
+
+def test_center_loss_trains_on_the_mesh_as_with_pmap(tiny_mnist, tmp_path):
+  """The centres [C, d] split over "model" like W: the mesh step equals pmap's."""
+  states = [
+    training.train_and_evaluate(
+      tiny_config(tiny_mnist[1], loss="center", num_train_steps=3, mesh_shape=shape),
+      str(tmp_path / str(shape)),
+    )
+    for shape in ((), (2, 2))
+  ]
+  trees = [jax.device_get((s.params, s.batch_stats)) for s in states]
+  chex.assert_trees_all_close(*trees, rtol=1e-4, atol=1e-5)
+  assert np.abs(trees[0][1]["head"]["centers"]).max() > 0  # the centres moved
 
 
 def test_every_loss_of_the_table_has_its_config_keywords():

@@ -44,7 +44,11 @@ def weights_shape(dim: int, num_classes: int, num_classifiers: int) -> tuple[int
 def updated_centers(centers, features, labels, *, alpha: float, axis_name=None):
   """Wen et al. (ECCV 2016) eq 4 and Algorithm 1 step 5: each centre moves
   towards the mean of its class in the (all-device) batch,
-  ``c_j <- c_j - alpha * sum_i [y_i = j](c_j - x_i) / (1 + n_j)``."""
+  ``c_j <- c_j - alpha * sum_i [y_i = j](c_j - x_i) / (1 + n_j)``. In a class
+  shard (`margin_jax.sharding`) ``centers`` are the shard's classes."""
+  shard = sharding.current_shard()
+  if shard is not None:  # labels in the shard's numbering; others one-hot to zero rows
+    labels = labels - sharding.class_ids(shard, centers.shape[0])[0]
   onehot = jax.nn.one_hot(labels, centers.shape[0], dtype=features.dtype)
   counts = onehot.sum(0)
   diff = counts[:, None] * centers - onehot.T @ features
@@ -134,7 +138,8 @@ class ClassifierHead(nn.Module):
       bias = self.param("bias", self._init(nn.initializers.zeros, 1), (c,), self.param_dtype)
       out["bias"] = bias.astype(dtype)
     if self.center_alpha > 0:
-      centers = self.variable("batch_stats", "centers", jnp.zeros, (c, d), self.param_dtype)
+      init = self._init(jnp.zeros, 2, class_dim=0)
+      centers = self.variable("batch_stats", "centers", init, (c, d), self.param_dtype)
       out["centers"] = centers.value.astype(dtype)
       if train and labels is not None and not self.is_initializing():
         centers.value = updated_centers(
@@ -142,11 +147,13 @@ class ClassifierHead(nn.Module):
         )
     return out
 
-  def _init(self, init, ndim: int):
-    """``init``, annotated as split on its last (class) axis over ``class_axis``."""
+  def _init(self, init, ndim: int, class_dim: int = -1):
+    """``init``, annotated as split on its class axis ``class_dim`` over ``class_axis``."""
     if self.class_axis is None:
       return init
-    return nn.with_partitioning(init, (None,) * (ndim - 1) + (self.class_axis,))
+    names = [None] * ndim
+    names[class_dim] = self.class_axis
+    return nn.with_partitioning(init, tuple(names))
 
 
 class MarginNet(nn.Module):

@@ -48,10 +48,6 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def create_model(config, num_classes: int) -> models.MarginNet:
-  if config.mesh_shape and config.loss == "center":
-    raise ValueError(
-      "config.mesh_shape: the center loss's centers are not class-sharded; use pmap."
-    )
   return models.margin_net(
     config.model,
     num_classes=num_classes,
