@@ -13,9 +13,9 @@ paper reports Fashion-MNIST).
 Protocol: L-Softmax Table 1's MNIST net with its filters at 1/4, 6,000
 class-balanced training images (Kobayashi Table 3(a)'s 10%), SGD momentum 0.9,
 weight decay 5e-4, batch 128, lr 0.1 /10 at 2/3 and 5/6 of the run (L-Softmax's
-12k/15k of 18k), 1,500 steps (32 passes over the subset; the length was
-settled on softmax seed 0's training error alone, before any other run);
-test error every 250 steps.
+12k/15k of 18k), 1,500 steps (32 passes over the subset), test error every
+250 steps. The length was settled on softmax seed 0's training error alone,
+before any other run: 0.00% on the whole subset after 1,500 steps.
 Hyperparameters (the defaults of `default.py`, fixed before the first run):
 L-Softmax m = 2 and 4 and A-Softmax m = 4 with the authors' lambda schedules
 stretched to the run; Noisy Softmax alpha^2 = 0.1 (annealed noise); Virtual
