@@ -182,7 +182,13 @@ def shard_classes(
     # The loss's own checks and errors, on the global shapes.
     # (As unsharded shapes: the checks need no placement, and a gather on an
     # array typed with Explicit mesh axes would have to name its out_sharding.)
-    out = jax.eval_shape(functools.partial(loss_fn, **_unplaced(kwargs)), *_unplaced(args))
+    array_kwargs = {k: v for k, v in kwargs.items() if _is_array(v)}
+    static_kwargs = {k: v for k, v in kwargs.items() if k not in array_kwargs}
+    out = jax.eval_shape(
+      lambda args, array_kwargs: loss_fn(*args, **array_kwargs, **static_kwargs),
+      _unplaced(args),
+      _unplaced(array_kwargs),
+    )
     arguments = signature.bind(*args, **kwargs).arguments
     arrays = {k: v for k, v in arguments.items() if _is_array(v)}
     static = {k: v for k, v in arguments.items() if k not in arrays}

@@ -126,6 +126,20 @@ def test_no_class_sized_array_is_gathered():
   assert "all-reduce" in hlo
 
 
+def test_sampling_ignores_masked_labels():
+  """A masked example's class is not kept for it: giving it another label
+  (one the batch already has) samples the same classes, the same losses."""
+  spec = losses.TABLE["cosface"]
+  (x, w), (y,) = inputs(spec, 256)
+  y = y.at[0].set(255).at[1:].set(y[1:] % 200)  # example 0 alone in class 255
+  where = jnp.arange(B) != 0
+  sampled = parallel.shard_classes(spec.fn, mesh_of((2, 4)), batch_axis="data", sample_rate=0.05)
+  key = jax.random.key(4)
+  a = sampled(x, w, y, where=where, sample_key=key, **spec.typical)
+  b = sampled(x, w, y.at[0].set(y[1]), where=where, sample_key=key, **spec.typical)
+  np.testing.assert_array_equal(a, b)
+
+
 def test_sample_rate_one_is_the_full_loss_exactly():
   spec = losses.TABLE["cosface"]
   (x, w), (y,) = inputs(spec, 13)

@@ -37,7 +37,6 @@ from margin_jax import losses
 from margin_jax.data import transforms
 from margin_jax.training import devices
 from margin_jax.training import objectives
-from margin_jax.training import optim
 from margin_jax.training import train
 
 ARCHITECTURE = "lsoftmax_cifar10"
@@ -77,7 +76,6 @@ def build_step(loss: str, width: float, batch: int, mean, seed: int = 0):
       train.train_step,
       objective=objective,
       preprocess=preprocess,
-      learning_rate=optim.learning_rate_schedule(config),
       key=train_key,
     ),
     donate_state=True,

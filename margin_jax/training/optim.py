@@ -30,8 +30,9 @@ def learning_rate_schedule(config) -> optax.Schedule:
   raise ValueError(f"config.lr_schedule must be 'piecewise' or 'log', got {config.lr_schedule!r}")
 
 
-def create_optimizer(config) -> optax.GradientTransformation:
-  """SGD with momentum and L2 weight decay on kernels and class weights.
+def create_optimizer(config, learning_rate: optax.Schedule) -> optax.GradientTransformation:
+  """SGD with momentum at ``learning_rate`` (`learning_rate_schedule`) and L2
+  weight decay on kernels and class weights.
 
   The decay ``weight_decay * w`` is added to the gradient (Caffe's
   convention, which all five papers use) for every parameter with two or more
@@ -42,5 +43,5 @@ def create_optimizer(config) -> optax.GradientTransformation:
   decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)
   return optax.chain(
     optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-    optax.sgd(learning_rate_schedule(config), momentum=config.momentum),
+    optax.sgd(learning_rate, momentum=config.momentum),
   )

@@ -15,12 +15,14 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import flax.linen as nn
+from flax import struct
 from flax.training import train_state
 from jax.sharding import PartitionSpec
 
@@ -38,9 +40,11 @@ from margin_jax.training.checkpoint import Checkpointer
 
 class TrainState(train_state.TrainState):
   """Params, optimiser state and the ``batch_stats`` collection (batch norm
-  running statistics and, for ``center``, the class centers)."""
+  running statistics and, for ``center``, the class centers); ``learning_rate``
+  is the optimiser's schedule (static, not checkpointed), for the metrics."""
 
   batch_stats: Any
+  learning_rate: Callable[[Any], Any] = struct.field(pytree_node=False, default=None)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -70,11 +74,13 @@ def create_train_state(config, model, image_shape, key) -> tuple[TrainState, Any
   """
   init = jax.jit(functools.partial(model.init, train=False))
   variables = jax.device_get(init(key, jnp.zeros((1, *image_shape))))
+  learning_rate = optim.learning_rate_schedule(config)
   state = TrainState.create(
     apply_fn=model.apply,
     params=variables["params"],
-    tx=optim.create_optimizer(config),
+    tx=optim.create_optimizer(config, learning_rate),
     batch_stats=variables.get("batch_stats", {}),
+    learning_rate=learning_rate,
   )
   specs = jax.tree.map(
     lambda s: s if isinstance(s, PartitionSpec) else PartitionSpec(),  # None for scalars
@@ -84,7 +90,7 @@ def create_train_state(config, model, image_shape, key) -> tuple[TrainState, Any
   return nn.meta.unbox(state), specs
 
 
-def train_step(state, batch, *, objective, preprocess, learning_rate, key):
+def train_step(state, batch, *, objective, preprocess, key):
   """One SGD step on one device's shard; collectives over axis ``"data"``.
 
   Args:
@@ -92,7 +98,6 @@ def train_step(state, batch, *, objective, preprocess, learning_rate, key):
     batch: ``{"image": uint8 [b, H, W, C], "label": int [b]}``.
     objective: a :class:`~margin_jax.training.objectives.Objective`.
     preprocess: ``(key, images, train) -> float images``.
-    learning_rate: the schedule, for the metrics only.
     key: the run's base PRNG key; folded with the step and the device index,
       so augmentation and loss noise differ across devices yet are
       reproducible.
@@ -129,7 +134,7 @@ def train_step(state, batch, *, objective, preprocess, learning_rate, key):
   metrics = {
     "loss": loss,
     "accuracy": (losses.predicted_class(logits) == labels).mean(),
-    "learning_rate": learning_rate(state.step),
+    "learning_rate": state.learning_rate(state.step),
     **objective.diagnostics(outputs, labels, state.step),
   }
   metrics = jax.lax.pmean(metrics, sharding.DATA_AXIS)
@@ -223,15 +228,8 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
     state = checkpointer.restore(place.restore_target(state))
   start_step = int(state.step)
 
-  learning_rate = optim.learning_rate_schedule(config)
   p_train = place.parallelize(
-    functools.partial(
-      train_step,
-      objective=objective,
-      preprocess=preprocess,
-      learning_rate=learning_rate,
-      key=train_key,
-    ),
+    functools.partial(train_step, objective=objective, preprocess=preprocess, key=train_key),
     returns_state=True,
   )
   p_eval = place.parallelize(
