@@ -71,7 +71,8 @@ def step_flops(config) -> float:
   import numpy as np
 
   from margin_jax.data import registry, transforms
-  from margin_jax.training import devices, objectives, optim, train
+  from margin_jax import sharding
+  from margin_jax.training import objectives, train
 
   spec = registry.get_spec(config.dataset)
   mean = np.zeros(spec.image_shape, np.float32)
@@ -82,12 +83,7 @@ def step_flops(config) -> float:
 
   def init():
     variables = model.init(jax.random.key(0), jax.numpy.zeros(shape), train=False)
-    return train.TrainState.create(
-      apply_fn=model.apply,
-      params=variables["params"],
-      tx=optim.create_optimizer(config),
-      batch_stats=variables.get("batch_stats", {}),
-    )
+    return train.new_train_state(config, model, variables)
 
   def one_device(shape, dtype):
     return jax.ShapeDtypeStruct((1, *shape), dtype)
@@ -101,10 +97,9 @@ def step_flops(config) -> float:
     train.train_step,
     objective=objectives.get_objective(config),
     preprocess=preprocess,
-    learning_rate=optim.learning_rate_schedule(config),
     key=jax.random.key(0),
   )
-  p_step = jax.pmap(step, axis_name=devices.AXIS_NAME, devices=jax.local_devices()[:1])
+  p_step = jax.pmap(step, axis_name=sharding.DATA_AXIS, devices=jax.local_devices()[:1])
   cost = p_step.lower(state, batch).cost_analysis()
   return (cost[0] if isinstance(cost, list) else cost)["flops"]
 

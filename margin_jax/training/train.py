@@ -65,6 +65,19 @@ def create_model(config, num_classes: int) -> models.MarginNet:
   )
 
 
+def new_train_state(config, model, variables) -> TrainState:
+  """The state of a run starting from the model's ``variables``: the config's
+  SGD (`margin_jax.training.optim`) with its learning-rate schedule."""
+  learning_rate = optim.learning_rate_schedule(config)
+  return TrainState.create(
+    apply_fn=model.apply,
+    params=variables["params"],
+    tx=optim.create_optimizer(config, learning_rate),
+    batch_stats=variables.get("batch_stats", {}),
+    learning_rate=learning_rate,
+  )
+
+
 def create_train_state(config, model, image_shape, key) -> tuple[TrainState, Any]:
   """Initialises the model on ``[1, *image_shape]`` inputs (one jit).
 
@@ -73,15 +86,7 @@ def create_train_state(config, model, image_shape, key) -> tuple[TrainState, Any
   everything else replicated.
   """
   init = jax.jit(functools.partial(model.init, train=False))
-  variables = jax.device_get(init(key, jnp.zeros((1, *image_shape))))
-  learning_rate = optim.learning_rate_schedule(config)
-  state = TrainState.create(
-    apply_fn=model.apply,
-    params=variables["params"],
-    tx=optim.create_optimizer(config, learning_rate),
-    batch_stats=variables.get("batch_stats", {}),
-    learning_rate=learning_rate,
-  )
+  state = new_train_state(config, model, jax.device_get(init(key, jnp.zeros((1, *image_shape)))))
   specs = jax.tree.map(
     lambda s: s if isinstance(s, PartitionSpec) else PartitionSpec(),  # None for scalars
     nn.get_partition_spec(state),
