@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import flax.linen as nn
+from flax import struct
 from flax.training import train_state
 from jax.sharding import PartitionSpec
 
@@ -37,10 +38,12 @@ from margin_jax.training.checkpoint import Checkpointer
 
 
 class TrainState(train_state.TrainState):
-  """Params, optimiser state and the ``batch_stats`` collection (batch norm
-  running statistics and, for ``center``, the class centers)."""
+  """Params, optimiser state, the ``batch_stats`` collection (batch norm
+  running statistics and, for ``center``, the class centers) and the loss's
+  training state (AdaFace's norm statistics, CurricularFace's t; else ``{}``)."""
 
   batch_stats: Any
+  loss_state: Any = struct.field(default_factory=dict)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -79,6 +82,7 @@ def create_train_state(config, model, image_shape, key) -> tuple[TrainState, Any
     params=variables["params"],
     tx=optim.create_optimizer(config),
     batch_stats=variables.get("batch_stats", {}),
+    loss_state=objectives.get_objective(config).initial_state,
   )
   specs = jax.tree.map(
     lambda s: s if isinstance(s, PartitionSpec) else PartitionSpec(),  # None for scalars
@@ -119,15 +123,19 @@ def train_step(state, batch, *, objective, preprocess, learning_rate, key):
       train=True,
       mutable=["batch_stats"],
     )
-    loss = objective.loss(outputs, labels, step=state.step, key=loss_key)
-    return loss.mean(), (outputs, new_model_state)
+    # The loss's state first (over the whole batch of all devices), then the loss with it.
+    loss_state = objective.update_state(
+      outputs, labels, state.loss_state, axis_name=sharding.DATA_AXIS
+    )
+    loss = objective.loss(outputs, labels, step=state.step, key=loss_key, state=loss_state)
+    return loss.mean(), (outputs, new_model_state, loss_state)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   # Each device's own gradient, then their mean. Params replicated by a mesh
   # step are typed device-invariant, and autodiff would already sum their
   # gradients over the devices; cast to per-device (a no-op under pmap).
   params = jax.lax.pcast(state.params, sharding.DATA_AXIS, to="varying")
-  (loss, (outputs, new_model_state)), grads = grad_fn(params)
+  (loss, (outputs, new_model_state, loss_state)), grads = grad_fn(params)
   grads = jax.lax.pmean(grads, sharding.DATA_AXIS)
   logits = objective.logits(outputs)
   metrics = {
@@ -136,8 +144,10 @@ def train_step(state, batch, *, objective, preprocess, learning_rate, key):
     "learning_rate": learning_rate(state.step),
     **objective.diagnostics(outputs, labels, state.step),
   }
-  metrics = jax.lax.pmean(metrics, sharding.DATA_AXIS)
-  state = state.apply_gradients(grads=grads, batch_stats=new_model_state["batch_stats"])
+  metrics = {**jax.lax.pmean(metrics, sharding.DATA_AXIS), **loss_state}
+  state = state.apply_gradients(
+    grads=grads, batch_stats=new_model_state["batch_stats"], loss_state=loss_state
+  )
   return state, metrics
 
 
