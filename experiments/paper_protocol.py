@@ -87,6 +87,7 @@ def step_flops(config) -> float:
       params=variables["params"],
       tx=optim.create_optimizer(config),
       batch_stats=variables.get("batch_stats", {}),
+      loss_state=objectives.get_objective(config).initial_state,
     )
 
   def one_device(shape, dtype):
@@ -104,7 +105,7 @@ def step_flops(config) -> float:
     learning_rate=optim.learning_rate_schedule(config),
     key=jax.random.key(0),
   )
-  p_step = jax.pmap(step, axis_name=devices.AXIS_NAME, devices=jax.local_devices()[:1])
+  p_step = jax.pmap(step, axis_name=devices.DATA_AXIS, devices=jax.local_devices()[:1])
   cost = p_step.lower(state, batch).cost_analysis()
   return (cost[0] if isinstance(cost, list) else cost)["flops"]
 

@@ -347,8 +347,6 @@ class BoundLoss:
     update it; no gradient), global over the mapped ``axis_name``."""
     if self.spec.update_state is None:
       return state
-    if where is not None:
-      features = _common.mask_rows(features, _common.check_where(where, features.shape[0]))
     return self.spec.update_state(
       features, weights, labels, state, where=where, axis_name=axis_name
     )
