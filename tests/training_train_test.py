@@ -234,10 +234,10 @@ class _TrainStateBeforeLossState(train_state.TrainState):
   batch_stats: Any
 
 
-def test_a_checkpoint_written_before_the_loss_state_resumes(tiny_mnist, tmp_path):
+def test_a_checkpoint_written_before_the_loss_state_restores(tiny_mnist, tmp_path):
   """A checkpoint without ``loss_state`` (written before the trainer carried
-  one) restores onto one device and resumes on a mesh, with the empty state."""
-  config = tiny_config(tiny_mnist[1], loss="arcface", num_train_steps=1, mesh_shape=(2, 2))
+  one) restores its parameters (the train state's empty loss state kept)."""
+  config = tiny_config(tiny_mnist[1], loss="arcface")
   model = train_lib.create_model(config, 10)
   state, _ = train_lib.create_train_state(config, model, (28, 28, 1), jax.random.key(0))
   fields = ("step", "apply_fn", "params", "tx", "opt_state", "batch_stats")
@@ -247,5 +247,3 @@ def test_a_checkpoint_written_before_the_loss_state_resumes(tiny_mnist, tmp_path
   checkpointer.close()
   run = training.restore(str(tmp_path), data_dir=tiny_mnist[1])
   chex.assert_trees_all_equal(run.variables["params"], state.params)
-  resumed = training.train_and_evaluate(config, str(tmp_path), resume=True)
-  assert int(resumed.step) == 1 and resumed.loss_state == {}
