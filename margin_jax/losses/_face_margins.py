@@ -230,12 +230,13 @@ def magface_loss(
     features: ``[batch_size, dim]``.
     weights: ``[dim, num_classes]``.
     labels: ``[batch_size]`` integers.
-    scale: s > 0 (may be traced); the paper uses 64.
-    lower_margin: :math:`l_m` in radians, in ``[0, pi)``; the paper uses 0.45.
-    upper_margin: :math:`u_m` in radians, in ``[0, pi)``; the paper uses 0.8.
-    lower_norm: :math:`l_a` > 0; the paper uses 10.
-    upper_norm: :math:`u_a` > :math:`l_a`; the paper uses 110.
-    lambda_g: the regulariser's weight :math:`\lambda_g` >= 0; the paper uses 35.
+    scale: s > 0 (may be traced); the authors' training script uses 64 (as
+      the values below).
+    lower_margin: :math:`l_m` in radians, in ``[0, pi)``; 0.45.
+    upper_margin: :math:`u_m` in radians, in ``[0, pi)``; 0.8.
+    lower_norm: :math:`l_a` > 0; 10.
+    upper_norm: :math:`u_a` > :math:`l_a`; 110.
+    lambda_g: the regulariser's weight :math:`\lambda_g` >= 0; 35.
     theta_overflow: past theta + m = pi (static): ``"plain"`` (default, the
       equation as printed), ``"insightface"`` or ``"easy"`` as in `arcface_loss`,
       or ``"clip"``: the angle theta + m clipped to [0, pi].
@@ -304,8 +305,9 @@ def curricularface_t(
   from t = 0. Call it before the step's loss and feed the result to
   `curricularface_loss`; no gradient flows through it. With ``axis_name``
   (a ``pmap``/``shard_map`` batch axis) the mean is over the global batch;
-  inside `margin_jax.parallel.shard_classes` the target cosine comes from
-  the shard that owns the label.
+  with the classes split too (`margin_jax.sharding.class_sharding`, as the
+  mesh trainer runs it) the target cosine comes from the shard that owns
+  the label.
 
   Args:
     features: ``[batch_size, dim]``.
@@ -390,7 +392,7 @@ def curricularface_loss(
     >>> x = jnp.array([[1.0, 2.0], [2.0, -1.0]])  # features [B=2, d=2]
     >>> W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 1.0]])  # weights [d=2, C=3]
     >>> y = jnp.array([1, 0])
-    >>> def loss(t):  # example 0's: its hard negatives (classes 0 and 2) weigh more as t grows
+    >>> def loss(t):  # example 0's loss: its hard negatives (classes 0, 2) weigh more as t grows
     ...   return round(float(curricularface_loss(x, W, y, scale=16.0, margin=1.0, t=t)[0]), 3)
     >>> [loss(0.0), loss(0.3)]
     [1.845, 3.761]
