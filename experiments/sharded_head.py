@@ -93,7 +93,7 @@ def head_loss(config) -> losses.BoundLoss:
   (`margin_jax.training.objectives.bound_loss`); logit losses form their
   [B, C/n] logits inside each shard."""
   loss = objectives.bound_loss(config)
-  if loss.spec.inputs == "centers" or loss.spec.needs_key:
+  if loss.spec.inputs == "centers" or loss.spec.needs_key or loss.spec.state:
     raise ValueError(f"config.loss={config.loss!r} is not supported by this example.")
   return loss
 

@@ -154,6 +154,51 @@ def np_subcenter_cos(x, ws):
   return np.max([np_cos_matrix(x, wk) for wk in ws], axis=0)
 
 
+# The face margins' settings for these inputs (||x|| about 0.8-3.5): AdaFace's
+# indicator z takes both signs and both clips, MagFace's norm both clips.
+ADAFACE = dict(scale=8.0, margin=0.4, h=1.0, norm_mean=1.8, norm_std=0.5)
+MAGFACE = dict(
+  scale=8.0, lower_margin=0.45, upper_margin=0.8, lower_norm=1.0, upper_norm=2.5, lambda_g=0.5
+)
+
+
+def np_adaface_z(x, h, norm_mean, norm_std):
+  return np.clip(h * (np.linalg.norm(x, axis=1) - norm_mean) / (norm_std + 1e-3), -1, 1)
+
+
+def np_adaface(x, w, y, scale, margin, h, norm_mean, norm_std, clip=False, z=None):
+  """AdaFace's f_y = s (cos(theta_y + g_angle) - g_add), g_angle = -m z, g_add = m z + m
+  (z given: held fixed, as the loss stops its gradient)."""
+  z = np_adaface_z(x, h, norm_mean, norm_std) if z is None else z
+  cos = np_cos_matrix(x, w)
+  angle = np.arccos(cos[np.arange(len(y)), y]) - margin * z
+  angle = np.clip(angle, 0, np.pi) if clip else angle
+  return np_ce_replaced(scale * cos, y, scale * (np.cos(angle) - (margin * z + margin)))
+
+
+def np_magface(x, w, y, scale, lower_margin, upper_margin, lower_norm, upper_norm, lambda_g):
+  a = np.clip(np.linalg.norm(x, axis=1), lower_norm, upper_norm)
+  m = (upper_margin - lower_margin) / (upper_norm - lower_norm) * (a - lower_norm) + lower_margin
+  cos = np_cos_matrix(x, w)
+  target = scale * np.cos(np.arccos(cos[np.arange(len(y)), y]) + m)
+  return np_ce_replaced(scale * cos, y, target) + lambda_g * (1 / a + a / upper_norm**2)
+
+
+def np_curricular(x, w, y, scale, margin, t):
+  cos = np_cos_matrix(x, w)
+  target = np.cos(np.arccos(cos[np.arange(len(y)), y]) + margin)
+  negatives = np.where(cos > target[:, None], cos * (t + cos), cos)  # N(t, cos theta_j)
+  return np_ce_replaced(scale * negatives, y, scale * target)
+
+
+def np_elastic(x, w, y, xi, scale, margin, sigma, kind):
+  m = margin + sigma * xi  # one draw per example
+  cos = np_cos_matrix(x, w)
+  cos_y = cos[np.arange(len(y)), y]
+  target = np.cos(np.arccos(cos_y) + m) if kind == "arc" else cos_y - m
+  return np_ce_replaced(scale * cos, y, scale * target)
+
+
 # --------------------------------------------------------------- loss table
 def _tagged(fn, case):
   """Marks ``case`` as a test of loss function ``fn`` (table coverage test)."""
@@ -223,6 +268,14 @@ LOSS_CASES = {
     lambda x, w, y, key: losses.subcenter_arcface_loss(x, subcenters(w), y, scale=8.0, margin=0.5),
   ),
   "center": _tagged(losses.center_loss, lambda x, w, y, key: losses.center_loss(x, w.T, y)),
+  "adaface": _features_case(losses.adaface_loss, **ADAFACE),
+  "adaface_clip": _features_case(losses.adaface_loss, **ADAFACE, theta_overflow="clip"),
+  "magface": _features_case(losses.magface_loss, **MAGFACE),
+  "curricularface": _features_case(losses.curricularface_loss, scale=8.0, margin=0.5, t=0.3),
+  "elasticface_arc": _tagged(
+    losses.elasticface_loss,
+    lambda x, w, y, key: losses.elasticface_loss(x, w, y, key, scale=8.0, margin=0.5, sigma=0.1),
+  ),
 }
 
 
@@ -280,6 +333,11 @@ def test_values_match_numpy_references():
       np_subcenter_cos(x, np.asarray(subcenters(jnp.asarray(w)))), y, 8.0, 1, 0.5, 0.0
     ),
     "center": 0.5 * np.sum((x - w.T[y]) ** 2, axis=1),
+    "adaface": np_adaface(x, w, y, **ADAFACE),
+    "adaface_clip": np_adaface(x, w, y, **ADAFACE, clip=True),
+    "magface": np_magface(x, w, y, **MAGFACE),
+    "curricularface": np_curricular(x, w, y, 8.0, 0.5, 0.3),
+    "elasticface_arc": np_elastic(x, w, y, xi, 8.0, 0.5, 0.1, "arc"),
   }
   assert set(expected) == set(LOSS_CASES)
   for name, fn in LOSS_CASES.items():
@@ -584,6 +642,8 @@ def test_uniformity_custom_vjp_matches_autodiff_of_the_plain_formula(divergence)
 def test_check_grads_float64(name):
   x, w, y = make_inputs(10)
   fn = LOSS_CASES[name]
+  if name.startswith("adaface"):  # z stops x's gradient: d/dx in the face margins' tests
+    fn = lambda x, w, y, key, fn=fn, x0=jnp.asarray(x): fn(x0, w, y, key)
   check_grads(
     jax.jit(lambda x, w: fn(x, w, y, jax.random.key(0))),
     (jnp.asarray(x), jnp.asarray(w)),
@@ -816,6 +876,13 @@ _CASE_CALLS = {
   ),
   "subcenter_arcface": (lambda x, w, y, key: (x, subcenters(w), y), {"scale": 8.0, "margin": 0.5}),
   "center": (lambda x, w, y, key: (x, w.T, y), {}),
+  "adaface": (lambda x, w, y, key: (x, w, y), ADAFACE),
+  "magface": (lambda x, w, y, key: (x, w, y), MAGFACE),
+  "curricularface": (lambda x, w, y, key: (x, w, y), {"scale": 8.0, "margin": 0.5, "t": 0.3}),
+  "elasticface_arc": (
+    lambda x, w, y, key: (x, w, y, key),
+    {"scale": 8.0, "margin": 0.5, "sigma": 0.1},
+  ),
 }
 
 
@@ -1328,3 +1395,171 @@ def test_a_masked_example_changes_nothing_whatever_it_holds(name, bad):
     logits = (x @ w).at[0].set(bad)
     g = jax.grad(lambda z: spec.fn(z, y, **spec.typical, where=where).sum())(logits)
     assert np.all(g[0] == 0) and np.all(np.isfinite(g)), name
+
+
+# ------------------------------------------------------------- face margins
+def numeric_grads(f, x, w, eps=1e-6):
+  """Central differences of sum(f(x, w)) w.r.t. x and w (float64 NumPy)."""
+  grads = []
+  for i, a in enumerate((x, w)):
+    g = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+      plus, minus = [x.copy(), w.copy()], [x.copy(), w.copy()]
+      plus[i][idx] += eps
+      minus[i][idx] -= eps
+      g[idx] = (f(*plus).sum() - f(*minus).sum()) / (2 * eps)
+    grads.append(g)
+  return grads
+
+
+# ElasticFace-Cos: the cases' values and gradients are checked here only.
+FACE_CASES = {
+  **{name: LOSS_CASES[name] for name in ("adaface", "adaface_clip", "magface", "curricularface")},
+  "elasticface_arc": LOSS_CASES["elasticface_arc"],
+  "elasticface_cos": lambda x, w, y, key: losses.elasticface_loss(
+    x, w, y, key, scale=8.0, margin=0.35, sigma=0.1, kind="cos"
+  ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FACE_CASES))
+def test_face_margin_gradients_match_the_equations(name):
+  """Values, and d/dx and d/dW against central differences of the NumPy
+  equations, with AdaFace's z and CurricularFace's t held fixed (no gradient
+  through them)."""
+  x, w, y = make_inputs(19)
+  key = jax.random.key(5)
+  xi = np.asarray(jax.random.normal(key, (B,), jnp.float64))
+  z = np_adaface_z(x, ADAFACE["h"], ADAFACE["norm_mean"], ADAFACE["norm_std"])
+  reference = {
+    "adaface": lambda x, w: np_adaface(x, w, y, **ADAFACE, z=z),
+    "adaface_clip": lambda x, w: np_adaface(x, w, y, **ADAFACE, clip=True, z=z),
+    "magface": lambda x, w: np_magface(x, w, y, **MAGFACE),
+    "curricularface": lambda x, w: np_curricular(x, w, y, 8.0, 0.5, 0.3),
+    "elasticface_arc": lambda x, w: np_elastic(x, w, y, xi, 8.0, 0.5, 0.1, "arc"),
+    "elasticface_cos": lambda x, w: np_elastic(x, w, y, xi, 8.0, 0.35, 0.1, "cos"),
+  }[name]
+  value, grads = jax.value_and_grad(
+    lambda x, w: FACE_CASES[name](x, w, y, key).sum(), argnums=(0, 1)
+  )(x, w)
+  np.testing.assert_allclose(value, reference(x, w).sum(), rtol=1e-10, err_msg=name)
+  for got, want in zip(grads, numeric_grads(reference, x, w)):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", OVERFLOW_MODES)
+def test_face_margins_reduce_to_arcface_and_cosface(mode):
+  x, w, y = inputs_past_pi()
+  key = jax.random.key(0)
+  arc = dict(scale=8.0, theta_overflow=mode)
+
+  def arcface(margin):
+    return losses.arcface_loss(x, w, y, margin=margin, **arc)
+
+  def cosface(margin):
+    return losses.cosface_loss(x, w, y, scale=8.0, margin=margin)
+
+  same = {  # z = -1 (every norm far below the mean): ArcFace, whatever the rule past pi
+    "adaface z=-1": (
+      losses.adaface_loss(x, w, y, margin=0.4, h=1.0, norm_mean=1e3, norm_std=1.0, **arc),
+      arcface(0.4),
+    ),
+    "magface l_m = u_m, lambda_g = 0": (
+      losses.magface_loss(x, w, y, lower_margin=0.5, upper_margin=0.5, lambda_g=0.0, **arc),
+      arcface(0.5),
+    ),
+    "elasticface arc sigma=0": (
+      losses.elasticface_loss(x, w, y, key, margin=0.5, sigma=0.0, **arc),
+      arcface(0.5),
+    ),
+    "elasticface cos sigma=0": (
+      losses.elasticface_loss(x, w, y, key, scale=8.0, margin=0.35, sigma=0.0, kind="cos"),
+      cosface(0.35),
+    ),
+  }
+  if mode != "easy":  # (the easy margin drops the additive margin past 90 degrees too)
+    same["adaface h=0"] = (
+      losses.adaface_loss(x, w, y, margin=0.4, h=0.0, norm_mean=20.0, norm_std=100.0, **arc),
+      cosface(0.4),
+    )
+  for name, (got, want) in same.items():
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_curricularface_without_hard_negatives_is_arcface():
+  x, w, y = make_inputs(23)
+  x = w[:, y].T + 0.05 * x  # near their class: every other cosine below cos(theta_y + m)
+  for t in (0.0, 0.7):
+    np.testing.assert_allclose(
+      losses.curricularface_loss(x, w, y, scale=8.0, margin=0.5, t=t),
+      losses.arcface_loss(x, w, y, scale=8.0, margin=0.5),
+      rtol=1e-12,
+    )
+
+
+def test_adaface_clip_keeps_the_angle_in_0_pi():
+  """``"clip"``: a high norm's negative angular margin stops at theta = 0 (target
+  1 - g_add, no gradient); a low norm's positive one at pi (-1 - g_add)."""
+  x, w, y = make_inputs(24)
+  w = w.copy()
+  w[:, y[0]] = x[0]  # theta_y = 0 for example 0, whose z will be 1
+  w[:, y[1]] = -x[1]  # theta_y = pi for example 1, whose z will be -1
+  x = x * np.where(np.arange(B) == 0, 10.0, 1.0)[:, None]
+  x[1] *= 0.01
+  kwargs = dict(scale=8.0, margin=0.4, h=1.0, norm_mean=2.0, norm_std=0.5, theta_overflow="clip")
+  loss = losses.adaface_loss(x, w, y, **kwargs)
+  cos = np_cos_matrix(x, w)
+  targets = {0: 8.0 * (1.0 - 0.8), 1: 8.0 * (-1.0 - 0.0)}
+  for i, target in targets.items():
+    want = np_ce_replaced(8.0 * cos[i : i + 1], y[i : i + 1], np.array([target]))
+    np.testing.assert_allclose(loss[i], want[0], rtol=1e-9)
+
+
+def test_adaface_norm_stats_update():
+  x, _, _ = make_inputs(21)
+  norms = np.linalg.norm(x, axis=1)
+  keep = np.arange(B) % 3 != 0
+  for where, kept in ((None, norms), (keep, norms[keep])):
+    mean, std = losses.adaface_norm_stats(x, 20.0, 100.0, where=where)
+    np.testing.assert_allclose(mean, 0.99 * 20.0 + 0.01 * kept.mean(), rtol=1e-12)
+    np.testing.assert_allclose(std, 0.99 * 100.0 + 0.01 * kept.std(ddof=1), rtol=1e-12)
+  none = np.zeros(B, bool)
+  assert losses.adaface_norm_stats(x, 20.0, 100.0, where=none) == (20.0, 100.0)
+  grad = jax.grad(lambda x: sum(losses.adaface_norm_stats(x, 20.0, 100.0, momentum=0.5)))(x)
+  np.testing.assert_array_equal(grad, 0.0)  # state, not a path for gradients
+
+
+def test_curricularface_t_update():
+  x, w, y = make_inputs(22)
+  cos_y = np_cos_matrix(x, w)[np.arange(B), y]
+  keep = np.arange(B) % 3 != 0
+  y_bad = np.where(keep, y, -1)  # masked examples may hold any label
+  np.testing.assert_allclose(
+    losses.curricularface_t(x, w, y, 0.2, momentum=0.1), 0.9 * 0.2 + 0.1 * cos_y.mean()
+  )
+  np.testing.assert_allclose(
+    losses.curricularface_t(x, w, y_bad, 0.2, where=keep), 0.99 * 0.2 + 0.01 * cos_y[keep].mean()
+  )
+  assert losses.curricularface_t(x, w, y, 0.2, where=np.zeros(B, bool)) == 0.2
+  grads = jax.grad(lambda x, w: losses.curricularface_t(x, w, y, 0.2), argnums=(0, 1))(x, w)
+  assert all(np.all(g == 0) for g in grads)
+
+
+def test_face_state_through_by_name():
+  """`BoundLoss` starts the state at the table's values, updates it and
+  feeds it to the loss; stateless losses carry none."""
+  x, w, y = make_inputs(25)
+  adaface = losses.by_name("adaface", scale=8.0)
+  assert adaface.initial_state == {"norm_mean": 20.0, "norm_std": 100.0}
+  state = adaface.update_state(x, w, y, adaface.initial_state)
+  mean, std = losses.adaface_norm_stats(x, 20.0, 100.0)
+  assert state == {"norm_mean": mean, "norm_std": std}
+  np.testing.assert_allclose(
+    adaface(x, w, y, state=state),
+    losses.adaface_loss(x, w, y, scale=8.0, margin=0.4, norm_mean=mean, norm_std=std),
+  )
+  curricular = losses.by_name("curricularface")
+  t = curricular.update_state(x, w, y, curricular.initial_state)["t"]
+  assert t == losses.curricularface_t(x, w, y, 0.0)
+  cosface = losses.by_name("cosface")
+  assert cosface.initial_state == {} and cosface.update_state(x, w, y, {}) == {}

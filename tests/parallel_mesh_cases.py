@@ -16,7 +16,7 @@ from jax.sharding import AxisType
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from margin_jax import losses, parallel
+from margin_jax import losses, parallel, sharding
 
 assert jax.device_count() == 8, "run through tests/parallel_test.py (8 CPU devices)"
 
@@ -76,6 +76,34 @@ def test_sharded_loss_equals_unsharded(name, layout):
   for g, w in zip(got_grads, want_grads):
     # Entries near 0 are sums of terms of the array's scale: absolute rounding.
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6 * np.abs(w).max())
+
+
+def test_face_states_are_global_over_the_batch_shards():
+  """AdaFace's norm statistics and CurricularFace's t with the batch split over
+  "data" (and, for t, the classes over "model", as in the mesh trainer) and
+  ``axis_name="data"`` equal the unsharded helpers on the whole batch."""
+  (x, w), (y,) = inputs(losses.TABLE["curricularface"], 16)
+  x = x * jnp.linspace(0.5, 3.0, B)[:, None]  # norms of several sizes
+  where = jnp.arange(B) % 5 != 0
+  mesh = sharding.make_mesh((2, 4))
+  stats = jax.shard_map(
+    lambda x, where: losses.adaface_norm_stats(x, 20.0, 100.0, where=where, axis_name="data"),
+    mesh=mesh,
+    in_specs=(P("data"), P("data")),
+    out_specs=P(),
+  )(x, where)
+  want = losses.adaface_norm_stats(x, 20.0, 100.0, where=where)
+  np.testing.assert_allclose(stats, want, rtol=1e-6)
+
+  def sharded_t(x, w, y, where):
+    with sharding.class_sharding(sharding.ClassShard("model", None, 16, "data")):
+      return losses.curricularface_t(x, w, y, 0.3, where=where, axis_name="data")
+
+  batch, classes = P("data"), P(None, "model")
+  t = jax.shard_map(sharded_t, mesh=mesh, in_specs=(batch, classes, batch, batch), out_specs=P())(
+    x, w, y, where
+  )
+  np.testing.assert_allclose(t, losses.curricularface_t(x, w, y, 0.3, where=where), rtol=1e-6)
 
 
 def test_hsic_diversity_sharded():

@@ -1,11 +1,13 @@
 """In-process training tests: mock data, compile-once, determinism, errors."""
 
 import json
+from typing import Any
 
 import chex
 import jax
 import numpy as np
 import optax
+from flax.training import train_state
 from jax.sharding import PartitionSpec
 import pytest
 import tensorflow_datasets as tfds
@@ -15,6 +17,7 @@ from margin_jax import losses
 from margin_jax import training
 from margin_jax.training import objectives
 from margin_jax.training import train as train_lib
+from margin_jax.training.checkpoint import Checkpointer
 
 
 def read_metrics(workdir):
@@ -216,3 +219,42 @@ def test_restore_a_workdir_and_use_the_model(tiny_mnist, tmp_path, mesh_shape):
   np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
   with pytest.raises(FileNotFoundError, match="No checkpoint"):
     training.restore(str(tmp_path / "empty"))
+
+
+def test_loss_state_is_global_checkpointed_and_restored(tiny_mnist, tmp_path):
+  """CurricularFace's t (a loss's training state) moves every step; 2 steps on
+  a (2, 2) mesh (classes split, batch over "data"), checkpointed and resumed
+  to 4, equal 4 uninterrupted pmap steps over 4 devices: the state is the
+  whole batch's and restored with the rest. (AdaFace's norm statistics take
+  the same path; `tests/parallel_mesh_cases.py` checks both helpers' global means.)"""
+  loss = "curricularface"
+  config = tiny_config(tiny_mnist[1], loss=loss, num_train_steps=4, checkpoint_every_steps=2)
+  full = training.train_and_evaluate(config, str(tmp_path / "pmap"))
+  logged = [{k: m[k] for k in full.loss_state} for m in read_metrics(tmp_path / "pmap")]
+  initial = objectives.get_objective(config).initial_state
+  assert all(a != b for a, b in zip([initial, *logged], logged)), logged
+  chex.assert_trees_all_close(logged[-1], full.loss_state)
+  mesh = tiny_config(tiny_mnist[1], loss=loss, num_train_steps=2, mesh_shape=(2, 2))
+  training.train_and_evaluate(mesh, str(tmp_path / "mesh"))
+  mesh.num_train_steps = 4
+  resumed = training.train_and_evaluate(mesh, str(tmp_path / "mesh"), resume=True)
+  chex.assert_trees_all_close(resumed.loss_state, full.loss_state, rtol=1e-5)
+
+
+class _TrainStateBeforeLossState(train_state.TrainState):
+  batch_stats: Any
+
+
+def test_a_checkpoint_written_before_the_loss_state_restores(tiny_mnist, tmp_path):
+  """A checkpoint without ``loss_state`` (written before the trainer carried
+  one) restores its parameters (the train state's empty loss state kept)."""
+  config = tiny_config(tiny_mnist[1], loss="arcface")
+  model = train_lib.create_model(config, 10)
+  state, _ = train_lib.create_train_state(config, model, (28, 28, 1), jax.random.key(0))
+  fields = ("step", "apply_fn", "params", "tx", "opt_state", "batch_stats")
+  old = _TrainStateBeforeLossState(**{k: getattr(state, k) for k in fields})
+  checkpointer = Checkpointer(str(tmp_path / "checkpoints"), config)
+  checkpointer.save(0, old)
+  checkpointer.close()
+  run = training.restore(str(tmp_path), data_dir=tiny_mnist[1])
+  chex.assert_trees_all_equal(run.variables["params"], state.params)

@@ -4,7 +4,9 @@ Logit losses are benchmarked as ``loss(x @ W, y)``; feature losses take x and
 W directly; EM-Softmax takes stacked weights [V, d, C]; the centre loss takes
 centres [C, d]. Hyperparameters are the table's typical (papers') values; they
 do not change the cost (all are scalars folded into elementwise work). L-/A-
-Softmax run at the pure margin (lambda 0), L-Softmax also at m = 2.
+Softmax run at the pure margin (lambda 0), L-Softmax also at m = 2; ElasticFace
+also as ElasticFace-Cos. AdaFace and CurricularFace run at their states' initial
+values (the state's update is a separate [B]-sized step).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def _case(spec: losses.LossSpec, name=None, **overrides) -> Case:
 
 CASES = tuple(_case(spec) for spec in losses.TABLE.values())
 CASES = CASES[:1] + (_case(losses.TABLE["l_softmax"], margin=2),) + CASES[1:]
+CASES += (_case(losses.TABLE["elasticface"], "elasticface_cos", kind="cos", margin=0.35),)
 
 
 def make_inputs(case: Case, batch: int, dim: int, classes: int, seed: int = 0, dtype="float32"):

@@ -63,6 +63,21 @@ def get_config():
   config.combined_m1 = 1.0
   config.combined_m2 = 0.3
   config.combined_m3 = 0.2
+  # AdaFace m, h and the initial running mean / std of ||x|| (the authors' 20 / 100).
+  config.adaface_margin = 0.4
+  config.adaface_h = 0.333
+  config.adaface_norm_mean = 20.0
+  config.adaface_norm_std = 100.0
+  # MagFace margins l_m..u_m over norms l_a..u_a and the regulariser's lambda_g.
+  config.magface_lower_margin = 0.45
+  config.magface_upper_margin = 0.8
+  config.magface_lower_norm = 10.0
+  config.magface_upper_norm = 110.0
+  config.magface_lambda_g = 35.0
+  config.curricular_t = 0.0  # CurricularFace's initial t (its margin: arc_margin)
+  # ElasticFace: arc (margin arc_margin) or cos (margin cos_margin), sigma of the margins.
+  config.elastic_kind = "arc"
+  config.elastic_sigma = 0.05
   config.center_weight = 0.01  # softmax + lambda * center loss (Wen eq 5)
   config.center_alpha = 0.5  # Wen eq 4 center update rate
   config.saturation_threshold = 0.99  # P(y|x) counted as saturated (Noisy)

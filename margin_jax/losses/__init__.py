@@ -7,6 +7,12 @@ then fills NaN, so the loss is NaN (a trainer's non-finite check stops there).
 """
 
 from margin_jax.losses._adacos import adacos_dynamic_scale
+from margin_jax.losses._face_margins import adaface_loss
+from margin_jax.losses._face_margins import adaface_norm_stats
+from margin_jax.losses._face_margins import curricularface_loss
+from margin_jax.losses._face_margins import curricularface_t
+from margin_jax.losses._face_margins import elasticface_loss
+from margin_jax.losses._face_margins import magface_loss
 from margin_jax.losses._common import predicted_class
 from margin_jax.losses._common import take_target
 from margin_jax.losses._adacos import adacos_fixed_scale
@@ -49,12 +55,17 @@ __all__ = (
   "TABLE",
   "a_softmax_loss",
   "adacos_dynamic_scale",
+  "adaface_loss",
+  "adaface_norm_stats",
   "adacos_fixed_scale",
   "arcface_loss",
   "center_loss",
   "combined_margin_loss",
   "cosface_loss",
+  "curricularface_loss",
+  "curricularface_t",
   "dominant_subcenters",
+  "elasticface_loss",
   "ensemble_soft_margin_softmax_loss",
   "ensemble_weights",
   "by_name",
@@ -64,6 +75,7 @@ __all__ = (
   "label_smoothing_loss",
   "lambda_schedule",
   "large_margin_softmax_loss",
+  "magface_loss",
   "multiclass_hinge_loss",
   "noisy_softmax_loss",
   "normface_loss",

@@ -146,7 +146,11 @@ def _integer_multiplier(m1) -> int | None:
 def _margin_target(cos_y: jax.Array, *, m1, m2, m3, theta_overflow: str) -> jax.Array:
   """The target cosine cos(m1 theta + m2) - m3 of the combined margin, shape [B],
   from cos(theta) clipped to [-1, 1], with the ``theta_overflow`` rule
-  (see `combined_margin_loss`)."""
+  (see `combined_margin_loss`; ``"clip"``: AdaFace's, the angle m1 theta + m2 kept in [0, pi])."""
+  if theta_overflow == "clip":
+    eps = jnp.finfo(cos_y.dtype).eps
+    theta = jnp.arccos(jnp.clip(cos_y, -1.0 + eps, 1.0 - eps))
+    return jnp.cos(jnp.clip(m1 * theta + m2, 0.0, math.pi)) - m3
   k = _integer_multiplier(m1)
   if k is not None:  # cos(k theta + m2) = cos(k theta) cos m2 - sin(k theta) sin m2
     cos_k, sin_k = _common.cos_sin_multiple(cos_y, k)
@@ -164,8 +168,9 @@ def _margin_target(cos_y: jax.Array, *, m1, m2, m3, theta_overflow: str) -> jax.
   # Python floats, so the threshold is the same double the tests compare with.
   static = _static_number(m1) and _static_number(m2)
   cos, sin = (math.cos, math.sin) if static else (jnp.cos, jnp.sin)
-  if k == 1:  # insightface's own rule, cos(theta) <= cos(pi - m2) -> cos(theta) - m2 sin(m2)
-    threshold, shift, reached = cos(math.pi - m2), m2 * sin(m2), True
+  if k == 1:  # insightface's own rule, cos(theta) <= cos(pi - m2) -> cos(theta) - m2 sin(m2);
+    # a negative m2 (AdaFace's angular margin of a high norm) never reaches pi.
+    threshold, shift, reached = cos(math.pi - m2), m2 * sin(m2), m2 > 0
   else:
     theta_0 = (math.pi - m2) / m1
     threshold = cos(theta_0)

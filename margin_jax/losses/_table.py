@@ -21,6 +21,7 @@ from margin_jax.losses import _centers
 from margin_jax.losses import _common
 from margin_jax.losses import _cosine_margins
 from margin_jax.losses import _ensemble
+from margin_jax.losses import _face_margins
 from margin_jax.losses import _logit_losses
 from margin_jax.losses import _noisy_virtual
 from margin_jax.losses import _subcenter
@@ -53,7 +54,12 @@ class LossSpec:
       pure margin here; training anneals it (``lambda_schedule``).
     lambda_schedule: takes the L-/A-Softmax ``lam``, annealed by
       `margin_jax.losses.lambda_schedule` in training.
-    needs_key: takes a PRNG key after the labels (Noisy Softmax).
+    needs_key: takes a PRNG key after the labels (Noisy Softmax, ElasticFace).
+    state: the keywords that are training state (AdaFace's norm statistics,
+      CurricularFace's t): their initial values are in ``typical``, and
+      ``update_state`` updates them before each step's loss.
+    update_state: ``(features, weights, labels, state, *, where, axis_name) ->
+      state``, the ``state`` keywords' new values (`BoundLoss.update_state`).
     paper: where its equations are.
   """
 
@@ -64,6 +70,8 @@ class LossSpec:
   typical: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   lambda_schedule: bool = False
   needs_key: bool = False
+  state: tuple[str, ...] = ()
+  update_state: Callable[..., dict] | None = None
   paper: str = ""
 
   @property
@@ -197,6 +205,58 @@ TABLE: dict[str, LossSpec] = {
       typical={"scale": 64.0, "margin": 0.5},
       paper="Sub-center ArcFace (Deng et al., ECCV 2020); section numbers not checked",
     ),
+    LossSpec(
+      "adaface",
+      _face_margins.adaface_loss,
+      "features",
+      "cosine",
+      typical={"scale": 64.0, "margin": 0.4, "h": 0.333, "norm_mean": 20.0, "norm_std": 100.0},
+      state=("norm_mean", "norm_std"),
+      update_state=lambda x, w, y, state, **kw: dict(
+        zip(
+          ("norm_mean", "norm_std"),
+          _face_margins.adaface_norm_stats(x, state["norm_mean"], state["norm_std"], **kw),
+        )
+      ),
+      paper="AdaFace (Kim et al., CVPR 2022) Sec 3; eq numbers not checked",
+    ),
+    LossSpec(
+      "magface",
+      _face_margins.magface_loss,
+      "features",
+      "cosine",
+      typical={
+        "scale": 64.0,
+        "lower_margin": 0.45,
+        "upper_margin": 0.8,
+        "lower_norm": 10.0,
+        "upper_norm": 110.0,
+        "lambda_g": 35.0,
+      },
+      paper="MagFace (Meng et al., CVPR 2021) Sec 3-4; eq numbers not checked",
+    ),
+    LossSpec(
+      "curricularface",
+      _face_margins.curricularface_loss,
+      "features",
+      "cosine",
+      typical={"scale": 64.0, "margin": 0.5, "t": 0.0},
+      state=("t",),
+      update_state=lambda x, w, y, state, **kw: {
+        "t": _face_margins.curricularface_t(x, w, y, state["t"], **kw)
+      },
+      paper="CurricularFace (Huang et al., CVPR 2020) Sec 3; eq numbers not checked",
+    ),
+    # ElasticFace-Arc; ElasticFace-Cos is kind="cos" with margin 0.35.
+    LossSpec(
+      "elasticface",
+      _face_margins.elasticface_loss,
+      "features",
+      "cosine",
+      typical={"scale": 64.0, "margin": 0.5, "sigma": 0.05},
+      needs_key=True,
+      paper="ElasticFace (Boutros et al., CVPRW 2022) eqs 6-7",
+    ),
     # Trained jointly with softmax: softmax + center_weight * center loss
     # (Wen et al., ECCV 2016, eq 5); `BoundLoss` forms the sum, weighted by its
     # center_weight= (Wen et al. use 0.003-0.1).
@@ -214,25 +274,38 @@ TABLE: dict[str, LossSpec] = {
 class BoundLoss:
   """A loss of `TABLE` with its hyperparameters bound: the one path from a
   name to a call,
-  ``loss(features, weights, labels, *, key=None, where=None, bias=None, centers=None, step=None) -> [B]``.
+  ``loss(features, weights, labels, *, key=None, where=None, bias=None, centers=None, step=None,
+  state=None) -> [B]``.
 
   ``weights`` is W ``[d, C]`` (stacked ``[V, d, C]`` for EM-Softmax, the
   sub-centres ``[K, d, C]`` for Sub-center ArcFace); logit losses get
   ``features @ W + bias``; the center row is Wen et al.'s joint objective
   ``softmax(x @ W + bias) + center_weight * center_loss(x, centers)`` (eq 5).
-  ``key``: Noisy Softmax's noise. A hyperparameter bound as a callable is an
-  optax-style schedule, evaluated at ``step`` (e.g. L-Softmax's ``lam`` from
-  `margin_jax.losses.lambda_schedule`).
+  ``key``: Noisy Softmax's noise, ElasticFace's margins. A hyperparameter
+  bound as a callable is an optax-style schedule, evaluated at ``step`` (e.g.
+  L-Softmax's ``lam`` from `margin_jax.losses.lambda_schedule`). ``state``:
+  the current values of the loss's training state (`initial_state`,
+  `update_state`), over the bound ones.
   """
 
   spec: LossSpec
   hyperparameters: Mapping[str, Any]
 
   def __call__(
-    self, features, weights, labels, *, key=None, where=None, bias=None, centers=None, step=None
+    self,
+    features,
+    weights,
+    labels,
+    *,
+    key=None,
+    where=None,
+    bias=None,
+    centers=None,
+    step=None,
+    state=None,
   ):
     name, inputs = self.spec.name, self.spec.inputs
-    kwargs = self._at_step(step)
+    kwargs = {**self._at_step(step), **(state or {})}
     if where is not None:  # before the logits form, so a masked row cannot reach W
       features = _common.mask_rows(features, _common.check_where(where, features.shape[0]))
     if inputs in ("logits", "centers"):
@@ -263,6 +336,20 @@ class BoundLoss:
     if schedules and step is None:
       raise ValueError(f"{self.spec.name}: {schedules} are schedules; pass step=.")
     return {k: v(step) if callable(v) else v for k, v in self.hyperparameters.items()}
+
+  @property
+  def initial_state(self) -> dict:
+    """The training state's initial values (the bound ones), ``{}`` for a stateless loss."""
+    return {k: self.hyperparameters[k] for k in self.spec.state}
+
+  def update_state(self, features, weights, labels, state, *, where=None, axis_name=None):
+    """The training state after this batch (before its loss, as the authors
+    update it; no gradient), global over the mapped ``axis_name``."""
+    if self.spec.update_state is None:
+      return state
+    return self.spec.update_state(
+      features, weights, labels, state, where=where, axis_name=axis_name
+    )
 
   def test_logits(self, features, weights):
     """The logits ``[B, C]`` a model trained with this loss classifies with."""

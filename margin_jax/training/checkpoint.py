@@ -99,6 +99,13 @@ class Checkpointer:
         f"different config; refusing to load it:\n{lines}\nUse a new "
         "--workdir or the original config."
       )
+    path = self._manager.directory / str(step) / "state"
+    if "loss_state" not in ocp.PyTreeCheckpointHandler().metadata(path).tree:
+      # Written before the train state carried a loss state (no loss had one
+      # then): everything else restored, the target's empty loss state kept.
+      restore_args = ocp.checkpoint_utils.construct_restore_args(target)
+      args = ocp.args.PyTreeRestore(target, restore_args=restore_args, partial_restore=True)
+      return ocp.PyTreeCheckpointer().restore(path, args=args)
     return self._manager.restore(
       step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target))
     )["state"]

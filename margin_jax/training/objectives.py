@@ -29,14 +29,23 @@ class Objective:
 
   Attributes:
     name: the config string.
-    loss: ``(outputs, labels, *, step, key) -> [B]`` per-example loss; ``step``
-      (traced) feeds hyperparameter schedules, ``key`` the Noisy Softmax noise.
+    loss: ``(outputs, labels, *, step, key, state=None) -> [B]`` per-example
+      loss; ``step`` (traced) feeds hyperparameter schedules, ``key`` the
+      Noisy Softmax noise and ElasticFace's margins, ``state`` the loss's
+      training state (``None``: its initial values).
+    update_state: ``(outputs, labels, state, *, axis_name=None) -> state``,
+      the loss's training state after this batch (AdaFace's norm
+      statistics, CurricularFace's t; ``{}`` for the others), computed before
+      the loss as the authors do, global over the mapped ``axis_name``.
+    initial_state: the training state at step 0 (float32 scalars).
     lam: the L-/A-Softmax lambda schedule (``step -> lambda``), else ``None``.
     saturation_threshold: P(y|x) above which an example counts as saturated.
   """
 
   name: str
   loss: Callable[..., jax.Array]
+  update_state: Callable[..., dict]
+  initial_state: dict
   lam: Callable[[jax.Array], jax.Array] | None = None
   saturation_threshold: float = 0.99
 
@@ -121,6 +130,28 @@ _KEYWORDS = {
     "m3": c.combined_m3,
   },
   "subcenter_arcface": lambda c: {"scale": c.scale, "margin": c.arc_margin},
+  "adaface": lambda c: {
+    "scale": c.scale,
+    "margin": c.adaface_margin,
+    "h": c.adaface_h,
+    "norm_mean": c.adaface_norm_mean,
+    "norm_std": c.adaface_norm_std,
+  },
+  "magface": lambda c: {
+    "scale": c.scale,
+    "lower_margin": c.magface_lower_margin,
+    "upper_margin": c.magface_upper_margin,
+    "lower_norm": c.magface_lower_norm,
+    "upper_norm": c.magface_upper_norm,
+    "lambda_g": c.magface_lambda_g,
+  },
+  "curricularface": lambda c: {"scale": c.scale, "margin": c.arc_margin, "t": c.curricular_t},
+  "elasticface": lambda c: {
+    "scale": c.scale,
+    "margin": c.arc_margin if c.elastic_kind == "arc" else c.cos_margin,
+    "sigma": c.elastic_sigma,
+    "kind": c.elastic_kind,
+  },
   "center": lambda c: {"center_weight": c.center_weight},
 }
 
@@ -165,7 +196,7 @@ def get_objective(config) -> Objective:
   if config.use_bias and not loss.spec.takes_bias:
     raise ValueError(f"config.use_bias is not supported by {config.loss!r}")
 
-  def per_example(o, y, step, key):
+  def per_example(o, y, step, key, state=None):
     return loss(
       o["features"],
       o["weights"],
@@ -174,12 +205,18 @@ def get_objective(config) -> Objective:
       bias=o.get("bias"),
       centers=o.get("centers"),
       step=step,
+      state=state,
     )
+
+  def update_state(o, y, state, *, axis_name=None):
+    return loss.update_state(o["features"], o["weights"], y, state, axis_name=axis_name)
 
   lam = loss.hyperparameters.get("lam") if loss.spec.lambda_schedule else None
   return Objective(
     name=config.loss,
     loss=per_example,
+    update_state=update_state,
+    initial_state={k: jnp.float32(v) for k, v in loss.initial_state.items()},
     lam=lam,
     saturation_threshold=config.saturation_threshold,
   )

@@ -39,11 +39,14 @@ from margin_jax.training.checkpoint import Checkpointer
 
 
 class TrainState(train_state.TrainState):
-  """Params, optimiser state and the ``batch_stats`` collection (batch norm
-  running statistics and, for ``center``, the class centers); ``learning_rate``
-  is the optimiser's schedule (static, not checkpointed), for the metrics."""
+  """Params, optimiser state, the ``batch_stats`` collection (batch norm
+  running statistics and, for ``center``, the class centers) and the loss's
+  training state (AdaFace's norm statistics, CurricularFace's t; else ``{}``);
+  ``learning_rate`` is the optimiser's schedule (static, not checkpointed), for
+  the metrics."""
 
   batch_stats: Any
+  loss_state: Any = struct.field(default_factory=dict)
   learning_rate: Callable[[Any], Any] = struct.field(pytree_node=False, default=None)
 
 
@@ -67,13 +70,15 @@ def create_model(config, num_classes: int) -> models.MarginNet:
 
 def new_train_state(config, model, variables) -> TrainState:
   """The state of a run starting from the model's ``variables``: the config's
-  SGD (`margin_jax.training.optim`) with its learning-rate schedule."""
+  SGD (`margin_jax.training.optim`) with its learning-rate schedule and the
+  loss's initial training state."""
   learning_rate = optim.learning_rate_schedule(config)
   return TrainState.create(
     apply_fn=model.apply,
     params=variables["params"],
     tx=optim.create_optimizer(config, learning_rate),
     batch_stats=variables.get("batch_stats", {}),
+    loss_state=objectives.get_objective(config).initial_state,
     learning_rate=learning_rate,
   )
 
@@ -125,15 +130,19 @@ def train_step(state, batch, *, objective, preprocess, key):
       train=True,
       mutable=["batch_stats"],
     )
-    loss = objective.loss(outputs, labels, step=state.step, key=loss_key)
-    return loss.mean(), (outputs, new_model_state)
+    # The loss's state first (over the whole batch of all devices), then the loss with it.
+    loss_state = objective.update_state(
+      outputs, labels, state.loss_state, axis_name=sharding.DATA_AXIS
+    )
+    loss = objective.loss(outputs, labels, step=state.step, key=loss_key, state=loss_state)
+    return loss.mean(), (outputs, new_model_state, loss_state)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
   # Each device's own gradient, then their mean. Params replicated by a mesh
   # step are typed device-invariant, and autodiff would already sum their
   # gradients over the devices; cast to per-device (a no-op under pmap).
   params = jax.lax.pcast(state.params, sharding.DATA_AXIS, to="varying")
-  (loss, (outputs, new_model_state)), grads = grad_fn(params)
+  (loss, (outputs, new_model_state, loss_state)), grads = grad_fn(params)
   grads = jax.lax.pmean(grads, sharding.DATA_AXIS)
   logits = objective.logits(outputs)
   metrics = {
@@ -142,8 +151,10 @@ def train_step(state, batch, *, objective, preprocess, key):
     "learning_rate": state.learning_rate(state.step),
     **objective.diagnostics(outputs, labels, state.step),
   }
-  metrics = jax.lax.pmean(metrics, sharding.DATA_AXIS)
-  state = state.apply_gradients(grads=grads, batch_stats=new_model_state["batch_stats"])
+  metrics = {**jax.lax.pmean(metrics, sharding.DATA_AXIS), **loss_state}
+  state = state.apply_gradients(
+    grads=grads, batch_stats=new_model_state["batch_stats"], loss_state=loss_state
+  )
   return state, metrics
 
 
