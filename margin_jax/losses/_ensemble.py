@@ -73,16 +73,16 @@ def _hsic_jvp(_, primals, tangents):
   # the kept unit columns, no centred [d, C] copy.
   ((weights,), (d_weights,)) = primals, tangents
   total, (unit, norms, mean, cross, num_classes) = _hsic_forward(weights)
-  dim = weights.shape[1]
-  radial = jnp.sum(unit * d_weights, axis=1)  # [V, C]
-  radial = jnp.where(norms**2 > _common.NORM_FLOOR_SQ, radial, 0.0)
-  d_unit = d_weights - unit * _common.expand_tangent(radial, 1, dim)
-  d_unit = _common.mask_padding(d_unit / _common.expand_to(norms, 1, dim), 0.0)
-  d_mean = _common.sum_classes(d_unit) / num_classes
-  d_units = jnp.split(d_unit, weights.shape[0])  # transposed: one concatenation
+  d_units = []
+  for v, d_w in enumerate(jnp.unstack(d_weights)):  # transposed: one stack
+    radial = jnp.sum(unit[v] * d_w, axis=0)
+    radial = jnp.where(norms[v] ** 2 > _common.NORM_FLOOR_SQ, radial, 0.0)
+    d_unit = d_w - unit[v] * _common.expand_tangent(radial, 0, d_w.shape[0])
+    d_units.append(_common.mask_padding(_common.divide_columns(d_unit, norms[v]), 0.0))
+  d_mean = [_common.sum_classes(d_unit) / num_classes for d_unit in d_units]
   d_total = jnp.zeros((), weights.dtype)
   for v, u in _pairs(weights.shape[0]):
-    d_raw = _common.psum_classes(d_units[v][0] @ unit[u].T + unit[v] @ d_units[u][0].T)
+    d_raw = _common.psum_classes(d_units[v] @ unit[u].T + unit[v] @ d_units[u].T)
     d_cross = d_raw - num_classes * (jnp.outer(d_mean[v], mean[u]) + jnp.outer(mean[v], d_mean[u]))
     d_total = d_total + 4.0 * jnp.sum(cross[v, u] * d_cross)
   return total, d_total
