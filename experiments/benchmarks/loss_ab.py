@@ -16,6 +16,7 @@ percent where two `loss_overhead` runs minutes apart on a loaded machine do not.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import os
 import re
@@ -32,7 +33,9 @@ from margin_jax import losses
 
 def import_base(directory: str):
   """``directory``/margin_jax imported as ``margin_jax_base`` (its imports renamed)."""
-  target = os.path.join(tempfile.mkdtemp(prefix="margin_jax_base_"), "margin_jax_base")
+  copy = tempfile.mkdtemp(prefix="margin_jax_base_")
+  atexit.register(shutil.rmtree, copy, ignore_errors=True)
+  target = os.path.join(copy, "margin_jax_base")
   shutil.copytree(os.path.join(directory, "margin_jax"), target)
   for root, _, files in os.walk(target):
     for name in files:
