@@ -54,14 +54,18 @@ def _broadcast_second_minor(v: jax.Array, axis: int, size: int) -> jax.Array:
   return jnp.broadcast_to(jnp.expand_dims(v, axis), v.shape[:axis] + (size,) + v.shape[axis:])
 
 
+def _ones_outer(v: jax.Array, axis: int, size: int) -> jax.Array:
+  # The broadcast as an outer product with a ones vector: linear in v, and its
+  # transpose (the reverse-mode column sum) is the fast ones-vector matmul
+  # rather than a reduction.
+  ones = jnp.ones((size, 1), v.dtype)
+  return jnp.matmul(ones, jnp.expand_dims(v, axis), precision=lax.Precision.HIGHEST)
+
+
 @_broadcast_second_minor.defjvp
 def _broadcast_second_minor_jvp(axis, size, primals, tangents):
   (v,), (dv,) = primals, tangents
-  # The tangent as an outer product, so that its transpose (the reverse-mode
-  # column sum) is the fast ones-vector matmul rather than a reduction.
-  ones = jnp.ones((size, 1), v.dtype)
-  tangent = jnp.matmul(ones, jnp.expand_dims(dv, axis), precision=lax.Precision.HIGHEST)
-  return _broadcast_second_minor(v, axis, size), tangent
+  return _broadcast_second_minor(v, axis, size), _ones_outer(dv, axis, size)
 
 
 def expand_to(v: jax.Array, axis: int, size: int) -> jax.Array:
@@ -71,6 +75,17 @@ def expand_to(v: jax.Array, axis: int, size: int) -> jax.Array:
   if _is_second_minor(axis, ndim):
     return _broadcast_second_minor(v, axis, size)
   return jnp.expand_dims(v, axis)  # broadcasts at use; its column sum is over a minor axis
+
+
+def expand_tangent(v: jax.Array, axis: int, size: int) -> jax.Array:
+  """`expand_to` for a tangent inside a custom JVP rule: JAX transposes the
+  rule's tangent ops themselves (not `expand_to`'s rule), so the broadcast is
+  written as the outer product whose transpose is the fast column sum."""
+  ndim = v.ndim + 1
+  axis = axis % ndim
+  if _is_second_minor(axis, ndim):
+    return _ones_outer(v, axis, size)
+  return jnp.expand_dims(v, axis)
 
 
 def safe_norm(x: jax.Array, axis: int) -> jax.Array:

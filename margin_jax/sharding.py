@@ -84,9 +84,10 @@ _CLASS_SHARD: contextvars.ContextVar[ClassShard | None] = contextvars.ContextVar
 
 
 @contextlib.contextmanager
-def class_sharding(shard: ClassShard):
+def class_sharding(shard: ClassShard | None):
   """Losses traced inside this block reduce over ``shard``'s class axis with
-  collectives (`margin_jax.parallel` and the mesh trainer set it inside ``shard_map``)."""
+  collectives (`margin_jax.parallel` and the mesh trainer set it inside
+  ``shard_map``); ``None``: unsharded."""
   token = _CLASS_SHARD.set(shard)
   try:
     yield

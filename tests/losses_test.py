@@ -12,6 +12,9 @@ import pytest
 from jax.test_util import check_grads
 
 from margin_jax import losses
+from margin_jax.losses import _common
+from margin_jax.losses import _ensemble
+from margin_jax.losses import _logit_losses
 
 B, D, C = 6, 5, 7
 
@@ -608,7 +611,7 @@ def test_hsic_gradient_matches_em_paper_form():
 
 
 @pytest.mark.parametrize("divergence", ["symmetric", "q_u", "u_q"])
-def test_uniformity_custom_vjp_matches_autodiff_of_the_plain_formula(divergence):
+def test_uniformity_custom_jvp_matches_autodiff_of_the_plain_formula(divergence):
   x, w, y = make_inputs(18)
   f = (x @ w) * np.linspace(1.0, 40.0, B)[:, None]  # rows from narrow to wide
   f[1, y[1]] += 150.0  # a target 150 above every other logit: -log p_y underflows to 0
@@ -631,6 +634,13 @@ def test_uniformity_custom_vjp_matches_autodiff_of_the_plain_formula(divergence)
   value, grad = jax.value_and_grad(lambda f: jnp.sum(weights * ours(f)))(f)
   np.testing.assert_allclose(value, expected, rtol=1e-10)
   np.testing.assert_allclose(grad, expected_grad, rtol=1e-9, atol=1e-12)
+  tangent = np.random.default_rng(19).normal(size=f.shape)
+
+  def forward_mode(loss):  # the JVP of the per-example loss and a Hessian-vector product
+    hvp = jax.jvp(jax.grad(lambda f: jnp.sum(weights * loss(f))), (f,), (tangent,))[1]
+    return jax.jvp(loss, (f,), (tangent,))[1], hvp
+
+  chex.assert_trees_all_close(forward_mode(ours), forward_mode(plain), rtol=1e-9, atol=1e-12)
   with jax.enable_x64(False):  # float32 against the float64 reference
     f32 = jnp.asarray(f, jnp.float32)
     value, grad = jax.value_and_grad(lambda f: jnp.sum(weights * ours(f)))(f32)
@@ -650,6 +660,48 @@ def test_check_grads_float64(name):
     order=1,
     modes=["rev"],
   )
+
+
+def use_plain_formulas(patch):
+  """Replaces every custom JVP of the losses by its primal formula, which JAX
+  then differentiates by plain autodiff."""
+  for module, name in ((_common, "_take_target"), (_common, "_matmul_unit_columns")):
+    patch.setattr(module, name, getattr(module, name).fun)
+  patch.setattr(
+    _logit_losses,
+    "_uniformity_terms",
+    lambda divergence, f, y: _logit_losses._uniformity_forward(divergence, f, y)[0],
+  )
+  patch.setattr(_ensemble, "_hsic", lambda _, w: _ensemble._hsic_forward(w)[0])
+
+
+@pytest.mark.parametrize("name", sorted(losses.TABLE))
+def test_forward_mode_equals_autodiff_of_the_plain_formula(name):
+  spec = losses.TABLE[name]
+  x, w, y = (jnp.asarray(a) for a in make_inputs(33, b=4, d=3, c=5))
+  rng = np.random.default_rng(34)
+  tangents = (jnp.asarray(rng.normal(size=x.shape)), jnp.asarray(rng.normal(size=w.shape)))
+  weights = np.linspace(0.5, 2.0, x.shape[0])  # distinct cotangents per example
+
+  def loss(x, w):
+    w = {"stacked": stacked(w), "centers": w.T}.get(spec.inputs, w)
+    args = (x @ w,) if spec.inputs == "logits" else (x, w)
+    key = (jax.random.key(0),) if spec.needs_key else ()
+    return jnp.sum(weights * spec.fn(*args, y, *key, **spec.typical))
+
+  def derivatives(x, w):  # jvp w.r.t. (x, W), Hessian w.r.t. the features
+    return jax.jvp(loss, (x, w), tangents), jax.hessian(loss)(x, w)
+
+  @jax.jit  # one program: ours, then the plain formulas (patched while tracing)
+  def both(x, w):
+    ours = derivatives(x, w), jax.jacfwd(loss, (0, 1))(x, w), jax.jacrev(loss, (0, 1))(x, w)
+    with pytest.MonkeyPatch.context() as patch:
+      use_plain_formulas(patch)
+      return ours, derivatives(x, w)
+
+  (got, forward, reverse), want = both(x, w)
+  chex.assert_trees_all_close(got, want, rtol=1e-9, atol=1e-12)
+  chex.assert_trees_all_close(forward, reverse, rtol=1e-9, atol=1e-12)
 
 
 # --------------------------------------------------------------- reductions

@@ -115,6 +115,24 @@ def test_hsic_diversity_sharded():
   )
 
 
+@pytest.mark.parametrize("name", ["cosface", "em_softmax", "uniformity"])
+def test_forward_mode_sharded(name):
+  """jax.jvp of the jitted sharded loss equals the unsharded loss's: JAX traces
+  the custom JVP rules only then, after the class shard's block has closed."""
+  spec = losses.TABLE[name]
+  differentiated, rest = inputs(spec, 13)
+  rng = np.random.default_rng(3)
+  tangents = tuple(jnp.asarray(rng.normal(size=a.shape), jnp.float32) for a in differentiated)
+  sharded = parallel.shard_classes(spec.fn, mesh_of((2, 4)), batch_axis="data")
+
+  def jvp(fn):
+    return jax.jvp(jax.jit(lambda *a: fn(*a, *rest, **spec.typical)), differentiated, tangents)
+
+  got, want = jvp(sharded), jvp(spec.fn)
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got[1], want[1], rtol=1e-4, atol=1e-5 * np.abs(want[1]).max())
+
+
 def test_padding_never_wins_and_gets_no_gradient():
   """C = 13 on 4 shards pads 3 classes with zero columns; even when every real
   logit is far below 0 (a padded logit would win), the loss is unchanged."""

@@ -12,7 +12,8 @@ values (the state's update is a separate [B]-sized step).
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +26,8 @@ class Case(NamedTuple):
   fn: Callable  # (x, W, y, key) -> per-example loss [B]
   weights: str  # "classifier" [d, C], "stacked" [V, d, C] or "centers" [C, d]
   single_classifier: bool  # held to the softmax-overhead target
+  spec_name: str  # its row of losses.TABLE
+  overrides: Mapping[str, Any]  # hyperparameters other than the row's typical ones
 
 
 NUM_CLASSIFIERS = 2  # EM-Softmax V
@@ -38,7 +41,9 @@ def _case(spec: losses.LossSpec, name=None, **overrides) -> Case:
     fn = lambda x, w, y, key: loss(x, w, y, key=key)
   weights = {"stacked": "stacked", "centers": "centers"}.get(spec.inputs, "classifier")
   suffix = f"_m{loss.hyperparameters['margin']}" if spec.lambda_schedule else ""
-  return Case(name or spec.name + suffix, fn, weights, weights == "classifier")
+  return Case(
+    name or spec.name + suffix, fn, weights, weights == "classifier", spec.name, overrides
+  )
 
 
 CASES = tuple(_case(spec) for spec in losses.TABLE.values())

@@ -1,6 +1,7 @@
-"""In one process, interleaved: the hand-written VJPs against autodiff of the
-previous formulations (copied here as references), and the cost of the cosine logits' passes over W
-[d, C] alone. B=256, d=512, C=10,000, float32, value_and_grad w.r.t. x and W.
+"""In one process, interleaved: the hand-written derivatives (custom JVPs; custom
+VJPs before issue 26) against autodiff of the previous formulations (copied here
+as references), and the cost of the cosine logits' passes over W [d, C] alone.
+B=256, d=512, C=10,000, float32, value_and_grad w.r.t. x and W.
 
   .venv/bin/python -m experiments.benchmarks.custom_vjp_ab
 """
@@ -15,13 +16,14 @@ import numpy as np
 
 from experiments.benchmarks import _harness
 from margin_jax import losses
-from margin_jax.losses import _common
+from margin_jax.numerics import normalize
+from margin_jax.numerics import sum_over_axis
 
 B, D, C = 256, 512, 10_000
 
 
 def autodiff_uniformity(logits, labels, lam=0.3):
-  """Kobayashi's symmetric regulariser as it was written before its custom VJP."""
+  """Kobayashi's symmetric regulariser as it was written before its custom derivative."""
   others = logits.shape[1] - 1
   is_target = labels[:, None] == jnp.arange(logits.shape[1])[None]
   masked = jnp.where(is_target, -jnp.inf, logits)
@@ -34,8 +36,8 @@ def autodiff_uniformity(logits, labels, lam=0.3):
 
 
 def autodiff_hsic(weights):
-  """HSIC (V = 2) as it was written before its custom VJP."""
-  unit = _common.normalize(weights, axis=1)
+  """HSIC (V = 2) as it was written before its custom derivative."""
+  unit = normalize(weights, axis=1)
   centered = unit - jnp.mean(unit, axis=2, keepdims=True)
   cross = centered[0] @ centered[1].T
   return 2.0 * jnp.sum(cross * cross)
@@ -58,12 +60,12 @@ def main():
 
   cases = {
     "softmax": lambda x, w, y: losses.softmax_loss(x @ w, y),
-    "uniformity, custom VJP": lambda x, w, y: losses.uniformity_regularized_softmax_loss(
+    "uniformity, custom JVP": lambda x, w, y: losses.uniformity_regularized_softmax_loss(
       x @ w, y, lam=0.3
     ),
     "uniformity, autodiff": lambda x, w, y: autodiff_uniformity(x @ w, y),
     "cosface": lambda x, w, y: losses.cosface_loss(x, w, y, scale=64.0, margin=0.35),
-    "EM V=2, HSIC custom VJP": lambda x, w, y: em(x, w, y, losses.hsic_diversity),
+    "EM V=2, HSIC custom JVP": lambda x, w, y: em(x, w, y, losses.hsic_diversity),
     "EM V=2, HSIC autodiff": lambda x, w, y: em(x, w, y, autodiff_hsic),
     "EM V=2 without HSIC": lambda x, w, y: em(x, w, y, lambda w: 0.0),
   }
@@ -77,7 +79,7 @@ def main():
 
   @jax.jit
   def norm_passes(w, dw):
-    norms = jnp.sqrt(_common.sum_over_axis(w * w, axis=0))
+    norms = jnp.sqrt(sum_over_axis(w * w, axis=0))
     return norms, dw - w * (r / norms**2)
 
   steps["cosine's [d, C] passes alone"] = lambda x, w, y: norm_passes(w, w)

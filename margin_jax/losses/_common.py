@@ -9,6 +9,7 @@ to. The class-axis reductions switch to collectives inside a class shard
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -18,12 +19,12 @@ from jax import lax
 
 from margin_jax import sharding
 from margin_jax.numerics import compute_dtype
+from margin_jax.numerics import expand_tangent
 from margin_jax.numerics import expand_to
 from margin_jax.numerics import normalize
 from margin_jax.numerics import NORM_FLOOR_SQ
 from margin_jax.numerics import result_dtype
 from margin_jax.numerics import safe_norm
-from margin_jax.numerics import sum_over_axis
 
 
 def check_labels(labels, batch_size: int, name: str = "labels") -> jax.Array:
@@ -49,16 +50,6 @@ def check_where(where, batch_size: int) -> jax.Array | None:
   if where.shape != (batch_size,):
     raise ValueError(f"where must have shape [batch_size]=[{batch_size}], got {where.shape}.")
   return where.astype(bool)
-
-
-def class_columns(local_count: int) -> tuple[jax.Array, jax.Array | None]:
-  """The (global) class id of each local column and which are real classes
-  (``None``: all), for a custom VJP's residuals: its backward pass may run
-  after the class-sharding context has closed."""
-  shard = sharding.current_shard()
-  if shard is None:
-    return jnp.arange(local_count), None
-  return sharding.class_ids(shard, local_count), shard.valid
 
 
 def mask_padding(values: jax.Array, fill) -> jax.Array:
@@ -260,8 +251,9 @@ def check_choice(name: str, value, choices) -> None:
 
 def _cast_to_common_vma(*arrays):
   """Inside ``shard_map``: each array typed as varying over every mesh axis
-  any of them varies over (a no-op outside), so that a custom VJP may return
-  per-shard cotangents; the casts' transposes sum them across shards."""
+  any of them varies over (a no-op outside), so that a custom JVP's primal and
+  tangent outputs have one type; the casts' transposes sum the per-shard
+  cotangents across shards."""
   varying = [jax.typeof(a).manual_axis_type.varying for a in arrays]
   axes = frozenset().union(*varying)
   return tuple(
@@ -270,37 +262,76 @@ def _cast_to_common_vma(*arrays):
   )
 
 
-@jax.custom_vjp
+def _split_shard(shard: sharding.ClassShard | None):
+  """A class shard as (hashable part, arrays): names and a static class count, then
+  the padding mask and a traced class count (``None`` where absent)."""
+  if shard is None:
+    return None, None
+  count = shard.num_classes if isinstance(shard.num_classes, int) else None
+  traced = None if count is not None else shard.num_classes
+  return (shard.axis_name, shard.batch_axis, count), (shard.valid, traced)
+
+
+def _join_shard(static, arrays) -> sharding.ClassShard | None:
+  if static is None:
+    return None
+  axis_name, batch_axis, count = static
+  valid, traced = arrays
+  return sharding.ClassShard(axis_name, valid, traced if count is None else count, batch_axis)
+
+
+def custom_jvp_in_shard(fun, jvp):
+  """``jax.custom_jvp`` for a function that reduces over the classes:
+  ``fun(static, *args)`` and its rule ``jvp(static, primals, tangents)``
+  (``static`` hashable) both run in the class shard of the call. JAX may trace
+  the rule after the `sharding.class_sharding` block has closed (a jitted or
+  ``shard_map``-ped loss differentiated from outside), so the shard travels
+  with the call: its names and static class count as a non-differentiable
+  argument, its arrays as operands."""
+
+  @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+  def call(static, shard_static, shard_arrays, *args):
+    with sharding.class_sharding(_join_shard(shard_static, shard_arrays)):
+      return fun(static, *args)
+
+  @call.defjvp
+  def call_jvp(static, shard_static, primals, tangents):
+    with sharding.class_sharding(_join_shard(shard_static, primals[0])):
+      return jvp(static, primals[1:], tangents[1:])
+
+  def wrapped(static, *args):
+    return call(static, *_split_shard(sharding.current_shard()), *args)
+
+  return wrapped
+
+
+@jax.custom_jvp
 def _matmul_unit_columns(a: jax.Array, weights: jax.Array) -> jax.Array:
-  return _matmul_unit_columns_fwd(a, weights)[0]
+  return divide_columns(a @ weights, safe_norm(weights, axis=0))
 
 
-def _matmul_unit_columns_fwd(a, weights):
+@_matmul_unit_columns.defjvp
+def _matmul_unit_columns_jvp(primals, tangents):
+  # out = (a @ W) / n_j with n_j = ||W_j||:
+  #   d out = (da @ W + a @ dW) / n - out (W_j . dW_j) / n_j^2,
+  # the second term zero where n_j is floored (no derivative through the floor).
+  # Its transpose is the backward pass  d a = (g / n) W^T,
+  # d W_j = a^T (g / n)_j - W_j sum_b g_bj out_bj / n_j^2, which keeps one
+  # [B, C] array (out) alive rather than autodiff's two (a @ W and out).
+  (a, weights), (d_a, d_weights) = primals, tangents
   norms = safe_norm(weights, axis=0)
   out = divide_columns(a @ weights, norms)
-  return out, (a, weights, norms, out)
-
-
-def _matmul_unit_columns_bwd(residuals, g):
-  # out = (a @ W) / n_j with n_j = ||W_j||:
-  #   d a = (g / n) W^T,  d W_j = a^T (g / n)_j - W_j sum_b (g / n)_bj out_bj / n_j,
-  # the second term zero where n_j is floored (no gradient through the floor).
-  a, weights, norms, out = residuals
-  scaled = divide_columns(g, norms)
-  column = sum_over_axis(scaled * out, axis=0) / norms
-  column = jnp.where(norms * norms > NORM_FLOOR_SQ, column, 0.0)
-  d_weights = a.T @ scaled - weights * expand_to(column, 0, weights.shape[0])
-  return scaled @ weights.T, d_weights
-
-
-_matmul_unit_columns.defvjp(_matmul_unit_columns_fwd, _matmul_unit_columns_bwd)
+  radial = jnp.sum(weights * d_weights, axis=0) / (norms * norms)
+  radial = jnp.where(norms * norms > NORM_FLOOR_SQ, radial, 0.0)
+  tangent = divide_columns(d_a @ weights + a @ d_weights, norms)
+  return out, tangent - out * expand_tangent(radial, 0, a.shape[0])
 
 
 def matmul_unit_columns(a: jax.Array, weights: jax.Array) -> jax.Array:
   """``a @ (W / ||W_j||)`` [B, C] for ``a`` [B, d] and W [d, C], computed as
-  ``(a @ W) / ||W_j||`` (no normalised [d, C] copy of W) with a hand-written
-  backward pass that keeps one [B, C] array (the result) alive rather than
-  autodiff's two (the raw product and the result)."""
+  ``(a @ W) / ||W_j||`` (no normalised [d, C] copy of W) with a custom JVP
+  whose transpose keeps one [B, C] array alive in reverse mode (the result)
+  rather than autodiff's two (the raw product and the result)."""
   return _matmul_unit_columns(*_cast_to_common_vma(a, weights))
 
 
@@ -328,23 +359,19 @@ def _owned_gather(
   return jnp.where(owned.reshape(mask_shape), total, jnp.nan)
 
 
-@jax.custom_vjp
+@jax.custom_jvp
 def _take_target(values: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.take_along_axis(values, labels[:, None], axis=-1, mode="fill")[:, 0]
 
 
-def _take_target_fwd(values, labels):
-  return _take_target(values, labels), (labels, values.shape[1])
-
-
-def _take_target_bwd(residuals, g):
-  # The cotangent as a select, which fuses into its consumers; autodiff's
-  # scatter into a zero [B, C] array would be one more [B, C] buffer.
-  labels, num_classes = residuals
-  return jnp.where(target_mask(labels, num_classes), g[:, None], 0.0), None
-
-
-_take_target.defvjp(_take_target_fwd, _take_target_bwd)
+@_take_target.defjvp
+def _take_target_jvp(primals, tangents):
+  # The tangent as a masked sum over the classes: its transpose (the reverse-mode
+  # cotangent) is a select, which fuses into its consumers; a gather's would be
+  # a scatter into a zero [B, C] array, one more [B, C] buffer.
+  (values, labels), (d_values, _) = primals, tangents
+  is_target = labels[:, None] == jnp.arange(values.shape[1])
+  return _take_target(values, labels), jnp.sum(jnp.where(is_target, d_values, 0.0), axis=-1)
 
 
 def take_target(values: jax.Array, labels: jax.Array) -> jax.Array:

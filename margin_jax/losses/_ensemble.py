@@ -42,14 +42,14 @@ def hsic_diversity(weights: ArrayLike) -> jax.Array:
   weights = _common.check_weights(weights, "stacked")
   out_dtype = _common.result_dtype(weights)
   weights = weights.astype(_common.compute_dtype(out_dtype))
-  return _hsic(weights).astype(out_dtype)
+  return _hsic(None, weights).astype(out_dtype)
 
 
 def _pairs(num_classifiers: int):
   return [(v, u) for v in range(num_classifiers) for u in range(v + 1, num_classifiers)]
 
 
-def _hsic_fwd(weights):
+def _hsic_forward(weights):
   # With unit columns U_v and their class mean mu_v, the centred product is
   # (U_v H)(U_u H)^T = U_v U_u^T - C mu_v mu_u^T: no centred [d, C] copy.
   norms = _common.safe_norm(weights, axis=1)  # [V, C]
@@ -61,39 +61,34 @@ def _hsic_fwd(weights):
     raw = _common.psum_classes(unit[v] @ unit[u].T)
     cross[v, u] = raw - num_classes * jnp.outer(mean[v], mean[u])  # [d, d]
   total = sum((2.0 * jnp.sum(k * k) for k in cross.values()), jnp.zeros((), weights.dtype))
-  _, valid = _common.class_columns(weights.shape[2])
-  return total, (unit, norms, mean, cross, valid)
+  return total, (unit, norms, mean, cross, num_classes)
 
 
-@jax.custom_vjp
-def _hsic(weights):
-  return _hsic_fwd(weights)[0]
-
-
-def _hsic_bwd(residuals, g):
-  # d/d(U_v H) = 4 sum_{u != v} K_vu (U_u H) with K_vu the centred product
-  # (K_uv = K_vu^T); it has zero class mean, so it is also d/dU_v. Then
-  # through the normalisation: dW_v = (dU_v - U_v colsum(dU_v * U_v)) / n_v,
-  # the projection dropped where the norm is floored.
-  unit, norms, mean, cross, valid = residuals
-  grads = []
-  for v in range(unit.shape[0]):
-    d_unit, d_mean = 0.0, 0.0
-    for u in range(unit.shape[0]):
-      if u != v:
-        k = cross[v, u] if v < u else cross[u, v].T
-        d_unit = d_unit + k @ unit[u]
-        d_mean = d_mean + k @ mean[u]
-    d_unit = 4.0 * g * (d_unit - d_mean[:, None])
-    if valid is not None:  # padded classes of a class shard
-      d_unit = jnp.where(valid, d_unit, 0.0)
-    radial = _common.sum_over_axis(d_unit * unit[v], axis=0)
+def _hsic_jvp(_, primals, tangents):
+  # d total = 4 sum_{v<u} <K_vu, dK_vu> with K_vu the centred product and
+  # dK_vu = dU_v U_u^T + U_v dU_u^T - C (dmu_v mu_u^T + mu_v dmu_u^T), through the
+  # normalisation dU_v = (dW_v - U_v colsum(U_v * dW_v)) / n_v (the projection
+  # dropped where the norm is floored). Transposed, it is the closed-form
+  # gradient 4 sum_{u != v} K_vu (U_u H), projected: only d x d products with
+  # the kept unit columns, no centred [d, C] copy.
+  ((weights,), (d_weights,)) = primals, tangents
+  total, (unit, norms, mean, cross, num_classes) = _hsic_forward(weights)
+  d_units = []
+  for v, d_w in enumerate(jnp.unstack(d_weights)):  # transposed: one stack
+    radial = jnp.sum(unit[v] * d_w, axis=0)
     radial = jnp.where(norms[v] ** 2 > _common.NORM_FLOOR_SQ, radial, 0.0)
-    grads.append((d_unit - unit[v] * _common.expand_to(radial, 0, unit.shape[1])) / norms[v])
-  return (jnp.stack(grads),)
+    d_unit = d_w - unit[v] * _common.expand_tangent(radial, 0, d_w.shape[0])
+    d_units.append(_common.mask_padding(_common.divide_columns(d_unit, norms[v]), 0.0))
+  d_mean = [_common.sum_classes(d_unit) / num_classes for d_unit in d_units]
+  d_total = jnp.zeros((), weights.dtype)
+  for v, u in _pairs(weights.shape[0]):
+    d_raw = _common.psum_classes(d_units[v] @ unit[u].T + unit[v] @ d_units[u].T)
+    d_cross = d_raw - num_classes * (jnp.outer(d_mean[v], mean[u]) + jnp.outer(mean[v], d_mean[u]))
+    d_total = d_total + 4.0 * jnp.sum(cross[v, u] * d_cross)
+  return total, d_total
 
 
-_hsic.defvjp(_hsic_fwd, _hsic_bwd)
+_hsic = _common.custom_jvp_in_shard(lambda _, weights: _hsic_forward(weights)[0], _hsic_jvp)
 
 
 @sharding.accepts_explicit_axes

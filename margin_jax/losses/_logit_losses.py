@@ -13,8 +13,6 @@ the logits.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -100,15 +98,16 @@ def soft_margin_softmax_loss(
   )
 
 
-def _uniformity_terms_fwd(divergence, logits, labels, num_others):
+def _uniformity_forward(divergence, logits, labels):
   # Per example, from one max and three sums over the classes (softmax
   # needs a max and a sum). With s_c = f_c - max_{d != y} f_d and
   # S = sum_{c != y} e^{s_c}: log q_c = s_c - log S, so
   # sum q log q = sum e^s s / S - log S and sum log q = sum s - (C-1) log S,
   # and -log p_y = log(1 + sum_{c != y} e^{f_c - f_y}) = softplus(LSE_{c != y} f - f_y).
+  # The terms do not depend on the shift, so it carries no derivative.
   is_target = _common.target_mask(labels, logits.shape[1])
   target = _common.take_target(logits, labels)
-  peak = _common.max_classes(jnp.where(is_target, -jnp.inf, logits))
+  peak = _common.max_classes(jnp.where(is_target, -jnp.inf, jax.lax.stop_gradient(logits)))
   peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
   shifted = jnp.where(is_target, 0.0, logits - peak[:, None])
   exp_shifted = jnp.where(is_target, 0.0, jnp.exp(shifted))
@@ -121,6 +120,7 @@ def _uniformity_terms_fwd(divergence, logits, labels, num_others):
   log_total = jnp.log(total)
   lse = peak + log_total  # LSE_{c != y} f
   q_log_q = moment / total - log_total
+  num_others = sharding.class_count(logits.shape[1]) - 1
   log_others = jnp.log(num_others)
   if divergence == "q_u":
     penalty = q_log_q + log_others
@@ -128,46 +128,35 @@ def _uniformity_terms_fwd(divergence, logits, labels, num_others):
     u_log_q = shifted_sum / num_others - log_total
     penalty = 0.5 * (q_log_q - u_log_q) if divergence == "symmetric" else -u_log_q - log_others
   cross_entropy = jax.nn.softplus(lse - target)
-  columns = _common.class_columns(logits.shape[1])
-  return (cross_entropy, penalty), (
-    logits,
-    labels,
-    num_others,
-    lse,
-    q_log_q,
-    cross_entropy,
-    columns,
-  )
+  return (cross_entropy, penalty), (is_target, lse, q_log_q, num_others)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _uniformity_terms(divergence, logits, labels, num_others):
-  """Per-example softmax cross-entropy and Kobayashi's D(q), one custom VJP."""
-  return _uniformity_terms_fwd(divergence, logits, labels, num_others)[0]
-
-
-def _uniformity_terms_bwd(divergence, residuals, cotangents):
+def _uniformity_jvp(divergence, primals, tangents):
   # For c != y, with p_c = q_c (1 - p_y) and m = sum_{d != y} q_d f_d (eq. 12
   # for the symmetric case): dCE/df_c = p_c, dCE/df_y = p_y - 1;
   # dD(q||u)/df_c = q_c (f_c - m), dD(u||q)/df_c = q_c - u_c, symmetric = their
-  # mean, 0 for the target. One elementwise pass over the logits.
-  g_cross_entropy, g_penalty = cotangents
-  logits, labels, num_others, lse, q_log_q, cross_entropy, (class_ids, valid) = residuals
-  is_target = labels[:, None] == class_ids[None, :]
-  log_q = logits - lse[:, None]
-  q = jnp.exp(log_q)
+  # mean, 0 for the target. The tangents are class sums of these times df,
+  # with q recomputed from the logits: their transpose is one elementwise pass
+  # over the logits, and no [B, C] array of the forward pass is kept for it.
+  (logits, labels), (d_logits, _) = primals, tangents
+  terms, (is_target, lse, q_log_q, num_others) = _uniformity_forward(divergence, logits, labels)
+  # q and the coefficients are 0 for the target (where e^{f_y - LSE} may overflow).
+  log_q = jnp.where(is_target, 0.0, logits - lse[:, None])
+  q = jnp.where(is_target, 0.0, jnp.exp(log_q))
   q_u = q * (log_q - q_log_q[:, None])  # f_c - m = log q_c - sum_d q_d log q_d
-  u_q = q - 1.0 / num_others
+  u_q = jnp.where(is_target, 0.0, q - 1.0 / num_others)
   d_penalty = {"symmetric": 0.5 * (q_u + u_q), "q_u": q_u, "u_q": u_q}[divergence]
-  not_target_mass = -jnp.expm1(-cross_entropy)  # 1 - p_y
-  grad = (g_cross_entropy * not_target_mass)[:, None] * q + g_penalty[:, None] * d_penalty
-  grad = jnp.where(is_target, -(g_cross_entropy * not_target_mass)[:, None], grad)
-  if valid is not None:  # padded classes of a class shard
-    grad = jnp.where(valid, grad, 0.0)
-  return grad, None, None
+  not_target_mass = -jnp.expm1(-terms[0])  # 1 - p_y
+  d_target = jnp.where(is_target, d_logits, 0.0)
+  d_cross_entropy = not_target_mass * _common.sum_classes(q * d_logits - d_target)
+  return terms, (d_cross_entropy, _common.sum_classes(d_penalty * d_logits))
 
 
-_uniformity_terms.defvjp(_uniformity_terms_fwd, _uniformity_terms_bwd)
+# Per-example softmax cross-entropy and Kobayashi's D(q), one custom JVP.
+_uniformity_terms = _common.custom_jvp_in_shard(
+  lambda divergence, logits, labels: _uniformity_forward(divergence, logits, labels)[0],
+  _uniformity_jvp,
+)
 
 
 def rho_hat(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
@@ -250,8 +239,7 @@ def uniformity_regularized_softmax_loss(
   logits, labels, where, out_dtype = _common.prepare_logits(
     logits, labels, min_classes=3, where=where
   )
-  num_others = sharding.class_count(logits.shape[1]) - 1
-  cross_entropy, penalty = _uniformity_terms(divergence, logits, labels, num_others)
+  cross_entropy, penalty = _uniformity_terms(divergence, logits, labels)
   return _common.apply_where(cross_entropy + lam * penalty, where, out_dtype)
 
 

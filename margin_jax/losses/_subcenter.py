@@ -19,7 +19,13 @@ from margin_jax.losses._cosine_margins import (
 
 def _subcenter_cosines(features, weights):
   """max_k cos(theta_{j,k}) over the K sub-centres, [B, C], from weights [K, d, C]."""
-  return jnp.max(jax.vmap(_common.cosine_logits, in_axes=(None, 0))(features, weights), axis=0)
+  # The unit features broadcast to [K, B, d], so that every matmul, forward and
+  # backward, is one dot batched over K: vmapped over the weights alone, the
+  # unit-column matmul's tangent a @ dW_k puts K between B and C, and reverse
+  # mode transposes [K, B, C] arrays (4 more [B, C] temporaries at K = 3).
+  unit = _common.normalize(features, axis=1)
+  unit = jnp.broadcast_to(unit, (weights.shape[0], *unit.shape))
+  return jnp.max(jax.vmap(_common.matmul_unit_columns)(unit, weights), axis=0)
 
 
 def subcenter_cosines(features: ArrayLike, weights: ArrayLike) -> jax.Array:
