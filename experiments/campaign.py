@@ -344,13 +344,19 @@ def main(argv=None) -> None:
         done = sorted(records.load_table(name).get(run, {}))
         print(f"{name:<14}{run:<20}seeds on record: {done}")
     return
-  for seed in args.seeds:  # Seed-major: every loss gets seed 0 first.
-    for name in args.tables:
+  run_tables(args.tables, args.seeds, args.runs)
+
+
+def run_tables(tables, seeds, runs=None, runs_dir=records.RUNS, max_steps=None) -> None:
+  """Trains (or resumes) the runs of ``tables`` (only ``runs`` if given) not on
+  record, seed-major: every loss gets seed 0 first; a line per run."""
+  for seed in seeds:
+    for name in tables:
       for run in TABLES[name].runs:
-        if args.runs and run not in args.runs or records.path(name, run, seed).exists():
+        if runs and run not in runs or records.path(name, run, seed, runs_dir).exists():
           continue
         print(f"== {name} {run} seed {seed}", flush=True)
-        record = train_run(name, run, seed)
+        record = train_run(name, run, seed, runs_dir, max_steps=max_steps)
         print(
           f"== {record['name']}: test error {record['test_error']:.4f}, "
           f"train error {record['train_error']:.4f}, {record['wall_time']:.0f} s",

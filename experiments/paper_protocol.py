@@ -168,18 +168,7 @@ def main(argv=None) -> None:
   prepare_data(args.tables)
   # Each run's subprocess and this process (its record's outputs) share one GPU.
   os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-  for seed in args.seeds:  # Seed-major, as the campaign.
-    for name in args.tables:
-      for run in campaign.TABLES[name].runs:
-        if args.runs and run not in args.runs:
-          continue
-        print(f"== {name} {run} seed {seed}", flush=True)
-        record = campaign.train_run(name, run, seed, runs_dir, max_steps=args.max_steps)
-        print(
-          f"== {record['name']}: test error {record['test_error']:.4f}, "
-          f"train error {record['train_error']:.4f}, {record['wall_time']:.0f} s",
-          flush=True,
-        )
+  campaign.run_tables(args.tables, args.seeds, args.runs, runs_dir, max_steps=args.max_steps)
 
 
 if __name__ == "__main__":

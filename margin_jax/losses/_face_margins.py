@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
+from margin_jax import sharding
 from margin_jax.losses import _common
 from margin_jax.losses._cosine_margins import THETA_OVERFLOW as _ARC_OVERFLOW
 from margin_jax.losses._cosine_margins import _angular_margin_loss
@@ -109,6 +110,7 @@ def adaface_norm_stats(
   return jnp.where(count > 0, new_mean, norm_mean), jnp.where(count > 1, new_std, norm_std)
 
 
+@sharding.accepts_explicit_axes
 def adaface_loss(
   features: ArrayLike,
   weights: ArrayLike,
@@ -195,6 +197,7 @@ def adaface_loss(
   return _common.apply_where(loss, where, out_dtype)
 
 
+@sharding.accepts_explicit_axes
 def magface_loss(
   features: ArrayLike,
   weights: ArrayLike,
@@ -345,6 +348,7 @@ def curricularface_t(
   return jnp.where(count > 0, (1.0 - momentum) * t + momentum * mean, t)
 
 
+@sharding.accepts_explicit_axes
 def curricularface_loss(
   features: ArrayLike,
   weights: ArrayLike,
@@ -419,6 +423,7 @@ def curricularface_loss(
   return _common.apply_where(loss, where, out_dtype)
 
 
+@sharding.accepts_explicit_axes
 def elasticface_loss(
   features: ArrayLike,
   weights: ArrayLike,
