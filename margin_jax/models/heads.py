@@ -48,7 +48,7 @@ def updated_centers(centers, features, labels, *, alpha: float, axis_name=None):
   shard (`margin_jax.sharding`) ``centers`` are the shard's classes."""
   shard = sharding.current_shard()
   if shard is not None:  # labels in the shard's numbering; others one-hot to zero rows
-    labels = labels - sharding.class_ids(shard, centers.shape[0])[0]
+    labels = labels - jax.lax.axis_index(shard.axis_name) * centers.shape[0]
   onehot = jax.nn.one_hot(labels, centers.shape[0], dtype=features.dtype)
   counts = onehot.sum(0)
   diff = counts[:, None] * centers - onehot.T @ features
