@@ -88,9 +88,14 @@ def expand_tangent(v: jax.Array, axis: int, size: int) -> jax.Array:
   return jnp.expand_dims(v, axis)
 
 
+def norm_from_squared(squared_norm: jax.Array) -> jax.Array:
+  """The L2 norm from its square, floored at 1e-12 (zero gradient below the floor)."""
+  return jnp.sqrt(jnp.maximum(squared_norm, NORM_FLOOR_SQ))
+
+
 def safe_norm(x: jax.Array, axis: int) -> jax.Array:
   """L2 norm, floored at 1e-12, whose gradient is finite (zero) at x = 0."""
-  return jnp.sqrt(jnp.maximum(sum_over_axis(x * x, axis), NORM_FLOOR_SQ))
+  return norm_from_squared(sum_over_axis(x * x, axis))
 
 
 def normalize(x: jax.Array, axis: int) -> jax.Array:

@@ -36,8 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh
-from jax.sharding import NamedSharding
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from margin_jax import sharding
@@ -106,17 +105,6 @@ def _class_axis(name: str, value) -> int | None:
   return None if axis is None else axis % np.ndim(value)
 
 
-def _is_array(value) -> bool:
-  return isinstance(value, (jax.Array, np.ndarray))
-
-
-def _unplaced(tree):
-  """``tree`` with every array as a ShapeDtypeStruct without sharding."""
-  return jax.tree.map(
-    lambda v: jax.ShapeDtypeStruct(np.shape(v), v.dtype) if _is_array(v) else v, tree
-  )
-
-
 def _pad_classes(value, axis: int, size: int):
   pad = [(0, 0)] * value.ndim
   pad[axis] = (0, size - value.shape[axis])
@@ -182,15 +170,15 @@ def shard_classes(
     # The loss's own checks and errors, on the global shapes.
     # (As unsharded shapes: the checks need no placement, and a gather on an
     # array typed with Explicit mesh axes would have to name its out_sharding.)
-    array_kwargs = {k: v for k, v in kwargs.items() if _is_array(v)}
+    array_kwargs = {k: v for k, v in kwargs.items() if sharding.is_array(v)}
     static_kwargs = {k: v for k, v in kwargs.items() if k not in array_kwargs}
     out = jax.eval_shape(
       lambda args, array_kwargs: loss_fn(*args, **array_kwargs, **static_kwargs),
-      _unplaced(args),
-      _unplaced(array_kwargs),
+      sharding.unplaced(args),
+      sharding.unplaced(array_kwargs),
     )
     arguments = signature.bind(*args, **kwargs).arguments
-    arrays = {k: v for k, v in arguments.items() if _is_array(v)}
+    arrays = {k: v for k, v in arguments.items() if sharding.is_array(v)}
     static = {k: v for k, v in arguments.items() if k not in arrays}
     class_sharded = {k: _class_axis(k, v) for k, v in arrays.items() if k in _CLASS_AXIS}
     name, axis = next(iter(class_sharded.items()))

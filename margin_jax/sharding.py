@@ -19,9 +19,9 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
-from jax.sharding import AxisType
-from jax.sharding import Mesh
+from jax.sharding import AxisType, Mesh
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
@@ -116,6 +116,19 @@ def local_class_count(num_classes: int) -> int:
 def class_ids(shard: ClassShard, local_count: int) -> jax.Array:
   """The (global) class ids of the shard's ``local_count`` columns."""
   return lax.axis_index(shard.axis_name) * local_count + jnp.arange(local_count)
+
+
+def is_array(value) -> bool:
+  return isinstance(value, (jax.Array, np.ndarray))
+
+
+def unplaced(tree):
+  """``tree`` with every array as a ShapeDtypeStruct without sharding: what a
+  loss's shape checks run on (a gather on an array typed with Explicit mesh
+  axes would have to name its out_sharding)."""
+  return jax.tree.map(
+    lambda v: jax.ShapeDtypeStruct(np.shape(v), v.dtype) if is_array(v) else v, tree
+  )
 
 
 def _explicit_mesh(values):

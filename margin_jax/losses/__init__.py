@@ -43,6 +43,7 @@ from margin_jax.losses._logit_losses import softmax_loss
 from margin_jax.losses._logit_losses import uniformity_regularized_softmax_loss
 from margin_jax.losses._schedules import PUBLISHED_LAMBDA
 from margin_jax.losses._schedules import lambda_schedule
+from margin_jax.losses._streamed import chunked
 from margin_jax.losses._table import BoundLoss
 from margin_jax.losses._table import LossSpec
 from margin_jax.losses._table import TABLE
@@ -60,6 +61,7 @@ __all__ = (
   "adacos_fixed_scale",
   "arcface_loss",
   "center_loss",
+  "chunked",
   "combined_margin_loss",
   "cosface_loss",
   "curricularface_loss",

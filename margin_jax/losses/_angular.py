@@ -139,9 +139,17 @@ def _large_margin(logits, norm_product, labels, *, margin, lam):
   if margin == 1:  # psi(theta) = cos(theta): the target logit is W_y^T x itself.
     return softmax_loss(logits, labels)
   target_logit = _common.take_target(logits, labels)
-  margin_logit = norm_product * psi(_common.clip_cosine(target_logit, norm_product), margin=margin)
-  new_target = (lam * target_logit + margin_logit) / (1.0 + lam)
+  new_target = large_margin_target(target_logit, norm_product, margin=margin, lam=lam)
   return _common.cross_entropy_with_target(logits, labels, new_target)
+
+
+def large_margin_target(target_logit, norm_product, *, margin: int, lam):
+  """The L-Softmax target logit [B] from W_y^T x and ||W_y|| ||x|| [B] (eqs. 4-8):
+  lambda-blended ||W_y|| ||x|| psi(theta_y); W_y^T x itself for m = 1."""
+  if margin == 1:
+    return target_logit
+  margin_logit = norm_product * psi(_common.clip_cosine(target_logit, norm_product), margin=margin)
+  return (lam * target_logit + margin_logit) / (1.0 + lam)
 
 
 @sharding.accepts_explicit_axes

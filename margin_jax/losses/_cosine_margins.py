@@ -124,11 +124,17 @@ def cosface_loss(
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
-  logits = scale * _common.cosine_logits(features, weights)
-  target = _common.take_target(logits, labels) - scale * margin
+  cosine = _common.cosine_logits(features, weights)
+  logits = scale * cosine
+  target = cosface_target(_common.take_target(cosine, labels), scale=scale, margin=margin)
   return _common.apply_where(
     _common.cross_entropy_with_target(logits, labels, target), where, out_dtype
   )
+
+
+def cosface_target(cos_y, *, scale, margin):
+  """CosFace's target logit s (cos(theta_y) - m) [B] (eq. 4)."""
+  return scale * (cos_y - margin)
 
 
 def _static_number(value) -> bool:
@@ -181,10 +187,22 @@ def _margin_target(cos_y: jax.Array, *, m1, m2, m3, theta_overflow: str) -> jax.
   return jnp.where((cos_y <= threshold) & reached, cos_y - shift - m3, target)
 
 
+def angular_margin_target(cos_y, *, scale, m1, m2, m3, theta_overflow):
+  """The target logit s (cos(m1 theta_y + m2) - m3) [B] from cos(theta_y) [B]."""
+  cos_y = jnp.clip(cos_y, -1.0, 1.0)
+  return scale * _margin_target(cos_y, m1=m1, m2=m2, m3=m3, theta_overflow=theta_overflow)
+
+
 def _angular_margin_loss(cosine, labels, *, scale, m1, m2, m3, theta_overflow):
   """Cross-entropy of s cos(theta_j) with the target s (cos(m1 theta_y + m2) - m3)."""
-  cos_y = jnp.clip(_common.take_target(cosine, labels), -1.0, 1.0)
-  target = scale * _margin_target(cos_y, m1=m1, m2=m2, m3=m3, theta_overflow=theta_overflow)
+  target = angular_margin_target(
+    _common.take_target(cosine, labels),
+    scale=scale,
+    m1=m1,
+    m2=m2,
+    m3=m3,
+    theta_overflow=theta_overflow,
+  )
   return _common.cross_entropy_with_target(scale * cosine, labels, target)
 
 

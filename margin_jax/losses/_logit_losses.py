@@ -121,14 +121,21 @@ def _uniformity_forward(divergence, logits, labels):
   lse = peak + log_total  # LSE_{c != y} f
   q_log_q = moment / total - log_total
   num_others = sharding.class_count(logits.shape[1]) - 1
-  log_others = jnp.log(num_others)
-  if divergence == "q_u":
-    penalty = q_log_q + log_others
-  else:
-    u_log_q = shifted_sum / num_others - log_total
-    penalty = 0.5 * (q_log_q - u_log_q) if divergence == "symmetric" else -u_log_q - log_others
+  u_log_q = shifted_sum / num_others - log_total
+  penalty = uniformity_penalty(divergence, q_log_q, u_log_q, num_others)
   cross_entropy = jax.nn.softplus(lse - target)
   return (cross_entropy, penalty), (is_target, lse, q_log_q, num_others)
+
+
+def uniformity_penalty(divergence, q_log_q, u_log_q, num_others):
+  """Kobayashi's D(q) [B] (eqs. 8, 10) from sum_c q_c log q_c and
+  sum_c u_c log q_c over the C-1 = ``num_others`` non-target classes."""
+  log_others = jnp.log(num_others)
+  if divergence == "q_u":
+    return q_log_q + log_others
+  if divergence == "symmetric":
+    return 0.5 * (q_log_q - u_log_q)
+  return -u_log_q - log_others
 
 
 def _uniformity_jvp(divergence, primals, tangents):
@@ -316,8 +323,12 @@ def label_smoothing_loss(
   _common.check_static("smoothing", smoothing, low=0.0, high=1.0)
   logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
   lse = _common.logsumexp_classes(logits)
-  nll_target = lse - _common.take_target(logits, labels)
-  nll_uniform = lse - _common.sum_classes(logits) / sharding.class_count(logits.shape[1])
-  return _common.apply_where(
-    (1.0 - smoothing) * nll_target + smoothing * nll_uniform, where, out_dtype
-  )
+  mean_logit = _common.sum_classes(logits) / sharding.class_count(logits.shape[1])
+  loss = smoothed_cross_entropy(lse, _common.take_target(logits, labels), mean_logit, smoothing)
+  return _common.apply_where(loss, where, out_dtype)
+
+
+def smoothed_cross_entropy(lse, target_logit, mean_logit, smoothing):
+  """LSR's (1 - lambda)(-log p_y) + lambda mean_c(-log p_c) [B] (eq. 13) from
+  LSE_c f_c, f_y and mean_c f_c."""
+  return (1.0 - smoothing) * (lse - target_logit) + smoothing * (lse - mean_logit)

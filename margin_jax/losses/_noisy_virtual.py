@@ -88,24 +88,35 @@ def noisy_softmax_loss(
   logits = features @ weights
   target_logit = _common.take_target(logits, labels)
   norm_product = _common.target_norm_product(features, weights, labels)
+  subtracted = noise_subtracted(target_logit, norm_product, key, alpha=alpha, noise=noise)
+  if bias is not None:
+    bias = check_bias(bias, logits.shape[1], logits.dtype)
+    logits = logits + bias
+    target_logit = target_logit + _common.take_classes(bias, labels, axis=0)
+  return _common.apply_where(
+    _common.cross_entropy_with_target(logits, labels, target_logit - subtracted), where, out_dtype
+  )
+
+
+def check_bias(bias, num_classes: int, dtype) -> jax.Array:
+  bias = jnp.asarray(bias, dtype)
+  if bias.shape != (num_classes,):
+    raise ValueError(f"bias must have shape [num_classes]={[num_classes]}, got {bias.shape}.")
+  return bias
+
+
+def noise_subtracted(target_logit, norm_product, key, *, alpha, noise: str):
+  """What Noisy Softmax subtracts from the target logit [B] (eq. 5 and the
+  ablations of `noisy_softmax_loss`), from W_y^T x and ||W_y|| ||x|| [B]."""
   xi = _common.example_normal(key, target_logit.shape, target_logit.dtype)
   sigma = alpha * (norm_product - target_logit)  # alpha ||W_y|| ||x|| (1 - cos theta_y)
-  subtracted = {
+  return {
     "annealed": lambda: sigma * jnp.abs(xi),
     "amplitude": lambda: alpha * norm_product * jnp.abs(xi),
     "free": lambda: alpha * jnp.abs(xi),
     "normal": lambda: sigma * xi,
     "negative": lambda: -sigma * jnp.abs(xi),
   }[noise]()
-  if bias is not None:
-    bias = jnp.asarray(bias, logits.dtype)
-    if bias.shape != (logits.shape[1],):
-      raise ValueError(f"bias must have shape [num_classes]={[logits.shape[1]]}, got {bias.shape}.")
-    logits = logits + bias
-    target_logit = target_logit + _common.take_classes(bias, labels, axis=0)
-  return _common.apply_where(
-    _common.cross_entropy_with_target(logits, labels, target_logit - subtracted), where, out_dtype
-  )
 
 
 @sharding.accepts_explicit_axes

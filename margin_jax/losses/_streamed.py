@@ -1,0 +1,580 @@
+r"""The streamed head: a margin loss over class chunks that never forms the [B, C] logits.
+
+`chunked` runs a loss of the table as a scan over blocks of ``chunk_size``
+classes. Every supported loss is a function of a few per-example statistics
+of its logits :math:`z_j = s\, a^\top W_j / n_j + b_j` (``a`` the features or
+the unit features, ``n_j`` 1 or :math:`\|W_j\|`, ``s`` a scale, ``b`` a bias):
+
+* :math:`\operatorname{LSE}_{j \ne y} z_j` (an online log-sum-exp),
+* for Kobayashi's regulariser :math:`\sum_{j \ne y} q_j z_j` with
+  :math:`q_j = e^{z_j - \operatorname{LSE}}`, and :math:`\sum_{j \ne y} z_j`
+  (also label smoothing's),
+* for the multiclass hinge :math:`\sum_{j \ne y} \max(0, z_j - p)` and its count,
+* the target's raw dot product :math:`a^\top W_y` and :math:`\|W_y\|^2` (an
+  indexed dot product: the margin is applied to it alone, in the loss's own
+  target function, the one the materialised loss calls too).
+
+`_class_stats` computes them in one pass over the classes with a
+``jax.custom_vjp`` that saves only [B]-sized statistics and recomputes each
+block's logits in the backward pass, writing W's gradient block by block: no
+[B, C] array and no [d, C] temporary besides the gradient itself (no padded
+or transposed copy of W; the last block overlaps the one before it when the
+chunk does not divide C). Inside `margin_jax.parallel.shard_classes` each
+shard streams its own classes and the statistics are combined across shards
+with ``pmax``/``psum`` outside the custom rule, as differentiable [B]-sized ops.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from margin_jax import sharding
+from margin_jax.losses import (
+  _angular,
+  _common,
+  _cosine_margins,
+  _logit_losses,
+  _noisy_virtual,
+  _subcenter,
+)
+from margin_jax.numerics import (
+  NORM_FLOOR_SQ,
+  compute_dtype,
+  norm_from_squared,
+  normalize,
+  result_dtype,
+  safe_norm,
+)
+
+# The optional statistics: Kobayashi's q-weighted mean and sum of the
+# non-target logits, and the hinge's sum and count above a pivot.
+MOMENTS = ("mean", "total", "hinge")
+
+
+class _Config(NamedTuple):
+  """The static part of a `_class_stats` call."""
+
+  chunk_size: int
+  unit_columns: bool  # divide each class's dot product by ||W_j||
+  moments: tuple[str, ...]
+
+
+class Stats(NamedTuple):
+  """Per-example statistics of the logits z [B, C] (see the module docstring).
+
+  ``lse``: LSE over the non-target classes; ``mean``: sum_{j != y} q_j z_j;
+  ``total``: sum_{j != y} z_j; ``hinge`` and ``count``: the sum of
+  max(0, z_j - pivot) and the number of z_j > pivot over the non-target classes
+  (``None`` where not asked for); ``dot_y`` and ``squared_norm_y``: a^T W_y and
+  ||W_y||^2, [B, K] (K sub-centres; 1 for a classifier), NaN for an
+  out-of-range label.
+  """
+
+  lse: jax.Array
+  mean: jax.Array | None
+  total: jax.Array | None
+  hinge: jax.Array | None
+  count: jax.Array | None
+  dot_y: jax.Array
+  squared_norm_y: jax.Array
+
+
+def _block_starts(num_classes: int, chunk: int, index):
+  """Block ``index``'s first class (the last block ends at C, overlapping the
+  one before it) and the class of its first fresh column."""
+  return jnp.minimum(index * chunk, num_classes - chunk), index * chunk
+
+
+def _block_logits(config, a, weights, bias, scale, start, chunk):
+  """One block's columns [K, d, c], unit (or raw) dot products u [K, B, c],
+  column norms n [K, c] (ones for raw columns) and logits z = s max_k u_k + b [B, c]."""
+  block = lax.dynamic_slice_in_dim(weights, start, chunk, axis=2).astype(a.dtype)
+  raw = jnp.einsum("bd,kdc->kbc", a, block)
+  if config.unit_columns:
+    norms = norm_from_squared(jnp.sum(block * block, axis=1))
+    unit = raw / norms[:, None, :]
+  else:
+    norms, unit = jnp.ones((block.shape[0], chunk), a.dtype), raw
+  z = scale * jnp.max(unit, axis=0)
+  if bias is not None:
+    z = z + lax.dynamic_slice_in_dim(bias, start, chunk).astype(a.dtype)
+  return block, norms, unit, z
+
+
+def _block_masks(local_labels, inside, valid, start, fresh_from, chunk):
+  """Which columns of the block count (fresh and valid) [c], which entries
+  are non-target classes that count [B, c], and the targets that count [B, c]."""
+  ids = start + jnp.arange(chunk)
+  counts = ids >= fresh_from
+  if valid is not None:
+    counts = counts & lax.dynamic_slice_in_dim(valid, start, chunk)
+  is_target = (ids[None, :] == local_labels[:, None]) & inside[:, None]
+  return counts, counts[None, :] & ~is_target, counts[None, :] & is_target
+
+
+def _target_terms(a, weights, local_labels, inside):
+  """a^T W_y and ||W_y||^2, [B, K] (0 where the label is not this shard's)."""
+  targets = jnp.take(weights, local_labels, axis=2).astype(a.dtype)  # [K, d, B]
+  dot = jnp.einsum("bd,kdb->bk", a, targets)
+  squared = jnp.sum(targets * targets, axis=1).T
+  keep = inside[:, None]
+  return jnp.where(keep, dot, 0.0), jnp.where(keep, squared, 0.0)
+
+
+def _varying_like(tree, *operands):
+  """``tree``'s arrays typed as varying over every mesh axis any of ``operands``
+  varies over (inside ``shard_map``; a no-op outside): a loop's initial carry
+  must have the type of the values the loop computes from the operands."""
+  arrays = [v for v in operands if v is not None]
+  return jax.tree.map(lambda v: _common._cast_to_common_vma(v, *arrays)[0], tree)
+
+
+def _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot):
+  num_classes, chunk = weights.shape[2], min(config.chunk_size, weights.shape[2])
+  batch = a.shape[0]
+
+  def body(index, carry):
+    peak, total_exp, moment, total, hinge, count = carry
+    start, fresh_from = _block_starts(num_classes, chunk, index)
+    *_, z = _block_logits(config, a, weights, bias, scale, start, chunk)
+    _, others, _ = _block_masks(local_labels, inside, valid, start, fresh_from, chunk)
+    kept = jnp.where(others, z, -jnp.inf)
+    new_peak = jnp.maximum(peak, jnp.max(kept, axis=1))
+    shift = jnp.where(jnp.isfinite(new_peak), new_peak, 0.0)
+    e = jnp.exp(kept - shift[:, None])
+    rescale = jnp.exp(peak - shift)
+    z_kept = jnp.where(others, z, 0.0)
+    carry = (
+      new_peak,
+      total_exp * rescale + jnp.sum(e, axis=1),
+      moment * rescale + jnp.sum(e * z_kept, axis=1),
+      total + jnp.sum(z_kept, axis=1),
+    )
+    if "hinge" in config.moments:
+      above = others & (z > pivot[:, None])
+      hinge = hinge + jnp.sum(jnp.where(above, z - pivot[:, None], 0.0), axis=1)
+      count = count + jnp.sum(above, axis=1).astype(a.dtype)
+    return carry + (hinge, count)
+
+  zeros = jnp.zeros((batch,), a.dtype)
+  init = (jnp.full((batch,), -jnp.inf, a.dtype), zeros, zeros, zeros, zeros, zeros)
+  init = _varying_like(init, a, weights, bias, scale, local_labels, inside, valid, pivot)
+  num_blocks = -(-num_classes // chunk)
+  peak, total_exp, moment, total, hinge, count = lax.fori_loop(0, num_blocks, body, init)
+  has_others = total_exp > 0
+  lse = jnp.where(has_others, peak + jnp.log(jnp.where(has_others, total_exp, 1.0)), -jnp.inf)
+  mean = jnp.where(has_others, moment / jnp.where(has_others, total_exp, 1.0), 0.0)
+  dot_y, squared_norm_y = _target_terms(a, weights, local_labels, inside)
+  wanted = config.moments
+  return Stats(
+    lse,
+    mean if "mean" in wanted else None,
+    total if "total" in wanted else None,
+    hinge if "hinge" in wanted else None,
+    count if "hinge" in wanted else None,
+    dot_y,
+    squared_norm_y,
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _class_stats(config, a, weights, bias, scale, local_labels, inside, valid, pivot):
+  return _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot)
+
+
+def _class_stats_fwd(config, a, weights, bias, scale, local_labels, inside, valid, pivot):
+  stats = _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot)
+  residuals = (a, weights, bias, scale, local_labels, inside, valid, pivot, stats.lse, stats.mean)
+  return stats, residuals
+
+
+def _class_stats_bwd(config, residuals, cotangents):
+  # With q_j = e^{z_j - LSE} over the non-target classes:
+  #   dLSE/dz_j = q_j, d(sum q z)/dz_j = q_j (1 + z_j - sum q z), d(sum z)/dz_j = 1,
+  #   d hinge/dz_j = [z_j > pivot];
+  # z = s u + b, u = a^T W_j / n_j: du/da = W_j / n_j, du/dW_j = a / n_j - u W_j / n_j^2
+  # (the second term 0 where n_j is floored); the target's a^T W_y and
+  # ||W_y||^2 add g a and 2 g W_y to column y and g W_y to a.
+  a, weights, bias, scale, local_labels, inside, valid, pivot, lse, mean = residuals
+  num_classes, chunk = weights.shape[2], min(config.chunk_size, weights.shape[2])
+  g = cotangents
+  lse_shift = jnp.where(jnp.isfinite(lse), lse, 0.0)
+
+  def body(index, carry):
+    d_a, d_weights, d_bias, d_scale = carry
+    start, fresh_from = _block_starts(num_classes, chunk, index)
+    block, norms, unit, z = _block_logits(config, a, weights, bias, scale, start, chunk)
+    counts, others, targets = _block_masks(local_labels, inside, valid, start, fresh_from, chunk)
+    q = jnp.where(others, jnp.exp(z - lse_shift[:, None]), 0.0)
+    d_z = g.lse[:, None] * q
+    if g.mean is not None:
+      d_z = d_z + g.mean[:, None] * q * (1.0 + z - mean[:, None])
+    if g.total is not None:
+      d_z = d_z + jnp.where(others, g.total[:, None], 0.0)
+    if g.hinge is not None:
+      d_z = d_z + jnp.where(others & (z > pivot[:, None]), g.hinge[:, None], 0.0)
+    winner = jax.nn.one_hot(jnp.argmax(unit, axis=0), unit.shape[0], axis=0, dtype=a.dtype)
+    d_unit = winner * (scale * d_z)[None]  # [K, B, c]: to the closest sub-centre
+    d_raw = d_unit / norms[:, None, :] + jnp.where(targets[None], g.dot_y.T[:, :, None], 0.0)
+    column = 2.0 * jnp.einsum("bk,bc->kc", g.squared_norm_y, targets.astype(a.dtype))
+    if config.unit_columns:
+      radial = jnp.sum(d_unit * unit, axis=1) / (norms * norms)
+      column = column - jnp.where(norms * norms > NORM_FLOOR_SQ, radial, 0.0)
+    d_block = jnp.einsum("bd,kbc->kdc", a, d_raw) + block * column[:, None, :]
+    old = lax.dynamic_slice_in_dim(d_weights, start, chunk, axis=2)
+    d_block = jnp.where(counts[None, None, :], d_block.astype(d_weights.dtype), old)
+    d_weights = lax.dynamic_update_slice_in_dim(d_weights, d_block, start, axis=2)
+    d_a = d_a + jnp.einsum("kbc,kdc->bd", d_raw, block)
+    if d_bias is not None:
+      old = lax.dynamic_slice_in_dim(d_bias, start, chunk)
+      fresh = jnp.where(counts, jnp.sum(d_z, axis=0).astype(d_bias.dtype), old)
+      d_bias = lax.dynamic_update_slice_in_dim(d_bias, fresh, start, axis=0)
+    d_scale = d_scale + jnp.sum(d_z * jnp.max(unit, axis=0))
+    return d_a, d_weights, d_bias, d_scale
+
+  init = (
+    jnp.zeros_like(a),
+    jnp.zeros_like(weights),
+    None if bias is None else jnp.zeros_like(bias),
+    jnp.zeros((), a.dtype),
+  )
+  init = _varying_like(init, *residuals)
+  d_a, d_weights, d_bias, d_scale = lax.fori_loop(0, -(-num_classes // chunk), body, init)
+  d_scale = d_scale.astype(jnp.result_type(scale))
+  return d_a, d_weights, d_bias, d_scale, None, None, None, None
+
+
+_class_stats.defvjp(_class_stats_fwd, _class_stats_bwd)
+
+
+def _combine(stats: Stats, inside: jax.Array) -> Stats:
+  """The statistics over all classes from each shard's (a no-op unsharded);
+  the target's terms NaN where no shard owns the label."""
+  shard = sharding.current_shard()
+  if shard is None:
+    owned = inside
+  else:
+    axis = shard.axis_name
+    peak = lax.pmax(lax.stop_gradient(stats.lse), axis)
+    peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
+    weight = jnp.exp(stats.lse - peak)
+    total_weight = lax.psum(weight, axis)
+    psum = lambda v: None if v is None else lax.psum(v, axis)
+    stats = Stats(
+      peak + jnp.log(total_weight),
+      None if stats.mean is None else lax.psum(weight * stats.mean, axis) / total_weight,
+      psum(stats.total),
+      psum(stats.hinge),
+      psum(stats.count),
+      psum(stats.dot_y),
+      psum(stats.squared_norm_y),
+    )
+    owned = lax.psum(inside.astype(jnp.int32), axis) > 0
+  owned = owned[:, None]
+  return stats._replace(
+    dot_y=jnp.where(owned, stats.dot_y, jnp.nan),
+    squared_norm_y=jnp.where(owned, stats.squared_norm_y, jnp.nan),
+  )
+
+
+class _Head(NamedTuple):
+  """A streamed call's checked inputs: features [B, d] in the compute dtype
+  (masked rows zeroed), weights [K, d, C] in their own dtype, safe labels [B]."""
+
+  features: jax.Array
+  weights: jax.Array
+  labels: jax.Array
+  bias: jax.Array | None
+  chunk_size: int
+
+  def stats(self, *, cosine=False, unit_columns=False, scale=1.0, moments=(), pivot=None):
+    """`Stats` of z = s a^T W_j / n_j + b: ``cosine``, a = x / ||x|| and n_j =
+    ||W_j||; ``unit_columns``, a = x and n_j = ||W_j||; else a = x, n_j = 1."""
+    a = normalize(self.features, axis=1) if cosine else self.features
+    config = _Config(self.chunk_size, cosine or unit_columns, tuple(moments))
+    local_count = self.weights.shape[2]
+    shard = sharding.current_shard()
+    if shard is None:
+      local, valid = self.labels, None
+    else:
+      local, valid = self.labels - lax.axis_index(shard.axis_name) * local_count, shard.valid
+    inside = (local >= 0) & (local < local_count)
+    local = jnp.clip(local, 0, local_count - 1)
+    if valid is not None:
+      inside = inside & valid[local]
+    scale = jnp.asarray(scale, a.dtype)
+    operands = _common._cast_to_common_vma(a, self.weights, scale)
+    if self.bias is not None:
+      operands = _common._cast_to_common_vma(*operands, self.bias)
+    a, weights, scale, *bias = operands
+    bias = bias[0] if bias else None
+    stats = _class_stats(config, a, weights, bias, scale, local, inside, valid, pivot)
+    return _combine(stats, inside)
+
+  def target_bias(self) -> jax.Array | float:
+    """b_y [B] (0 without a bias)."""
+    return 0.0 if self.bias is None else _common.take_classes(self.bias, self.labels, axis=0)
+
+  def target_logit(self) -> jax.Array:
+    """x^T W_y + b_y [B] with no gradient (the hinge's pivot)."""
+    w = lax.stop_gradient(_common.take_classes(self.weights[0], self.labels, axis=1)).T
+    return jnp.sum(lax.stop_gradient(self.features) * w.astype(self.features.dtype), axis=1) + (
+      lax.stop_gradient(self.target_bias())
+    )
+
+
+def _cross_entropy(lse_others, target, *extra):
+  """-log softmax of ``target`` among the non-target logits (and ``extra`` ones)."""
+  return functools.reduce(jnp.logaddexp, extra, jnp.logaddexp(lse_others, target)) - target
+
+
+def _cosine_y(stats: Stats) -> jax.Array:
+  """cos(theta_y) [B]: the closest sub-centre's."""
+  return jnp.max(stats.dot_y / norm_from_squared(stats.squared_norm_y), axis=1)
+
+
+def _norm_product(head: _Head, stats: Stats) -> jax.Array:
+  """||x|| ||W_y|| [B]."""
+  return safe_norm(head.features, axis=1) * norm_from_squared(stats.squared_norm_y[:, 0])
+
+
+# Each loss of the table as a function of its streamed statistics; each
+# target is the function the materialised loss calls.
+def _softmax(head):
+  stats = head.stats()
+  return _cross_entropy(stats.lse, stats.dot_y[:, 0] + head.target_bias())
+
+
+def _soft_margin(head, *, margin):
+  stats = head.stats()
+  return _cross_entropy(stats.lse, stats.dot_y[:, 0] + head.target_bias() - margin)
+
+
+def _hinge(head, *, margin=1.0):
+  # The hinge's pivot f_y - rho enters as a constant; its derivative
+  # (-count, through f_y and rho) is added by a term of value 0.
+  pivot = head.target_logit() - margin
+  stats = head.stats(moments=("hinge",), pivot=pivot)
+  live_pivot = stats.dot_y[:, 0] + head.target_bias() - margin
+  hinge = stats.hinge - lax.stop_gradient(stats.count) * (
+    live_pivot - lax.stop_gradient(live_pivot)
+  )
+  return hinge / (sharding.class_count(head.weights.shape[2]) - 1)
+
+
+def _label_smoothing(head, *, smoothing):
+  stats = head.stats(moments=("total",))
+  target = stats.dot_y[:, 0] + head.target_bias()
+  lse = jnp.logaddexp(stats.lse, target)
+  mean_logit = (stats.total + target) / sharding.class_count(head.weights.shape[2])
+  return _logit_losses.smoothed_cross_entropy(lse, target, mean_logit, smoothing)
+
+
+def _uniformity(head, *, lam=0.3, divergence="symmetric"):
+  stats = head.stats(moments=("mean", "total"))
+  target = stats.dot_y[:, 0] + head.target_bias()
+  num_others = sharding.class_count(head.weights.shape[2]) - 1
+  q_log_q = stats.mean - stats.lse
+  u_log_q = stats.total / num_others - stats.lse
+  penalty = _logit_losses.uniformity_penalty(divergence, q_log_q, u_log_q, num_others)
+  return jax.nn.softplus(stats.lse - target) + lam * penalty
+
+
+def _large_margin(head, *, margin, lam):
+  stats = head.stats()
+  target_logit = stats.dot_y[:, 0]
+  norm_product = _norm_product(head, stats)
+  target = _angular.large_margin_target(target_logit, norm_product, margin=margin, lam=lam)
+  return _cross_entropy(stats.lse, target)
+
+
+def _a_softmax(head, *, margin, lam):
+  stats = head.stats(unit_columns=True)
+  # ||W_y / ||W_y|| ||: 1, or 0 for a zero column (as the materialised loss's
+  # stop-gradient unit target).
+  squared = lax.stop_gradient(stats.squared_norm_y[:, 0])
+  unit_norm = norm_from_squared(squared / jnp.maximum(squared, NORM_FLOOR_SQ))
+  target_logit = stats.dot_y[:, 0] / norm_from_squared(stats.squared_norm_y[:, 0])
+  norm_product = safe_norm(head.features, axis=1) * unit_norm
+  target = _angular.large_margin_target(target_logit, norm_product, margin=margin, lam=lam)
+  return _cross_entropy(stats.lse, target)
+
+
+def _noisy(head, key, *, alpha, noise="annealed"):
+  stats = head.stats()
+  target_logit = stats.dot_y[:, 0]
+  subtracted = _noisy_virtual.noise_subtracted(
+    target_logit, _norm_product(head, stats), key, alpha=alpha, noise=noise
+  )
+  return _cross_entropy(stats.lse, target_logit + head.target_bias() - subtracted)
+
+
+def _virtual(head):
+  stats = head.stats()
+  return _cross_entropy(stats.lse, stats.dot_y[:, 0], _norm_product(head, stats))
+
+
+def _normface(head, *, scale):
+  stats = head.stats(cosine=True, scale=scale)
+  return _cross_entropy(stats.lse, scale * _cosine_y(stats))
+
+
+def _cosface(head, *, scale, margin):
+  stats = head.stats(cosine=True, scale=scale)
+  return _cross_entropy(
+    stats.lse, _cosine_margins.cosface_target(_cosine_y(stats), scale=scale, margin=margin)
+  )
+
+
+def _angular_margin(head, *, scale, m1=1.0, m2=0.0, m3=0.0, theta_overflow="plain"):
+  stats = head.stats(cosine=True, scale=scale)
+  target = _cosine_margins.angular_margin_target(
+    _cosine_y(stats), scale=scale, m1=m1, m2=m2, m3=m3, theta_overflow=theta_overflow
+  )
+  return _cross_entropy(stats.lse, target)
+
+
+def _arcface(head, *, scale, margin, theta_overflow="plain"):
+  return _angular_margin(head, scale=scale, m2=margin, theta_overflow=theta_overflow)
+
+
+# The losses `chunked` streams: the streamed form, and whether the loss takes
+# logits (then streamed as fused linear + loss, x @ W + bias).
+_STREAMED: dict[Callable, tuple[Callable, bool]] = {
+  _logit_losses.softmax_loss: (_softmax, True),
+  _logit_losses.soft_margin_softmax_loss: (_soft_margin, True),
+  _logit_losses.multiclass_hinge_loss: (_hinge, True),
+  _logit_losses.label_smoothing_loss: (_label_smoothing, True),
+  _logit_losses.uniformity_regularized_softmax_loss: (_uniformity, True),
+  _angular.large_margin_softmax_loss: (_large_margin, False),
+  _angular.a_softmax_loss: (_a_softmax, False),
+  _noisy_virtual.noisy_softmax_loss: (_noisy, False),
+  _noisy_virtual.virtual_softmax_loss: (_virtual, False),
+  _cosine_margins.normface_loss: (_normface, False),
+  _cosine_margins.cosface_loss: (_cosface, False),
+  _cosine_margins.arcface_loss: (_arcface, False),
+  _cosine_margins.combined_margin_loss: (_angular_margin, False),
+  _subcenter.subcenter_arcface_loss: (_arcface, False),
+}
+
+
+def _check_like_materialised(fn, takes_logits, args, kwargs):
+  """The materialised loss's own checks and errors, on abstract shapes."""
+  features, weights, labels, *rest = args
+
+  def materialised(features, weights, labels, rest, arrays):
+    if not takes_logits:
+      return fn(features, weights, labels, *rest, **arrays, **statics)
+    features, weights, _ = _common.prepare_arrays(features, weights)
+    logits = features @ weights
+    if arrays.get("bias") is not None:
+      logits = logits + _noisy_virtual.check_bias(arrays.pop("bias"), logits.shape[1], logits.dtype)
+    return fn(logits, labels, *rest, **{k: v for k, v in arrays.items() if k != "bias"}, **statics)
+
+  arrays = {k: v for k, v in kwargs.items() if sharding.is_array(v)}
+  statics = {k: v for k, v in kwargs.items() if k not in arrays}
+  jax.eval_shape(materialised, *sharding.unplaced((features, weights, labels, rest, arrays)))
+
+
+def chunked(fn: Callable[..., jax.Array], *, chunk_size: int) -> Callable[..., jax.Array]:
+  r"""``fn`` streamed over blocks of ``chunk_size`` classes: the [B, C] logits never exist.
+
+  For a feature loss the result has ``fn``'s signature and values; a logit
+  loss becomes fused linear + loss,
+  ``(features, weights, labels, *, <fn's keywords>, bias=None, where=None)``
+  equal to ``fn(features @ weights + bias, labels, ...)``. Values and
+  ``jax.grad`` w.r.t. features, weights and bias equal the materialised
+  loss's to float32 rounding, for any number of classes. Memory beyond the
+  inputs and W's gradient: a few [B, chunk_size] blocks and [B]-sized
+  statistics (`_class_stats`). Inside `margin_jax.parallel.shard_classes`,
+  ``chunk_size`` counts the device's local classes. Reverse mode only (a
+  ``jax.custom_vjp``): ``jax.jvp`` and ``jacfwd`` raise; use the
+  materialised loss for forward mode.
+
+  Streams: softmax, M-Softmax, the multiclass hinge, label smoothing, the
+  uniformity regulariser, L-Softmax, A-Softmax, Noisy Softmax (the same key
+  draws the same noise), Virtual Softmax, NormFace, CosFace, ArcFace (every
+  ``theta_overflow``), the combined margin and Sub-center ArcFace (a class's
+  K sub-centres in one chunk). Sub-center ArcFace's gradient goes to the
+  first of exactly tied sub-centres (the materialised max splits it).
+
+  Args:
+    fn: a loss of `margin_jax.losses` listed above.
+    chunk_size: classes per block (static), >= 1; a multiple of 128 suits
+      accelerators (e.g. 8192).
+
+  Returns:
+    The streamed loss, per example ``[batch_size]``.
+
+  Raises:
+    ValueError: ``fn`` cannot be streamed (named), or a bad ``chunk_size``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from margin_jax import losses
+    >>> x, W = jax.random.normal(jax.random.key(0), (4, 8)), jax.random.normal(jax.random.key(1), (8, 50))
+    >>> y = jnp.array([0, 7, 49, 3])
+    >>> streamed = losses.chunked(losses.arcface_loss, chunk_size=16)
+    >>> bool(jnp.allclose(streamed(x, W, y, scale=16.0, margin=0.5),
+    ...                   losses.arcface_loss(x, W, y, scale=16.0, margin=0.5), atol=1e-5))
+    True
+  """
+  name = getattr(fn, "__name__", repr(fn))
+  if fn not in _STREAMED:
+    streamable = sorted(f.__name__ for f in _STREAMED)
+    raise ValueError(
+      f"{name} cannot be streamed over class chunks; chunked() streams {streamable}."
+    )
+  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    raise ValueError(f"chunk_size={chunk_size!r} must be a Python int >= 1.")
+  streamed_fn, takes_logits = _STREAMED[fn]
+  signature = inspect.signature(fn)
+  if takes_logits:
+    params = list(signature.parameters.values())
+    feature_params = [
+      inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("features", "weights")
+    ]
+    keywords = [p for p in params[2:] if p.name != "where"]
+    extra = [
+      inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in ("bias", "where")
+    ]
+    signature = signature.replace(parameters=[*feature_params, params[1], *keywords, *extra])
+  stacked = fn is _subcenter.subcenter_arcface_loss
+
+  @sharding.accepts_explicit_axes
+  def streamed(*args, **kwargs):
+    if sharding.current_shard() is None:  # inside shard_classes, checked on the global shapes
+      _check_like_materialised(fn, takes_logits, args, kwargs)
+    bound = signature.bind(*args, **kwargs)
+    arguments = dict(bound.arguments)
+    features, weights, labels = (arguments.pop(k) for k in ("features", "weights", "labels"))
+    where, bias = arguments.pop("where", None), arguments.pop("bias", None)
+    features, weights = jnp.asarray(features), jnp.asarray(weights)
+    out_dtype = result_dtype(features, weights)
+    features = features.astype(compute_dtype(out_dtype))
+    where = _common.check_where(where, features.shape[0])
+    labels = _common.safe_labels(
+      _common.check_labels(labels, features.shape[0]), weights.shape[-1], where
+    )
+    head = _Head(
+      _common.mask_rows(features, where),
+      weights if stacked else weights[None],
+      labels,
+      None if bias is None else jnp.asarray(bias),
+      chunk_size,
+    )
+    keys = (arguments.pop("key"),) if "key" in arguments else ()
+    loss = streamed_fn(head, *keys, **arguments)
+    return _common.apply_where(loss, where, out_dtype)
+
+  streamed.__signature__ = signature
+  streamed.__name__ = f"chunked_{name}"
+  streamed.__doc__ = f"`{name}` streamed over blocks of {chunk_size} classes (`chunked`)."
+  return streamed
