@@ -24,6 +24,7 @@ from margin_jax.losses import _ensemble
 from margin_jax.losses import _face_margins
 from margin_jax.losses import _logit_losses
 from margin_jax.losses import _noisy_virtual
+from margin_jax.losses import _streamed
 from margin_jax.losses import _subcenter
 from margin_jax.losses import _test_logits
 
@@ -285,11 +286,20 @@ class BoundLoss:
   bound as a callable is an optax-style schedule, evaluated at ``step`` (e.g.
   L-Softmax's ``lam`` from `margin_jax.losses.lambda_schedule`). ``state``:
   the current values of the loss's training state (`initial_state`,
-  `update_state`), over the bound ones.
+  `update_state`), over the bound ones. ``chunk_size`` (see `streamed`):
+  the loss runs over blocks of that many classes, ``None`` materialised.
   """
 
   spec: LossSpec
   hyperparameters: Mapping[str, Any]
+  chunk_size: int | None = None
+
+  def streamed(self, *, chunk_size: int) -> BoundLoss:
+    """This loss streamed over blocks of ``chunk_size`` classes
+    (`margin_jax.losses.chunked`): logit losses become fused linear + loss, so
+    the [B, C] logits never form. Raises ValueError for a loss that cannot stream."""
+    _streamed.chunked(self.spec.fn, chunk_size=chunk_size)  # the checks
+    return dataclasses.replace(self, chunk_size=chunk_size)
 
   def __call__(
     self,
@@ -306,6 +316,11 @@ class BoundLoss:
   ):
     name, inputs = self.spec.name, self.spec.inputs
     kwargs = {**self._at_step(step), **(state or {})}
+    fn = self.spec.fn
+    if self.chunk_size is not None:
+      fn = _streamed.chunked(fn, chunk_size=self.chunk_size)
+      if inputs == "logits":
+        return fn(features, weights, labels, **kwargs, bias=bias, where=where)
     if where is not None:  # before the logits form, so a masked row cannot reach W
       features = _common.mask_rows(features, _common.check_where(where, features.shape[0]))
     if inputs in ("logits", "centers"):
@@ -327,8 +342,8 @@ class BoundLoss:
     if self.spec.needs_key:
       if key is None:
         raise ValueError(f"{name} draws noise: pass key=jax.random.key(...).")
-      return self.spec.fn(features, weights, labels, key, **kwargs, where=where)
-    return self.spec.fn(features, weights, labels, **kwargs, where=where)
+      return fn(features, weights, labels, key, **kwargs, where=where)
+    return fn(features, weights, labels, **kwargs, where=where)
 
   def _at_step(self, step) -> dict:
     """The hyperparameters, each schedule evaluated at ``step``."""
