@@ -242,3 +242,27 @@ def test_by_name_losses_stream_through_the_bound_loss():
   with pytest.raises(ValueError, match="cannot be streamed"):
     losses.by_name("em_softmax").streamed(chunk_size=5)
   assert math.isfinite(float(want.sum()))
+
+
+@pytest.mark.parametrize("name", ["softmax", "cosface", "subcenter_arcface"])
+def test_top_k_over_class_blocks(name):
+  bound = losses.by_name(name)
+  rng = np.random.default_rng(6)
+  shape = {"stacked": (2, D, 37)}.get(bound.spec.inputs, (D, 37))
+  x, w = jnp.asarray(rng.normal(size=(B, D)), jnp.float32), jnp.asarray(rng.normal(size=shape))
+  v = jnp.asarray(10.0 * rng.normal(size=D), jnp.float32)
+  w = w.at[..., 3].set(v).at[..., 30].set(v)  # classes 3 and 30 tie, ahead of the others for x_0
+  x = x.at[0].set(v)
+  bias = jnp.asarray(0.01 * rng.normal(size=37), jnp.float32).at[30].set(0.0).at[3].set(0.0)
+  logits = bound.test_logits(x, w) + bias
+  want_scores, want_classes = jax.lax.top_k(logits, 3)
+  for streamed in (bound.streamed(chunk_size=8), bound):
+    classes, scores = streamed.top_k(x, w, k=3, bias=bias)
+    np.testing.assert_array_equal(classes, want_classes)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+    np.testing.assert_array_equal(
+      streamed.predicted_class(x, w, bias=bias), losses.predicted_class(logits)
+    )
+  np.testing.assert_array_equal(classes[0, :2], [3, 30])  # the tie: the lower class first
+  with pytest.raises(ValueError, match="k=38"):
+    bound.top_k(x, w, k=38)

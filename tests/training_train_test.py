@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 
 from experiments.configs import smoke
 from margin_jax import losses
+from margin_jax import models
 from margin_jax import training
 from margin_jax.training import objectives
 from margin_jax.training import train as train_lib
@@ -139,11 +140,25 @@ def test_every_objective_gives_per_example_loss(loss):
   per_example = objective.loss(outputs, labels, step=0, key=k[0])
   assert per_example.shape == (6,)
   assert np.isfinite(per_example).all()
-  assert objective.logits(outputs).shape == (6, 5)
+  predicted = objective.predicted_class(outputs)
+  np.testing.assert_array_equal(predicted, models.test_logits(outputs, loss).argmax(-1))
   diagnostics = objective.diagnostics(outputs, labels, 0)
   assert 0 <= float(diagnostics["theta_y"]) <= 180
   assert ("hsic" in diagnostics) == (losses.TABLE[loss].classify == "averaged")
   assert ("lambda" in diagnostics) == (loss in ("l_softmax", "a_softmax"))
+  config.class_chunk_size = 2  # streamed over blocks of 2 of the 5 classes
+  try:
+    streamed = objectives.get_objective(config)
+  except ValueError as err:
+    assert "cannot be streamed" in str(err) and "config.class_chunk_size=2" in str(err)
+    return
+  np.testing.assert_allclose(
+    streamed.loss(outputs, labels, step=0, key=k[0]), per_example, rtol=1e-5, atol=1e-6
+  )
+  np.testing.assert_array_equal(streamed.predicted_class(outputs), predicted)
+  got = streamed.diagnostics(outputs, labels, 0)
+  np.testing.assert_allclose(got["p_target"], diagnostics["p_target"], rtol=1e-5)
+  assert "rho_hat" not in got
 
 
 def test_mesh_state_specs_split_the_head_and_its_momentum():
@@ -181,6 +196,27 @@ def test_center_loss_trains_on_the_mesh_as_with_pmap(tiny_mnist, tmp_path):
   trees = [jax.device_get((s.params, s.batch_stats)) for s in states]
   chex.assert_trees_all_close(*trees, rtol=1e-4, atol=1e-5)
   assert np.abs(trees[0][1]["head"]["centers"]).max() > 0  # the centres moved
+
+
+def test_streamed_head_trains_as_the_materialised_one(tiny_mnist, tmp_path):
+  """class_chunk_size streams the head (blocks of 3 of 10 classes; 5 per shard
+  on the mesh): the same steps as the materialised head, with pmap and on a mesh."""
+  runs = [((), 0), ((), 3), ((2, 2), 3)]
+  states = [
+    training.train_and_evaluate(
+      tiny_config(
+        tiny_mnist[1], loss="cosface", num_train_steps=3, mesh_shape=shape, class_chunk_size=chunk
+      ),
+      str(tmp_path / f"{shape}-{chunk}"),
+    )
+    for shape, chunk in runs
+  ]
+  trees = [jax.device_get(s.params) for s in states]
+  chex.assert_trees_all_close(trees[0], trees[1], rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(trees[0], trees[2], rtol=1e-4, atol=1e-5)
+  logs = [read_metrics(tmp_path / f"{shape}-{chunk}") for shape, chunk in runs]
+  errors = [[r["test_error"] for r in log if "test_error" in r] for log in logs]
+  assert errors[0] == errors[1] == errors[2] and errors[0]
 
 
 def test_every_loss_of_the_table_has_its_config_keywords():

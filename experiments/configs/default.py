@@ -91,6 +91,11 @@ def get_config():
   # device count; model must divide the class count), e.g.
   # --config.mesh_shape="(2, 4)".
   config.mesh_shape = ()
+  # > 0: the loss, the accuracy and the evaluation run over blocks of this many
+  # classes (per device on a mesh; `margin_jax.losses.chunked`), so the [B, C]
+  # logits never form; 0: materialised. Every loss but EM-/E-Softmax, the center
+  # loss and the AdaFace/MagFace/CurricularFace/ElasticFace margins streams.
+  config.class_chunk_size = 0
   config.learning_rate = 0.1
   config.lr_schedule = "piecewise"  # piecewise|log
   config.lr_boundaries = (12000, 15000)

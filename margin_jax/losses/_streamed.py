@@ -132,7 +132,7 @@ def _varying_like(tree, *operands):
   """``tree``'s arrays typed as varying over every mesh axis any of ``operands``
   varies over (inside ``shard_map``; a no-op outside): a loop's initial carry
   must have the type of the values the loop computes from the operands."""
-  arrays = [v for v in operands if v is not None]
+  arrays = [v for v in operands if isinstance(v, jax.Array)]
   return jax.tree.map(lambda v: _common._cast_to_common_vma(v, *arrays)[0], tree)
 
 
@@ -465,22 +465,76 @@ _STREAMED: dict[Callable, tuple[Callable, bool]] = {
 }
 
 
-def _check_like_materialised(fn, takes_logits, args, kwargs):
-  """The materialised loss's own checks and errors, on abstract shapes."""
-  features, weights, labels, *rest = args
+def top_classes(score_fn, features, weights, *, k: int, chunk_size: int, bias=None):
+  """The ``k`` best classes [B, k] and their scores [B, k], best first (ties:
+  the lower class first), from ``score_fn(features, weights_block)`` [B, c]
+  over blocks of ``chunk_size`` classes of ``weights`` (class axis last;
+  ``bias`` [C] added): prediction at any class count without [B, C] scores.
+  Class-sharded, the local best of every shard merged (global class ids)."""
+  num_classes = weights.shape[-1]
+  if not 1 <= k <= num_classes:
+    raise ValueError(f"k={k} must be in [1, num_classes={num_classes}].")
+  chunk = max(min(chunk_size, num_classes), k)
+  shard = sharding.current_shard()
+  offset = 0 if shard is None else lax.axis_index(shard.axis_name) * num_classes
 
-  def materialised(features, weights, labels, rest, arrays):
-    if not takes_logits:
-      return fn(features, weights, labels, *rest, **arrays, **statics)
-    features, weights, _ = _common.prepare_arrays(features, weights)
-    logits = features @ weights
-    if arrays.get("bias") is not None:
-      logits = logits + _noisy_virtual.check_bias(arrays.pop("bias"), logits.shape[1], logits.dtype)
-    return fn(logits, labels, *rest, **{k: v for k, v in arrays.items() if k != "bias"}, **statics)
+  def body(index, carry):
+    best, best_ids = carry
+    start, fresh_from = _block_starts(num_classes, chunk, index)
+    scores = score_fn(features, lax.dynamic_slice_in_dim(weights, start, chunk, axis=-1))
+    if bias is not None:
+      scores = scores + lax.dynamic_slice_in_dim(bias, start, chunk)
+    ids = start + jnp.arange(chunk)
+    counts = ids >= fresh_from
+    if shard is not None and shard.valid is not None:
+      counts = counts & lax.dynamic_slice_in_dim(shard.valid, start, chunk)
+    scores = jnp.where(counts, scores, -jnp.inf)
+    ids = jnp.broadcast_to(offset + ids, scores.shape)
+    return _merge_top(jnp.concatenate([best, scores], 1), jnp.concatenate([best_ids, ids], 1), k)
 
-  arrays = {k: v for k, v in kwargs.items() if sharding.is_array(v)}
-  statics = {k: v for k, v in kwargs.items() if k not in arrays}
-  jax.eval_shape(materialised, *sharding.unplaced((features, weights, labels, rest, arrays)))
+  batch = features.shape[0]
+  dtype = jax.eval_shape(score_fn, features, weights[..., :1]).dtype
+  init = (jnp.full((batch, k), -jnp.inf, dtype), jnp.zeros((batch, k), jnp.int32))
+  init = _varying_like(init, features, weights, bias, offset)
+  best, best_ids = lax.fori_loop(0, -(-num_classes // chunk), body, init)
+  if shard is None:
+    return best_ids, best
+  return _merge_top(_gather_shards(best), _gather_shards(best_ids), k)[::-1]
+
+
+def _gather_shards(values):
+  """Every class shard's ``values`` [B, k] side by side, [B, n k], typed
+  invariant across the shards (a psum of each shard's slot; ``all_gather``'s
+  result would stay typed as varying)."""
+  axis = sharding.current_shard().axis_name
+  slots = jnp.zeros((values.shape[0], lax.axis_size(axis), values.shape[1]), values.dtype)
+  slots = lax.dynamic_update_index_in_dim(slots, values, lax.axis_index(axis), axis=1)
+  return lax.psum(slots, axis).reshape(values.shape[0], -1)
+
+
+def _merge_top(scores, ids, k):
+  best, position = lax.top_k(scores, k)
+  return best, jnp.take_along_axis(ids, position, axis=1)
+
+
+def _check_like_materialised(fn, takes_logits, arguments):
+  """The materialised loss's own checks and errors, on abstract shapes
+  (``arguments``: the streamed call's, by name)."""
+
+  def materialised(arrays):
+    merged = {**arrays, **statics}
+    if takes_logits:
+      features, weights, _ = _common.prepare_arrays(merged.pop("features"), merged.pop("weights"))
+      logits = features @ weights
+      bias = merged.pop("bias", None)
+      if bias is not None:
+        logits = logits + _noisy_virtual.check_bias(bias, logits.shape[1], logits.dtype)
+      merged["logits"] = logits
+    return fn(**merged)
+
+  arrays = {k: v for k, v in arguments.items() if sharding.is_array(v)}
+  statics = {k: v for k, v in arguments.items() if k not in arrays}
+  jax.eval_shape(materialised, sharding.unplaced(arrays))
 
 
 def chunked(fn: Callable[..., jax.Array], *, chunk_size: int) -> Callable[..., jax.Array]:
@@ -550,10 +604,9 @@ def chunked(fn: Callable[..., jax.Array], *, chunk_size: int) -> Callable[..., j
 
   @sharding.accepts_explicit_axes
   def streamed(*args, **kwargs):
+    arguments = signature.bind(*args, **kwargs).arguments
     if sharding.current_shard() is None:  # inside shard_classes, checked on the global shapes
-      _check_like_materialised(fn, takes_logits, args, kwargs)
-    bound = signature.bind(*args, **kwargs)
-    arguments = dict(bound.arguments)
+      _check_like_materialised(fn, takes_logits, arguments)
     features, weights, labels = (arguments.pop(k) for k in ("features", "weights", "labels"))
     where, bias = arguments.pop("where", None), arguments.pop("bias", None)
     features, weights = jnp.asarray(features), jnp.asarray(weights)

@@ -372,6 +372,23 @@ class BoundLoss:
       return _subcenter.subcenter_cosines(features, weights)
     return _test_logits.inference_logits(features, weights, cosine=self.spec.classify == "cosine")
 
+  def top_k(self, features, weights, *, k: int = 1, bias=None):
+    """The ``k`` classes [B, k] with the largest `test_logits` (+ ``bias``),
+    best first, and those logits [B, k]; over blocks of ``chunk_size``
+    classes when it is set, so no [B, C] array forms (`_streamed.top_classes`)."""
+    chunk_size = self.chunk_size or weights.shape[-1]
+    return _streamed.top_classes(
+      self.test_logits, features, weights, k=k, chunk_size=chunk_size, bias=bias
+    )
+
+  def predicted_class(self, features, weights, *, bias=None):
+    """The class [B] with the largest `test_logits` (+ ``bias``), the first
+    of ties (`margin_jax.losses.predicted_class`); streamed as `top_k`."""
+    if self.chunk_size is None:
+      logits = self.test_logits(features, weights)
+      return _common.predicted_class(logits if bias is None else logits + bias)
+    return self.top_k(features, weights, bias=bias)[0][:, 0]
+
 
 def by_name(name: str, **hyperparameters) -> BoundLoss:
   """The loss ``name`` of `TABLE` with ``hyperparameters`` over its typical ones.

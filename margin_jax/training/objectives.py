@@ -18,7 +18,6 @@ import jax
 import jax.numpy as jnp
 
 from margin_jax import losses
-from margin_jax import models
 
 LOSSES = tuple(losses.TABLE)
 
@@ -48,10 +47,19 @@ class Objective:
   initial_state: dict
   lam: Callable[[jax.Array], jax.Array] | None = None
   saturation_threshold: float = 0.99
+  class_chunk_size: int = 0
 
-  def logits(self, outputs) -> jax.Array:
-    """Test-time logits ``[B, C]`` (`margin_jax.models.test_logits`)."""
-    return models.test_logits(outputs, self.name)
+  @property
+  def _bound(self) -> losses.BoundLoss:
+    bound = losses.by_name(self.name)
+    return bound.streamed(chunk_size=self.class_chunk_size) if self.class_chunk_size else bound
+
+  def predicted_class(self, outputs) -> jax.Array:
+    """The test-time prediction [B] (`margin_jax.losses.BoundLoss.predicted_class`),
+    over class blocks when ``class_chunk_size`` is set."""
+    return self._bound.predicted_class(
+      outputs["features"], outputs["weights"], bias=outputs.get("bias")
+    )
 
   def diagnostics(self, outputs, labels, step) -> dict[str, jax.Array]:
     """Batch means of the papers' training statistics.
@@ -61,26 +69,32 @@ class Objective:
     over the batch), and ``saturated`` the fraction above
     ``saturation_threshold`` (Noisy Sec 3's "individual saturation");
     ``rho_hat``: Kobayashi eq 7; ``lambda``: the L-Softmax blend;
-    ``hsic``: EM eq 6 for the ensemble's stacked weights.
+    ``hsic``: EM eq 6 for the ensemble's stacked weights. With
+    ``class_chunk_size`` the [B, C] logits never form: ``p_target`` comes
+    from the streamed softmax and ``rho_hat`` is left out.
     """
     outputs = jax.lax.stop_gradient(outputs)
     x, w = outputs["features"], outputs["weights"]
-    plain = losses.inference_logits(x, w)
-    if "bias" in outputs:
-      plain = plain + outputs["bias"]
     classify = losses.TABLE[self.name].classify
+    w_plain = losses.ensemble_weights(w) if w.ndim == 3 else w  # x @ w_plain: the plain logits
     if classify == "subcenter":  # The angle to the closest sub-centre of the class.
       cos = losses.take_target(losses.subcenter_cosines(x, w), labels)
     else:
-      w_bar = losses.ensemble_weights(w) if w.ndim == 3 else w
-      cos = losses.target_cosine(x, w_bar, labels)  # clipped to [-1, 1]
-    p_target = jnp.exp(-losses.softmax_loss(plain, labels))  # softmax(plain)[y]
+      cos = losses.target_cosine(x, w_plain, labels)  # clipped to [-1, 1]
+    bias = outputs.get("bias")
+    if self.class_chunk_size:
+      streamed = losses.chunked(losses.softmax_loss, chunk_size=self.class_chunk_size)
+      p_target = jnp.exp(-streamed(x, w_plain, labels, bias=bias))  # softmax(plain)[y]
+    else:
+      plain = x @ w_plain if bias is None else x @ w_plain + bias
+      p_target = jnp.exp(-losses.softmax_loss(plain, labels))
     out = {
       "theta_y": jnp.degrees(jnp.arccos(cos)).mean(),
       "p_target": p_target.mean(),
       "saturated": (p_target > self.saturation_threshold).mean(),
-      "rho_hat": losses.rho_hat(plain, labels).mean(),
     }
+    if not self.class_chunk_size:
+      out["rho_hat"] = losses.rho_hat(plain, labels).mean()
     if self.lam is not None:
       out["lambda"] = self.lam(step)
     if classify == "averaged":
@@ -173,6 +187,11 @@ def bound_loss(config) -> losses.BoundLoss:
     loss = losses.by_name(config.loss, **loss_keywords(config))
   except ValueError as err:
     raise ValueError(f"unknown config.loss {config.loss!r}: {err}") from None
+  if config.class_chunk_size:
+    try:
+      loss = loss.streamed(chunk_size=config.class_chunk_size)
+    except ValueError as err:
+      raise ValueError(f"config.class_chunk_size={config.class_chunk_size}: {err}") from None
   if (loss.spec.inputs == "stacked") != (config.num_classifiers > 0):
     stacked = [name for name, row in losses.TABLE.items() if row.inputs == "stacked"]
     raise ValueError(
@@ -219,4 +238,5 @@ def get_objective(config) -> Objective:
     initial_state={k: jnp.float32(v) for k, v in loss.initial_state.items()},
     lam=lam,
     saturation_threshold=config.saturation_threshold,
+    class_chunk_size=config.class_chunk_size,
   )

@@ -27,7 +27,6 @@ from flax.training import train_state
 from jax.sharding import PartitionSpec
 
 from margin_jax import data
-from margin_jax import losses
 from margin_jax import models
 from margin_jax import sharding
 from margin_jax.data import transforms
@@ -144,10 +143,9 @@ def train_step(state, batch, *, objective, preprocess, key):
   params = jax.lax.pcast(state.params, sharding.DATA_AXIS, to="varying")
   (loss, (outputs, new_model_state, loss_state)), grads = grad_fn(params)
   grads = jax.lax.pmean(grads, sharding.DATA_AXIS)
-  logits = objective.logits(outputs)
   metrics = {
     "loss": loss,
-    "accuracy": (losses.predicted_class(logits) == labels).mean(),
+    "accuracy": (objective.predicted_class(outputs) == labels).mean(),
     "learning_rate": state.learning_rate(state.step),
     **objective.diagnostics(outputs, labels, state.step),
   }
@@ -165,7 +163,7 @@ def eval_step(state, batch, *, objective, preprocess):
   outputs = state.apply_fn(
     {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
   )
-  correct = losses.predicted_class(objective.logits(outputs)) == batch["label"]
+  correct = objective.predicted_class(outputs) == batch["label"]
   counts = {"correct": (correct * batch["mask"]).sum(), "count": batch["mask"].sum()}
   return jax.lax.psum(counts, sharding.DATA_AXIS)
 
