@@ -45,3 +45,17 @@ def test_user_model_example(data_dir, monkeypatch):
 
 def test_user_model_example_nnx(data_dir, monkeypatch):
   assert _run("user-model-example-nnx", data_dir, monkeypatch)["error"] < 0.15
+
+
+def test_streamed_example(monkeypatch):
+  namespace = _run("streamed-example", None, monkeypatch)
+  import jax.numpy as jnp
+  import numpy as np
+  from margin_jax import losses
+
+  x, W, y = namespace["x"], namespace["W"], namespace["y"]
+  want = losses.arcface_loss(x, W, y, scale=64.0, margin=0.5)
+  np.testing.assert_allclose(namespace["per_example"], want, rtol=1e-5, atol=1e-5)
+  assert namespace["grads"].shape == W.shape and namespace["top5"].shape == (256, 5)
+  logits = losses.inference_logits(x, W, cosine=True)
+  assert jnp.all(namespace["top5"][:, 0] == logits.argmax(-1))

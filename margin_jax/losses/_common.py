@@ -249,7 +249,7 @@ def check_choice(name: str, value, choices) -> None:
     raise ValueError(f"{name}={value!r} is not one of {sorted(choices)}.")
 
 
-def _cast_to_common_vma(*arrays):
+def cast_to_common_vma(*arrays):
   """Inside ``shard_map``: each array typed as varying over every mesh axis
   any of them varies over (a no-op outside), so that a custom JVP's primal and
   tangent outputs have one type; the casts' transposes sum the per-shard
@@ -332,7 +332,7 @@ def matmul_unit_columns(a: jax.Array, weights: jax.Array) -> jax.Array:
   ``(a @ W) / ||W_j||`` (no normalised [d, C] copy of W) with a custom JVP
   whose transpose keeps one [B, C] array alive in reverse mode (the result)
   rather than autodiff's two (the raw product and the result)."""
-  return _matmul_unit_columns(*_cast_to_common_vma(a, weights))
+  return _matmul_unit_columns(*cast_to_common_vma(a, weights))
 
 
 def divide_columns(a: jax.Array, v: jax.Array) -> jax.Array:

@@ -36,26 +36,19 @@ import jax.numpy as jnp
 from jax import lax
 
 from margin_jax import sharding
-from margin_jax.losses import (
-  _angular,
-  _common,
-  _cosine_margins,
-  _logit_losses,
-  _noisy_virtual,
-  _subcenter,
-)
-from margin_jax.numerics import (
-  NORM_FLOOR_SQ,
-  compute_dtype,
-  norm_from_squared,
-  normalize,
-  result_dtype,
-  safe_norm,
-)
-
-# The optional statistics: Kobayashi's q-weighted mean and sum of the
-# non-target logits, and the hinge's sum and count above a pivot.
-MOMENTS = ("mean", "total", "hinge")
+from margin_jax.losses import _angular
+from margin_jax.losses import _common
+from margin_jax.losses import _cosine_margins
+from margin_jax.losses import _logit_losses
+from margin_jax.losses import _noisy_virtual
+from margin_jax.losses import _subcenter
+from margin_jax.numerics import NORM_FLOOR_SQ
+from margin_jax.numerics import compute_dtype
+from margin_jax.numerics import norm_from_squared
+from margin_jax.numerics import normalize
+from margin_jax.numerics import result_dtype
+from margin_jax.numerics import safe_norm
+from margin_jax.numerics import sum_over_axis
 
 
 class _Config(NamedTuple):
@@ -63,6 +56,8 @@ class _Config(NamedTuple):
 
   chunk_size: int
   unit_columns: bool  # divide each class's dot product by ||W_j||
+  # The optional statistics (`Stats`): "mean" (Kobayashi's q-weighted mean of
+  # the non-target logits), "total" (their sum), "hinge" (sum and count above a pivot).
   moments: tuple[str, ...]
 
 
@@ -98,7 +93,7 @@ def _block_logits(config, a, weights, bias, scale, start, chunk):
   block = lax.dynamic_slice_in_dim(weights, start, chunk, axis=2).astype(a.dtype)
   raw = jnp.einsum("bd,kdc->kbc", a, block)
   if config.unit_columns:
-    norms = norm_from_squared(jnp.sum(block * block, axis=1))
+    norms = safe_norm(block, axis=1)
     unit = raw / norms[:, None, :]
   else:
     norms, unit = jnp.ones((block.shape[0], chunk), a.dtype), raw
@@ -133,7 +128,7 @@ def _varying_like(tree, *operands):
   varies over (inside ``shard_map``; a no-op outside): a loop's initial carry
   must have the type of the values the loop computes from the operands."""
   arrays = [v for v in operands if isinstance(v, jax.Array)]
-  return jax.tree.map(lambda v: _common._cast_to_common_vma(v, *arrays)[0], tree)
+  return jax.tree.map(lambda v: _common.cast_to_common_vma(v, *arrays)[0], tree)
 
 
 def _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot):
@@ -225,7 +220,7 @@ def _class_stats_bwd(config, residuals, cotangents):
     d_raw = d_unit / norms[:, None, :] + jnp.where(targets[None], g.dot_y.T[:, :, None], 0.0)
     column = 2.0 * jnp.einsum("bk,bc->kc", g.squared_norm_y, targets.astype(a.dtype))
     if config.unit_columns:
-      radial = jnp.sum(d_unit * unit, axis=1) / (norms * norms)
+      radial = sum_over_axis(d_unit * unit, 1) / (norms * norms)
       column = column - jnp.where(norms * norms > NORM_FLOOR_SQ, radial, 0.0)
     d_block = jnp.einsum("bd,kbc->kdc", a, d_raw) + block * column[:, None, :]
     old = lax.dynamic_slice_in_dim(d_weights, start, chunk, axis=2)
@@ -234,7 +229,7 @@ def _class_stats_bwd(config, residuals, cotangents):
     d_a = d_a + jnp.einsum("kbc,kdc->bd", d_raw, block)
     if d_bias is not None:
       old = lax.dynamic_slice_in_dim(d_bias, start, chunk)
-      fresh = jnp.where(counts, jnp.sum(d_z, axis=0).astype(d_bias.dtype), old)
+      fresh = jnp.where(counts, sum_over_axis(d_z, 0).astype(d_bias.dtype), old)
       d_bias = lax.dynamic_update_slice_in_dim(d_bias, fresh, start, axis=0)
     d_scale = d_scale + jnp.sum(d_z * jnp.max(unit, axis=0))
     return d_a, d_weights, d_bias, d_scale
@@ -310,9 +305,9 @@ class _Head(NamedTuple):
     if valid is not None:
       inside = inside & valid[local]
     scale = jnp.asarray(scale, a.dtype)
-    operands = _common._cast_to_common_vma(a, self.weights, scale)
+    operands = _common.cast_to_common_vma(a, self.weights, scale)
     if self.bias is not None:
-      operands = _common._cast_to_common_vma(*operands, self.bias)
+      operands = _common.cast_to_common_vma(*operands, self.bias)
     a, weights, scale, *bias = operands
     bias = bias[0] if bias else None
     stats = _class_stats(config, a, weights, bias, scale, local, inside, valid, pivot)
