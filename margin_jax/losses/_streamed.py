@@ -59,6 +59,7 @@ class _Config(NamedTuple):
   # The optional statistics (`Stats`): "mean" (Kobayashi's q-weighted mean of
   # the non-target logits), "total" (their sum), "hinge" (sum and count above a pivot).
   moments: tuple[str, ...]
+  scale: float | None  # s when known at trace time (then no gradient for it), else an operand
 
 
 class Stats(NamedTuple):
@@ -81,46 +82,67 @@ class Stats(NamedTuple):
   squared_norm_y: jax.Array
 
 
-def _block_starts(num_classes: int, chunk: int, index):
-  """Block ``index``'s first class (the last block ends at C, overlapping the
-  one before it) and the class of its first fresh column."""
-  return jnp.minimum(index * chunk, num_classes - chunk), index * chunk
+def _over_blocks(step, num_classes: int, chunk_size: int, carry):
+  """``step(start, size, carry)`` over the classes: a loop over the whole
+  blocks of ``chunk_size``, then the remainder as one smaller block (so no
+  block reaches past C and none overlaps another)."""
+  chunk = min(chunk_size, num_classes)
+  whole, remainder = divmod(num_classes, chunk)
+  carry = lax.fori_loop(0, whole, lambda i, c: step(i * chunk, chunk, c), carry)
+  return step(whole * chunk, remainder, carry) if remainder else carry
 
 
-def _block_logits(config, a, weights, bias, scale, start, chunk):
+# The block's three products, each a 2-D matmul for one classifier (K = 1): as
+# 3-D einsums XLA:CPU transposes the W block and the logits around them.
+def _dots(a, block):
+  """a [B, d], block [K, d, c] -> [K, B, c]."""
+  if block.shape[0] == 1:
+    return (a @ block[0])[None]
+  return jnp.einsum("bd,kdc->kbc", a, block)
+
+
+def _block_gradient(a, d_raw):
+  """a [B, d], d_raw [K, B, c] -> [K, d, c]."""
+  if d_raw.shape[0] == 1:
+    return (a.T @ d_raw[0])[None]
+  return jnp.einsum("bd,kbc->kdc", a, d_raw)
+
+
+def _features_gradient(d_raw, block):
+  """d_raw [K, B, c], block [K, d, c] -> [B, d]."""
+  if block.shape[0] == 1:
+    return d_raw[0] @ block[0].T
+  return jnp.einsum("kbc,kdc->bd", d_raw, block)
+
+
+def _block_logits(config, a, weights, bias, scale, start, size):
   """One block's columns [K, d, c], unit (or raw) dot products u [K, B, c],
-  column norms n [K, c] (ones for raw columns) and logits z = s max_k u_k + b [B, c]."""
-  block = lax.dynamic_slice_in_dim(weights, start, chunk, axis=2).astype(a.dtype)
-  raw = jnp.einsum("bd,kdc->kbc", a, block)
+  column norms n [K, c] (``None`` for raw columns) and logits z = s max_k u_k + b [B, c]."""
+  block = lax.dynamic_slice_in_dim(weights, start, size, axis=2).astype(a.dtype)
+  unit = _dots(a, block)
+  norms = None
   if config.unit_columns:
     norms = safe_norm(block, axis=1)
-    unit = raw / norms[:, None, :]
-  else:
-    norms, unit = jnp.ones((block.shape[0], chunk), a.dtype), raw
-  z = scale * jnp.max(unit, axis=0)
+    unit = unit / norms[:, None, :]
+  z = unit[0] if unit.shape[0] == 1 else jnp.max(unit, axis=0)
+  z = z * (config.scale if scale is None else scale)
   if bias is not None:
-    z = z + lax.dynamic_slice_in_dim(bias, start, chunk).astype(a.dtype)
+    z = z + lax.dynamic_slice_in_dim(bias, start, size).astype(a.dtype)
   return block, norms, unit, z
 
 
-def _block_masks(local_labels, inside, valid, start, fresh_from, chunk):
-  """Which columns of the block count (fresh and valid) [c], which entries
-  are non-target classes that count [B, c], and the targets that count [B, c]."""
-  ids = start + jnp.arange(chunk)
-  counts = ids >= fresh_from
+def _non_target(local_labels, inside, valid, start, size):
+  """[B, c]: the block's entries that are a non-target class (and a real one)."""
+  ids = start + jnp.arange(size)
+  others = (ids[None, :] != local_labels[:, None]) | ~inside[:, None]
   if valid is not None:
-    counts = counts & lax.dynamic_slice_in_dim(valid, start, chunk)
-  is_target = (ids[None, :] == local_labels[:, None]) & inside[:, None]
-  return counts, counts[None, :] & ~is_target, counts[None, :] & is_target
+    others = others & lax.dynamic_slice_in_dim(valid, start, size)[None, :]
+  return others
 
 
-def _target_terms(a, weights, local_labels, inside):
-  """a^T W_y and ||W_y||^2, [B, K] (0 where the label is not this shard's)."""
-  targets = jnp.take(weights, local_labels, axis=2).astype(a.dtype)  # [K, d, B]
-  dot = jnp.einsum("bd,kdb->bk", a, targets)
-  squared = jnp.sum(targets * targets, axis=1).T
-  keep = inside[:, None]
-  return jnp.where(keep, dot, 0.0), jnp.where(keep, squared, 0.0)
+def _target_columns(weights, local_labels, dtype):
+  """W_y for each example, [K, d, B]."""
+  return jnp.take(weights, local_labels, axis=2).astype(dtype)
 
 
 def _varying_like(tree, *operands):
@@ -132,41 +154,41 @@ def _varying_like(tree, *operands):
 
 
 def _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot):
-  num_classes, chunk = weights.shape[2], min(config.chunk_size, weights.shape[2])
-  batch = a.shape[0]
-
-  def body(index, carry):
+  def step(start, size, carry):
     peak, total_exp, moment, total, hinge, count = carry
-    start, fresh_from = _block_starts(num_classes, chunk, index)
-    *_, z = _block_logits(config, a, weights, bias, scale, start, chunk)
-    _, others, _ = _block_masks(local_labels, inside, valid, start, fresh_from, chunk)
+    *_, z = _block_logits(config, a, weights, bias, scale, start, size)
+    others = _non_target(local_labels, inside, valid, start, size)
     kept = jnp.where(others, z, -jnp.inf)
     new_peak = jnp.maximum(peak, jnp.max(kept, axis=1))
     shift = jnp.where(jnp.isfinite(new_peak), new_peak, 0.0)
     e = jnp.exp(kept - shift[:, None])
     rescale = jnp.exp(peak - shift)
-    z_kept = jnp.where(others, z, 0.0)
-    carry = (
-      new_peak,
-      total_exp * rescale + jnp.sum(e, axis=1),
-      moment * rescale + jnp.sum(e * z_kept, axis=1),
-      total + jnp.sum(z_kept, axis=1),
-    )
+    total_exp = total_exp * rescale + jnp.sum(e, axis=1)
+    # The optional statistics only where asked for (a loop keeps what it carries).
+    if "mean" in config.moments:
+      moment = moment * rescale + jnp.sum(e * jnp.where(others, z, 0.0), axis=1)
+    if "total" in config.moments:
+      total = total + jnp.sum(jnp.where(others, z, 0.0), axis=1)
     if "hinge" in config.moments:
       above = others & (z > pivot[:, None])
       hinge = hinge + jnp.sum(jnp.where(above, z - pivot[:, None], 0.0), axis=1)
       count = count + jnp.sum(above, axis=1).astype(a.dtype)
-    return carry + (hinge, count)
+    return new_peak, total_exp, moment, total, hinge, count
 
-  zeros = jnp.zeros((batch,), a.dtype)
-  init = (jnp.full((batch,), -jnp.inf, a.dtype), zeros, zeros, zeros, zeros, zeros)
+  zeros = jnp.zeros((a.shape[0],), a.dtype)
+  init = (jnp.full((a.shape[0],), -jnp.inf, a.dtype), zeros, zeros, zeros, zeros, zeros)
   init = _varying_like(init, a, weights, bias, scale, local_labels, inside, valid, pivot)
-  num_blocks = -(-num_classes // chunk)
-  peak, total_exp, moment, total, hinge, count = lax.fori_loop(0, num_blocks, body, init)
+  peak, total_exp, moment, total, hinge, count = _over_blocks(
+    step, weights.shape[2], config.chunk_size, init
+  )
   has_others = total_exp > 0
-  lse = jnp.where(has_others, peak + jnp.log(jnp.where(has_others, total_exp, 1.0)), -jnp.inf)
-  mean = jnp.where(has_others, moment / jnp.where(has_others, total_exp, 1.0), 0.0)
-  dot_y, squared_norm_y = _target_terms(a, weights, local_labels, inside)
+  safe_total = jnp.where(has_others, total_exp, 1.0)
+  lse = jnp.where(has_others, peak + jnp.log(safe_total), -jnp.inf)
+  mean = jnp.where(has_others, moment / safe_total, 0.0)
+  targets = _target_columns(weights, local_labels, a.dtype)
+  keep = inside[:, None]
+  dot_y = jnp.where(keep, jnp.einsum("bd,kdb->bk", a, targets), 0.0)
+  squared_norm_y = jnp.where(keep, jnp.sum(targets * targets, axis=1).T, 0.0)
   wanted = config.moments
   return Stats(
     lse,
@@ -195,18 +217,17 @@ def _class_stats_bwd(config, residuals, cotangents):
   #   dLSE/dz_j = q_j, d(sum q z)/dz_j = q_j (1 + z_j - sum q z), d(sum z)/dz_j = 1,
   #   d hinge/dz_j = [z_j > pivot];
   # z = s u + b, u = a^T W_j / n_j: du/da = W_j / n_j, du/dW_j = a / n_j - u W_j / n_j^2
-  # (the second term 0 where n_j is floored); the target's a^T W_y and
-  # ||W_y||^2 add g a and 2 g W_y to column y and g W_y to a.
+  # (the second term 0 where n_j is floored). The target's a^T W_y and ||W_y||^2
+  # add g a + 2 g' W_y to column y and g W_y to a, after the loop (a scatter-add).
   a, weights, bias, scale, local_labels, inside, valid, pivot, lse, mean = residuals
-  num_classes, chunk = weights.shape[2], min(config.chunk_size, weights.shape[2])
   g = cotangents
   lse_shift = jnp.where(jnp.isfinite(lse), lse, 0.0)
+  s = config.scale if scale is None else scale
 
-  def body(index, carry):
+  def step(start, size, carry):
     d_a, d_weights, d_bias, d_scale = carry
-    start, fresh_from = _block_starts(num_classes, chunk, index)
-    block, norms, unit, z = _block_logits(config, a, weights, bias, scale, start, chunk)
-    counts, others, targets = _block_masks(local_labels, inside, valid, start, fresh_from, chunk)
+    block, norms, unit, z = _block_logits(config, a, weights, bias, scale, start, size)
+    others = _non_target(local_labels, inside, valid, start, size)
     q = jnp.where(others, jnp.exp(z - lse_shift[:, None]), 0.0)
     d_z = g.lse[:, None] * q
     if g.mean is not None:
@@ -215,34 +236,44 @@ def _class_stats_bwd(config, residuals, cotangents):
       d_z = d_z + jnp.where(others, g.total[:, None], 0.0)
     if g.hinge is not None:
       d_z = d_z + jnp.where(others & (z > pivot[:, None]), g.hinge[:, None], 0.0)
-    winner = jax.nn.one_hot(jnp.argmax(unit, axis=0), unit.shape[0], axis=0, dtype=a.dtype)
-    d_unit = winner * (scale * d_z)[None]  # [K, B, c]: to the closest sub-centre
-    d_raw = d_unit / norms[:, None, :] + jnp.where(targets[None], g.dot_y.T[:, :, None], 0.0)
-    column = 2.0 * jnp.einsum("bk,bc->kc", g.squared_norm_y, targets.astype(a.dtype))
-    if config.unit_columns:
+    d_unit = (s * d_z)[None]  # [K, B, c]: to the closest sub-centre
+    if unit.shape[0] > 1:
+      d_unit = d_unit * jax.nn.one_hot(
+        jnp.argmax(unit, axis=0), unit.shape[0], axis=0, dtype=a.dtype
+      )
+    d_raw = d_unit if norms is None else d_unit / norms[:, None, :]
+    d_block = _block_gradient(a, d_raw)
+    if norms is not None:
       radial = sum_over_axis(d_unit * unit, 1) / (norms * norms)
-      column = column - jnp.where(norms * norms > NORM_FLOOR_SQ, radial, 0.0)
-    d_block = jnp.einsum("bd,kbc->kdc", a, d_raw) + block * column[:, None, :]
-    old = lax.dynamic_slice_in_dim(d_weights, start, chunk, axis=2)
-    d_block = jnp.where(counts[None, None, :], d_block.astype(d_weights.dtype), old)
-    d_weights = lax.dynamic_update_slice_in_dim(d_weights, d_block, start, axis=2)
-    d_a = d_a + jnp.einsum("kbc,kdc->bd", d_raw, block)
+      d_block = d_block - block * jnp.where(norms * norms > NORM_FLOOR_SQ, radial, 0.0)[:, None]
+    d_weights = lax.dynamic_update_slice_in_dim(
+      d_weights, d_block.astype(d_weights.dtype), start, axis=2
+    )
+    d_a = d_a + _features_gradient(d_raw, block)
     if d_bias is not None:
-      old = lax.dynamic_slice_in_dim(d_bias, start, chunk)
-      fresh = jnp.where(counts, sum_over_axis(d_z, 0).astype(d_bias.dtype), old)
-      d_bias = lax.dynamic_update_slice_in_dim(d_bias, fresh, start, axis=0)
-    d_scale = d_scale + jnp.sum(d_z * jnp.max(unit, axis=0))
+      d_bias = lax.dynamic_update_slice_in_dim(
+        d_bias, sum_over_axis(d_z, 0).astype(d_bias.dtype), start, axis=0
+      )
+    if d_scale is not None:
+      d_scale = d_scale + jnp.sum(d_z * (unit[0] if unit.shape[0] == 1 else jnp.max(unit, 0)))
     return d_a, d_weights, d_bias, d_scale
 
   init = (
     jnp.zeros_like(a),
     jnp.zeros_like(weights),
     None if bias is None else jnp.zeros_like(bias),
-    jnp.zeros((), a.dtype),
+    None if scale is None else jnp.zeros((), a.dtype),
   )
   init = _varying_like(init, *residuals)
-  d_a, d_weights, d_bias, d_scale = lax.fori_loop(0, -(-num_classes // chunk), body, init)
-  d_scale = d_scale.astype(jnp.result_type(scale))
+  d_a, d_weights, d_bias, d_scale = _over_blocks(step, weights.shape[2], config.chunk_size, init)
+  targets = _target_columns(weights, local_labels, a.dtype)  # [K, d, B]
+  g_dot = jnp.where(inside[:, None], g.dot_y, 0.0)  # [B, K]
+  g_squared = jnp.where(inside[:, None], g.squared_norm_y, 0.0)
+  d_a = d_a + jnp.einsum("bk,kdb->bd", g_dot, targets)
+  d_targets = g_dot.T[:, None, :] * a.T[None] + 2.0 * g_squared.T[:, None, :] * targets
+  d_weights = d_weights.at[:, :, local_labels].add(d_targets.astype(d_weights.dtype))
+  if d_scale is not None:
+    d_scale = d_scale.astype(jnp.result_type(scale))
   return d_a, d_weights, d_bias, d_scale, None, None, None, None
 
 
@@ -293,7 +324,7 @@ class _Head(NamedTuple):
     """`Stats` of z = s a^T W_j / n_j + b: ``cosine``, a = x / ||x|| and n_j =
     ||W_j||; ``unit_columns``, a = x and n_j = ||W_j||; else a = x, n_j = 1."""
     a = normalize(self.features, axis=1) if cosine else self.features
-    config = _Config(self.chunk_size, cosine or unit_columns, tuple(moments))
+    config = _Config(self.chunk_size, cosine or unit_columns, tuple(moments), None)
     local_count = self.weights.shape[2]
     shard = sharding.current_shard()
     if shard is None:
@@ -304,12 +335,14 @@ class _Head(NamedTuple):
     local = jnp.clip(local, 0, local_count - 1)
     if valid is not None:
       inside = inside & valid[local]
-    scale = jnp.asarray(scale, a.dtype)
-    operands = _common.cast_to_common_vma(a, self.weights, scale)
-    if self.bias is not None:
-      operands = _common.cast_to_common_vma(*operands, self.bias)
-    a, weights, scale, *bias = operands
-    bias = bias[0] if bias else None
+    static_scale = _common.concrete_number(scale)
+    if static_scale is not None:
+      config, scale = config._replace(scale=float(static_scale)), None
+    operands = [v for v in (a, self.weights, scale, self.bias) if v is not None]
+    cast = iter(_common.cast_to_common_vma(*operands))
+    a, weights = next(cast), next(cast)
+    scale = None if scale is None else next(cast)
+    bias = None if self.bias is None else next(cast)
     stats = _class_stats(config, a, weights, bias, scale, local, inside, valid, pivot)
     return _combine(stats, inside)
 
