@@ -1,7 +1,8 @@
 """Benchmark 7: the streamed head (`margin_jax.losses.chunked`, issue 25): memory, time, scale.
 
-Three parts, each runnable alone (``--parts``); each part's results carry their
-own machine line (commit, load average at start and end):
+Four parts, each runnable alone (``--parts``; the default runs the first
+three); each part's results carry their own machine line (commit, load
+average at start and end):
 
 1. ``memory`` (compile only, nothing allocated): XLA's compiled
    ``memory_analysis()`` of the jitted ``value_and_grad`` (w.r.t. features and
@@ -13,19 +14,27 @@ own machine line (commit, load average at start and end):
    ``value_and_grad`` wall time at each C (jitted, blocked, warm-up excluded),
    in the same process in randomly ordered paired rounds
    (`_harness.interleaved`, allocator pinned); the median per-round ratio.
-3. ``scale``: `experiments.sharded_head.make_train_step` (2-layer MLP + CosFace
-   head, SGD momentum) on 8 simulated CPU devices: compile-only per-device
-   memory at a few C for the materialised head, the streamed head
+   ``--variants`` adds two softmax-only comparisons written here (not library
+   code): a minimal 2-D class-chunked softmax (the design's floor) and a
+   Liger-Kernel-style row-chunked mean loss whose gradient is formed in the
+   forward pass.
+3. ``scale`` (compile only): `experiments.sharded_head.make_train_step`
+   (2-layer MLP + CosFace head, SGD momentum) on 8 simulated CPU devices:
+   per-device memory at a few C for the materialised head, the streamed head
    (``class_chunk_size``) and the streamed head with ``sample_rate``, a line
-   ``bytes/device = a + k C/n`` per row and the largest C that fits; then
-   (``--run-steps``) the step at ``--step-classes`` in a fresh subprocess (time
-   per step, peak RSS). The subprocesses get
-   ``XLA_FLAGS=--xla_force_host_platform_device_count=8
-   --xla_cpu_multi_thread_eigen=false`` (as benchmark 5).
+   ``bytes/device = a + k C/n`` per row, the largest C that fits, the streamed
+   temporaries against the chunk, and the predictions at ``--step-classes``.
+4. ``steps`` (only when named): the streamed step at ``--run-classes`` on
+   ``--run-mesh``, each in a fresh subprocess: time per step and peak RSS.
+
+Parts 3 and 4 run in subprocesses with ``XLA_FLAGS=
+--xla_force_host_platform_device_count=8 --xla_cpu_multi_thread_eigen=false``
+(as benchmark 5).
 
   .venv/bin/python -m experiments.benchmarks.streamed_head \\
       --json experiments/benchmarks/results/streamed_head.json
-  .venv/bin/python -m experiments.benchmarks.streamed_head --parts memory --json ...
+  .venv/bin/python -m experiments.benchmarks.streamed_head --parts steps --run-mesh 1,8 \\
+      --run-classes 10000000 --json experiments/benchmarks/results/streamed_head.json
 
 With ``--json`` an existing file's other parts are kept (each part replaces its own key).
 """
@@ -42,7 +51,9 @@ import time
 
 import numpy as np
 
-PARTS = ("memory", "time", "scale")
+PARTS = ("memory", "time", "scale", "steps")
+BASE = ("materialised", "streamed")
+VARIANTS = ("reference", "liger")
 EIGHT_DEVICES = "--xla_force_host_platform_device_count=8 --xla_cpu_multi_thread_eigen=false"
 MEMORY_FIELDS = (
   "argument_size_in_bytes",
@@ -87,6 +98,120 @@ def value_and_grad(name: str, streamed: bool, chunk: int):
     return jnp.mean(loss(x, w, y))
 
   return jax.jit(jax.value_and_grad(mean_loss, argnums=(0, 1)))
+
+
+# Softmax-only comparison variants (not in the library), each value_and_grad-able
+# (x, W, y) -> mean loss: where the streamed head's time goes.
+
+
+def reference_streamed_softmax(chunk: int):
+  """A minimal 2-D class-chunked softmax (batch mean): forward an online
+  log-sum-exp over column blocks of W, backward (custom VJP) recomputes each
+  block's logits and writes its columns of dW: the class-chunked design's
+  floor (4 matmuls per block), with none of `chunked`'s generality (no
+  [K, d, C] sub-centres, masks, bias or moments). The C % chunk tail is one
+  static block after the loop."""
+  import jax
+  import jax.numpy as jnp
+  from jax import lax
+
+  def blocks(num_classes):
+    full, tail = divmod(num_classes, chunk)
+    return full, tail
+
+  @jax.custom_vjp
+  def per_example(x, w, y):
+    return _forward(x, w, y)[0]
+
+  def _forward(x, w, y):
+    full, tail = blocks(w.shape[1])
+
+    def step(start, size, carry):
+      peak, total = carry
+      z = x @ lax.dynamic_slice_in_dim(w, start, size, axis=1)
+      new = jnp.maximum(peak, jnp.max(z, axis=1))
+      total = total * jnp.exp(peak - new) + jnp.sum(jnp.exp(z - new[:, None]), axis=1)
+      return new, total
+
+    init = (jnp.full(x.shape[:1], -jnp.inf, x.dtype), jnp.zeros(x.shape[:1], x.dtype))
+    carry = lax.fori_loop(0, full, lambda i, c: step(i * chunk, chunk, c), init)
+    if tail:
+      carry = step(full * chunk, tail, carry)
+    lse = carry[0] + jnp.log(carry[1])
+    target = jnp.sum(x * jnp.take(w, y, axis=1).T, axis=1)
+    return lse - target, (x, w, y, lse)
+
+  def _backward(residuals, g):
+    x, w, y, lse = residuals
+    full, tail = blocks(w.shape[1])
+
+    def step(start, size, carry):
+      d_x, d_w = carry
+      block = lax.dynamic_slice_in_dim(w, start, size, axis=1)
+      z = x @ block
+      ids = start + jnp.arange(size)
+      d_z = (jnp.exp(z - lse[:, None]) - (ids[None, :] == y[:, None])) * g[:, None]
+      d_w = lax.dynamic_update_slice_in_dim(d_w, x.T @ d_z, start, axis=1)
+      return d_x + d_z @ block.T, d_w
+
+    carry = (jnp.zeros_like(x), jnp.zeros_like(w))
+    carry = lax.fori_loop(0, full, lambda i, c: step(i * chunk, chunk, c), carry)
+    if tail:
+      carry = step(full * chunk, tail, carry)
+    return carry[0], carry[1], None
+
+  per_example.defvjp(_forward, _backward)
+  return lambda x, w, y: jnp.mean(per_example(x, w, y))
+
+
+def liger_softmax_mean(rows: int):
+  """Liger-Kernel style: the batch-mean softmax over blocks of ``rows``
+  examples with all C classes each ([rows, C] logits), its gradient formed in
+  the forward pass (one pass, 3 matmuls; the backward scales it by g)."""
+  import jax
+  import jax.numpy as jnp
+  from jax import lax
+
+  @jax.custom_vjp
+  def mean_loss(x, w, y):
+    return _forward(x, w, y)[0]
+
+  def _forward(x, w, y):
+    batch, num_classes = x.shape[0], w.shape[1]
+    if batch % rows:
+      raise ValueError(f"rows={rows} must divide the batch {batch}.")
+
+    def body(i, carry):
+      total, d_x, d_w = carry
+      xs = lax.dynamic_slice_in_dim(x, i * rows, rows)
+      ys = lax.dynamic_slice_in_dim(y, i * rows, rows)
+      z = xs @ w
+      peak = jnp.max(z, axis=1)
+      e = jnp.exp(z - peak[:, None])
+      sums = jnp.sum(e, axis=1)
+      hot = jnp.arange(num_classes)[None, :] == ys[:, None]
+      target = jnp.sum(jnp.where(hot, z, 0.0), axis=1)
+      d_z = (e / sums[:, None] - hot) / batch
+      d_x = lax.dynamic_update_slice_in_dim(d_x, d_z @ w.T, i * rows, axis=0)
+      return total + jnp.sum(peak + jnp.log(sums) - target), d_x, d_w + xs.T @ d_z
+
+    init = (jnp.zeros((), x.dtype), jnp.zeros_like(x), jnp.zeros_like(w))
+    total, d_x, d_w = lax.fori_loop(0, batch // rows, body, init)
+    return total / batch, (d_x, d_w)
+
+  def _backward(residuals, g):
+    d_x, d_w = residuals
+    return g * d_x, g * d_w, None
+
+  mean_loss.defvjp(_forward, _backward)
+  return mean_loss
+
+
+def variant_value_and_grad(variant: str, chunk: int, rows: int):
+  import jax
+
+  fn = reference_streamed_softmax(chunk) if variant == "reference" else liger_softmax_mean(rows)
+  return jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))
 
 
 def git_commit() -> dict:
@@ -142,6 +267,18 @@ def part_memory(args) -> dict:
           "temp_in_bc_arrays": mem["temp_size_in_bytes"] / bc,
         }
       )
+  for variant in args.variants:
+    compiled = variant_value_and_grad(variant, args.chunk, args.liger_rows).lower(x, w, y)
+    mem = _memory(compiled.compile())
+    rows.append(
+      {
+        "loss": f"softmax ({variant})",
+        "streamed": True,
+        **mem,
+        "temp_mib": mem["temp_size_in_bytes"] / MIB,
+        "temp_in_bc_arrays": mem["temp_size_in_bytes"] / bc,
+      }
+    )
   from experiments.benchmarks import _harness
 
   table = []
@@ -157,6 +294,8 @@ def part_memory(args) -> dict:
         "yes" if s["temp_in_bc_arrays"] <= 0.10 else "NO",
       ]
     )
+  for r in rows[2 * len(loss_cases()) :]:
+    table.append([r["loss"], "", "", r["temp_mib"], r["temp_in_bc_arrays"], ""])
   text = (
     f"# temporaries of value_and_grad, float32 B={b} d={d} C={c} chunk={args.chunk}; "
     f"one [B, C] float32 = {bc / MIB:.1f} MiB\n"
@@ -212,10 +351,12 @@ def part_time(args) -> dict:
     big = classes >= 1_000_000
     for name in args.time_losses:
       fns = {}
-      for streamed in (False, True):
-        step = value_and_grad(name, streamed, args.chunk)
-        call = lambda step=step, x=x, w=w, y=y: jax.block_until_ready(step(x, w, y))
-        fns["streamed" if streamed else "materialised"] = call
+      steps = {k: value_and_grad(name, k == "streamed", args.chunk) for k in BASE}
+      if name == "softmax":
+        for variant in args.variants:
+          steps[variant] = variant_value_and_grad(variant, args.chunk, args.liger_rows)
+      for key, step in steps.items():
+        fns[key] = lambda step=step, x=x, w=w, y=y: jax.block_until_ready(step(x, w, y))
       loadavg = os.getloadavg()
       cpu: dict[str, list[float]] = {}
       times = _harness.interleaved(
@@ -235,6 +376,9 @@ def part_time(args) -> dict:
         "median_ms": {k: 1e3 * _harness.median(v) for k, v in times.items()},
         "ratio_wall": _harness.paired_ratio(times["streamed"], times["materialised"]),
         "ratio_cpu": _harness.paired_ratio(cpu["streamed"], cpu["materialised"]),
+        "variant_ratios_wall": {
+          k: _harness.paired_ratio(times[k], times["materialised"]) for k in fns if k not in BASE
+        },
         "loadavg_before": loadavg,
         "loadavg_after": os.getloadavg(),
       }
@@ -245,6 +389,8 @@ def part_time(args) -> dict:
         f"{row['ratio_wall']:.3f} wall, {row['ratio_cpu']:.3f} CPU ({row['rounds']} rounds, "
         f"load {loadavg[0]:.1f} -> {row['loadavg_after'][0]:.1f})"
       )
+      for k, ratio in row["variant_ratios_wall"].items():
+        line += f"; {k} {row['median_ms'][k]:.1f} ms, {ratio:.3f} x materialised"
       lines.append(line)
       print(line, flush=True)
     del x, w, y, fns
@@ -488,25 +634,6 @@ def part_scale(args) -> dict:
         f"{devices * r['total_bytes'] / 2**30:.2f} GiB",
         flush=True,
       )
-  runs = []
-  if args.run_steps:
-    mesh = args.run_mesh or args.step_mesh
-    for classes in args.run_classes or [args.step_classes]:
-      spec = {**base, **variants["streamed"], "mesh_shape": mesh, "classes": classes}
-      spec["steps"] = args.steps
-      loadavg = os.getloadavg()
-      t0 = time.perf_counter()
-      r = _subprocess("run-steps", spec)
-      r["wall_s"] = time.perf_counter() - t0
-      r["loadavg_before"], r["loadavg_after"] = loadavg, os.getloadavg()
-      runs.append(r)
-      print(
-        f"step C={classes} mesh {tuple(mesh)} streamed chunk {args.step_chunk}: median "
-        f"{r['median_step_s']} s/step (steps {[round(s, 2) for s in r['step_s']]}, warm-up "
-        f"{r['warmup_s']:.1f} s, init {r['init_s']:.1f} s), XLA {r['total_bytes'] / MIB:.0f} "
-        f"MiB/device, peak RSS {r['peak_rss_mib']:.0f} MiB",
-        flush=True,
-      )
   info["loadavg_end"] = os.getloadavg()
   return {
     "machine": info,
@@ -518,14 +645,45 @@ def part_scale(args) -> dict:
     "chunk_sweep": chunk_rows,
     "fits": fits,
     "predictions": predictions,
-    "step_runs": runs,
     "text": text,
   }
 
 
+def part_steps(args) -> dict:
+  """The streamed training step at each ``--run-classes`` on ``--run-mesh``, each
+  in a fresh subprocess (run it with nothing else on the machine: BENCHMARKS 7)."""
+  info = machine()
+  info["XLA_FLAGS_workers"] = EIGHT_DEVICES
+  base = {"dim": args.step_dim, "batch": args.batch, "chunk": args.step_chunk}
+  runs = []
+  for mesh in args.run_mesh:
+    data, model = (int(v) for v in mesh.split(","))
+    for classes in args.run_classes:
+      spec = {**base, "sample_rate": None, "mesh_shape": [data, model], "classes": classes}
+      spec["steps"] = args.steps
+      loadavg = os.getloadavg()
+      t0 = time.perf_counter()
+      r = _subprocess("run-steps", spec)
+      r["wall_s"] = time.perf_counter() - t0
+      r["loadavg_before"], r["loadavg_after"] = loadavg, os.getloadavg()
+      runs.append(r)
+      print(
+        f"step C={classes} mesh ({data}, {model}) streamed chunk {args.step_chunk}: median "
+        f"{r['median_step_s']:.2f} s/step (steps {[round(t, 2) for t in r['step_s']]}, warm-up "
+        f"{r['warmup_s']:.1f} s, init {r['init_s']:.1f} s, compile {r['compile_s']:.1f} s), "
+        f"XLA {r['total_bytes'] / MIB:.0f} MiB/device, peak RSS {r['peak_rss_mib']:.0f} MiB "
+        f"(after init {r['peak_rss_after_init_mib']:.0f})",
+        flush=True,
+      )
+  info["loadavg_end"] = os.getloadavg()
+  return {"machine": info, "step_runs": runs}
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+  parser.add_argument(
+    "--parts", nargs="+", choices=PARTS, default=list(PARTS[:3]), help="'steps' runs only if named"
+  )
   parser.add_argument("--batch", type=int, default=256)
   parser.add_argument("--dim", type=int, default=512, help="d of the memory and time parts")
   parser.add_argument("--chunk", type=int, default=8192, help="chunk of the memory/time parts")
@@ -534,6 +692,15 @@ def main(argv=None):
   parser.add_argument("--time-losses", nargs="+", default=["softmax", "arcface"])
   parser.add_argument("--budget", type=float, default=60.0, help="timed seconds per (loss, C)")
   parser.add_argument("--max-reps", type=int, default=30)
+  parser.add_argument(
+    "--variants",
+    nargs="*",
+    choices=VARIANTS,
+    default=[],
+    help="softmax only: also time a minimal 2-D class-chunked reference and/or a Liger-style"
+    " row-chunked mean loss (gradient formed in the forward pass)",
+  )
+  parser.add_argument("--liger-rows", type=int, default=32, help="rows per block of 'liger'")
   parser.add_argument("--big-reps", type=int, default=3, help="rounds at C >= 10^6")
   parser.add_argument("--step-dim", type=int, default=128)
   parser.add_argument("--step-mesh", type=int, nargs=2, default=[2, 4], metavar=("DATA", "MODEL"))
@@ -546,9 +713,10 @@ def main(argv=None):
   parser.add_argument("--step-classes", type=int, default=10_000_000)
   parser.add_argument("--host-gib", type=float, default=24.0)
   parser.add_argument("--device-gib", type=float, default=24.0)
-  parser.add_argument("--run-steps", action="store_true", help="run the step (see BENCHMARKS 7)")
-  parser.add_argument("--run-mesh", type=int, nargs=2, default=None, metavar=("DATA", "MODEL"))
-  parser.add_argument("--run-classes", type=int, nargs="*", default=None)
+  parser.add_argument(
+    "--run-mesh", nargs="+", default=["2,4"], help="meshes of the 'steps' part, as DATA,MODEL"
+  )
+  parser.add_argument("--run-classes", type=int, nargs="+", default=[10_000_000])
   parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up")
   parser.add_argument("--json", default=None)
   parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -572,7 +740,7 @@ def main(argv=None):
   if args.json and os.path.exists(args.json):
     with open(args.json) as f:
       payload = json.load(f)
-  run = {"memory": part_memory, "time": part_time, "scale": part_scale}
+  run = {"memory": part_memory, "time": part_time, "scale": part_scale, "steps": part_steps}
   for part in args.parts:
     command = "python -m experiments.benchmarks.streamed_head " + " ".join(
       sys.argv[1:] if argv is None else argv
