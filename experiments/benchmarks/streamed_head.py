@@ -42,6 +42,7 @@ With ``--json`` an existing file's other parts are kept (each part replaces its 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -654,27 +655,27 @@ def part_steps(args) -> dict:
   in a fresh subprocess (run it with nothing else on the machine: BENCHMARKS 7)."""
   info = machine()
   info["XLA_FLAGS_workers"] = EIGHT_DEVICES
-  base = {"dim": args.step_dim, "batch": args.batch, "chunk": args.step_chunk}
+  base = {"dim": args.step_dim, "batch": args.batch}
   runs = []
-  for mesh in args.run_mesh:
+  for mesh, classes, chunk in itertools.product(args.run_mesh, args.run_classes, args.run_chunks):
     data, model = (int(v) for v in mesh.split(","))
-    for classes in args.run_classes:
-      spec = {**base, "sample_rate": None, "mesh_shape": [data, model], "classes": classes}
-      spec["steps"] = args.steps
-      loadavg = os.getloadavg()
-      t0 = time.perf_counter()
-      r = _subprocess("run-steps", spec)
-      r["wall_s"] = time.perf_counter() - t0
-      r["loadavg_before"], r["loadavg_after"] = loadavg, os.getloadavg()
-      runs.append(r)
-      print(
-        f"step C={classes} mesh ({data}, {model}) streamed chunk {args.step_chunk}: median "
-        f"{r['median_step_s']:.2f} s/step (steps {[round(t, 2) for t in r['step_s']]}, warm-up "
-        f"{r['warmup_s']:.1f} s, init {r['init_s']:.1f} s, compile {r['compile_s']:.1f} s), "
-        f"XLA {r['total_bytes'] / MIB:.0f} MiB/device, peak RSS {r['peak_rss_mib']:.0f} MiB "
-        f"(after init {r['peak_rss_after_init_mib']:.0f})",
-        flush=True,
-      )
+    spec = {**base, "chunk": chunk, "sample_rate": None, "mesh_shape": [data, model]}
+    spec["classes"] = classes
+    spec["steps"] = args.steps
+    loadavg = os.getloadavg()
+    t0 = time.perf_counter()
+    r = _subprocess("run-steps", spec)
+    r["wall_s"] = time.perf_counter() - t0
+    r["loadavg_before"], r["loadavg_after"] = loadavg, os.getloadavg()
+    runs.append(r)
+    print(
+      f"step C={classes} mesh ({data}, {model}) chunk {chunk} (0 = materialised): median "
+      f"{r['median_step_s']:.2f} s/step (steps {[round(t, 2) for t in r['step_s']]}, warm-up "
+      f"{r['warmup_s']:.1f} s, init {r['init_s']:.1f} s, compile {r['compile_s']:.1f} s), "
+      f"XLA {r['total_bytes'] / MIB:.0f} MiB/device, peak RSS {r['peak_rss_mib']:.0f} MiB "
+      f"(after init {r['peak_rss_after_init_mib']:.0f})",
+      flush=True,
+    )
   info["loadavg_end"] = os.getloadavg()
   return {"machine": info, "step_runs": runs}
 
@@ -717,6 +718,9 @@ def main(argv=None):
     "--run-mesh", nargs="+", default=["2,4"], help="meshes of the 'steps' part, as DATA,MODEL"
   )
   parser.add_argument("--run-classes", type=int, nargs="+", default=[10_000_000])
+  parser.add_argument(
+    "--run-chunks", type=int, nargs="+", default=[8192], help="0 runs the materialised head"
+  )
   parser.add_argument("--steps", type=int, default=2, help="timed steps after one warm-up")
   parser.add_argument("--json", default=None)
   parser.add_argument("--worker", help=argparse.SUPPRESS)
