@@ -98,6 +98,23 @@ def head_loss(config) -> losses.BoundLoss:
   return loss
 
 
+def streamed_head_loss(config) -> Callable[..., jax.Array]:
+  """`head_loss` streamed over blocks of ``config.class_chunk_size`` local classes
+  (`margin_jax.losses.chunked`: no [B, C/n] logits); same call,
+  ``(features, weights, labels, *, step=None)``."""
+  loss = head_loss(config)
+  streamed = losses.chunked(loss.spec.fn, chunk_size=config.class_chunk_size)
+  schedules = {k for k, v in loss.hyperparameters.items() if callable(v)}
+
+  def fn(features, weights, labels, *, step=None):
+    if schedules and step is None:
+      raise ValueError(f"{config.loss}: {sorted(schedules)} are schedules; pass step=.")
+    kwargs = {k: v(step) if k in schedules else v for k, v in loss.hyperparameters.items()}
+    return streamed(features, weights, labels, **kwargs)
+
+  return fn
+
+
 def _check(config, mesh):
   data, model = mesh.shape["data"], mesh.shape["model"]
   for name in (
@@ -118,6 +135,8 @@ def _check(config, mesh):
     raise ValueError(f"config.sample_rate={config.sample_rate} must be in (0, 1] or None.")
   if config.noise_std < 0:
     raise ValueError(f"config.noise_std={config.noise_std} must be >= 0.")
+  if config.get("class_chunk_size", 0) < 0:
+    raise ValueError(f"config.class_chunk_size={config.class_chunk_size} must be >= 0.")
 
 
 def synthetic_batch(config, t):
@@ -144,7 +163,8 @@ def make_train_step(config, mesh) -> Trainer:
   """The model, optimizer, sharded loss and jitted step of ``config`` on ``mesh``.
 
   The step is forward, backward (w.r.t. every parameter) and optax SGD with
-  momentum; W and its momentum keep ``P(None, "model")``, everything else is
+  momentum; ``config.class_chunk_size`` > 0 (optional, default 0) streams the
+  head over blocks of that many local classes (`streamed_head_loss`); W and its momentum keep ``P(None, "model")``, everything else is
   replicated, the batch is split over "data". It returns the batch-mean loss.
   """
   _check(config, mesh)
@@ -152,8 +172,9 @@ def make_train_step(config, mesh) -> Trainer:
   # Explicit mesh, jax.make_mesh's default, would need jax.set_mesh).
   mesh = sharding.auto_axes(mesh)
   loss = head_loss(config)
+  head = streamed_head_loss(config) if config.get("class_chunk_size", 0) else loss
   sharded = parallel.shard_classes(
-    loss, mesh, class_axis="model", batch_axis="data", sample_rate=config.sample_rate
+    head, mesh, class_axis="model", batch_axis="data", sample_rate=config.sample_rate
   )
   model = ShardedHeadNet(
     config.hidden_dim, config.feature_dim, config.num_classes, config.num_classifiers
