@@ -98,23 +98,6 @@ def head_loss(config) -> losses.BoundLoss:
   return loss
 
 
-def streamed_head_loss(config) -> Callable[..., jax.Array]:
-  """`head_loss` streamed over blocks of ``config.class_chunk_size`` local classes
-  (`margin_jax.losses.chunked`: no [B, C/n] logits); same call,
-  ``(features, weights, labels, *, step=None)``."""
-  loss = head_loss(config)
-  streamed = losses.chunked(loss.spec.fn, chunk_size=config.class_chunk_size)
-  schedules = {k for k, v in loss.hyperparameters.items() if callable(v)}
-
-  def fn(features, weights, labels, *, step=None):
-    if schedules and step is None:
-      raise ValueError(f"{config.loss}: {sorted(schedules)} are schedules; pass step=.")
-    kwargs = {k: v(step) if k in schedules else v for k, v in loss.hyperparameters.items()}
-    return streamed(features, weights, labels, **kwargs)
-
-  return fn
-
-
 def _check(config, mesh):
   data, model = mesh.shape["data"], mesh.shape["model"]
   for name in (
@@ -164,7 +147,8 @@ def make_train_step(config, mesh) -> Trainer:
 
   The step is forward, backward (w.r.t. every parameter) and optax SGD with
   momentum; ``config.class_chunk_size`` > 0 (optional, default 0) streams the
-  head over blocks of that many local classes (`streamed_head_loss`); W and its momentum keep ``P(None, "model")``, everything else is
+  head over blocks of that many local classes (`margin_jax.losses.chunked`);
+  W and its momentum keep ``P(None, "model")``, everything else is
   replicated, the batch is split over "data". It returns the batch-mean loss.
   """
   _check(config, mesh)
@@ -172,9 +156,10 @@ def make_train_step(config, mesh) -> Trainer:
   # Explicit mesh, jax.make_mesh's default, would need jax.set_mesh).
   mesh = sharding.auto_axes(mesh)
   loss = head_loss(config)
-  head = streamed_head_loss(config) if config.get("class_chunk_size", 0) else loss
+  if config.get("class_chunk_size", 0):
+    loss = loss.streamed(chunk_size=config.class_chunk_size)
   sharded = parallel.shard_classes(
-    head, mesh, class_axis="model", batch_axis="data", sample_rate=config.sample_rate
+    loss, mesh, class_axis="model", batch_axis="data", sample_rate=config.sample_rate
   )
   model = ShardedHeadNet(
     config.hidden_dim, config.feature_dim, config.num_classes, config.num_classifiers
@@ -227,11 +212,15 @@ def make_train_step(config, mesh) -> Trainer:
     donate_argnums=(0, 1),
   )
 
+  # Each shard's best classes (over blocks when streamed), merged: no [B, C] logits.
+  predicted_class = parallel.shard_classes(
+    loss.predicted_class, mesh, class_axis="model", batch_axis="data"
+  )
+
   @jax.jit
   def accuracy(params, inputs, labels):
     features, weights = model.apply({"params": params}, inputs)
-    logits = loss.test_logits(features, weights)  # [B, C], split over "model" like W
-    return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    return jnp.mean(predicted_class(features, weights) == labels)
 
   batch = jax.jit(
     lambda t: synthetic_batch(config, t), out_shardings=(batch_sharding, batch_sharding)

@@ -502,32 +502,32 @@ def top_classes(score_fn, features, weights, *, k: int, chunk_size: int, bias=No
   num_classes = weights.shape[-1]
   if not 1 <= k <= num_classes:
     raise ValueError(f"k={k} must be in [1, num_classes={num_classes}].")
-  chunk = max(min(chunk_size, num_classes), k)
   shard = sharding.current_shard()
   offset = 0 if shard is None else lax.axis_index(shard.axis_name) * num_classes
 
-  def body(index, carry):
-    best, best_ids = carry
-    start, fresh_from = _block_starts(num_classes, chunk, index)
-    scores = score_fn(features, lax.dynamic_slice_in_dim(weights, start, chunk, axis=-1))
+  def step(start, size, carry):
+    scores = score_fn(features, lax.dynamic_slice_in_dim(weights, start, size, axis=-1))
     if bias is not None:
-      scores = scores + lax.dynamic_slice_in_dim(bias, start, chunk)
-    ids = start + jnp.arange(chunk)
-    counts = ids >= fresh_from
+      scores = scores + lax.dynamic_slice_in_dim(bias, start, size)
     if shard is not None and shard.valid is not None:
-      counts = counts & lax.dynamic_slice_in_dim(shard.valid, start, chunk)
-    scores = jnp.where(counts, scores, -jnp.inf)
-    ids = jnp.broadcast_to(offset + ids, scores.shape)
+      scores = jnp.where(lax.dynamic_slice_in_dim(shard.valid, start, size), scores, -jnp.inf)
+    ids = jnp.broadcast_to(offset + start + jnp.arange(size), scores.shape)
+    best, best_ids = carry
     return _merge_top(jnp.concatenate([best, scores], 1), jnp.concatenate([best_ids, ids], 1), k)
 
   batch = features.shape[0]
   dtype = jax.eval_shape(score_fn, features, weights[..., :1]).dtype
   init = (jnp.full((batch, k), -jnp.inf, dtype), jnp.zeros((batch, k), jnp.int32))
   init = _varying_like(init, features, weights, bias, offset)
-  best, best_ids = lax.fori_loop(0, -(-num_classes // chunk), body, init)
+  best, best_ids = _over_blocks(step, num_classes, chunk_size, init)
   if shard is None:
     return best_ids, best
   return _merge_top(_gather_shards(best), _gather_shards(best_ids), k)[::-1]
+
+
+def _merge_top(scores, ids, k):
+  best, position = lax.top_k(scores, k)
+  return best, jnp.take_along_axis(ids, position, axis=1)
 
 
 def _gather_shards(values):
@@ -538,11 +538,6 @@ def _gather_shards(values):
   slots = jnp.zeros((values.shape[0], lax.axis_size(axis), values.shape[1]), values.dtype)
   slots = lax.dynamic_update_index_in_dim(slots, values, lax.axis_index(axis), axis=1)
   return lax.psum(slots, axis).reshape(values.shape[0], -1)
-
-
-def _merge_top(scores, ids, k):
-  best, position = lax.top_k(scores, k)
-  return best, jnp.take_along_axis(ids, position, axis=1)
 
 
 def _check_like_materialised(fn, takes_logits, arguments):
