@@ -23,7 +23,7 @@ STREAMED = [
   (losses.label_smoothing_loss, {"smoothing": 0.1}, True),
   *[
     (losses.uniformity_regularized_softmax_loss, {"lam": 0.3, "divergence": d}, True)
-    for d in ("symmetric", "q_u", "u_q")
+    for d in ("symmetric", "u_q")
   ],
   (losses.large_margin_softmax_loss, {"margin": 1, "lam": 0.0}, False),
   (losses.large_margin_softmax_loss, {"margin": 2, "lam": 0.5}, False),
@@ -121,7 +121,16 @@ def test_any_number_of_blocks(num_classes, chunk_size):
     assert_close(g, h, rtol=2e-5)
 
 
-@pytest.mark.parametrize("case", STREAMED[:1] + STREAMED[8:9] + STREAMED[16:17], ids=case_id)
+MASKED = (
+  "softmax_loss",
+  "large_margin_softmax_loss-margin=2-lam=0.5",
+  "noisy_softmax_loss-alpha=0.5-noise=annealed",
+)
+
+
+@pytest.mark.parametrize(
+  "case", [c for c in STREAMED if case_id(c).startswith(MASKED)], ids=case_id
+)
 def test_where_and_out_of_range_labels_as_the_materialised_loss(case):
   fn, kwargs, takes_logits = case
   x, w, y, bias = make_inputs(fn, 20, seed=2)

@@ -199,9 +199,9 @@ def test_center_loss_trains_on_the_mesh_as_with_pmap(tiny_mnist, tmp_path):
 
 
 def test_streamed_head_trains_as_the_materialised_one(tiny_mnist, tmp_path):
-  """class_chunk_size streams the head (blocks of 3 of 10 classes; 5 per shard
-  on the mesh): the same steps as the materialised head, with pmap and on a mesh."""
-  runs = [((), 0), ((), 3), ((2, 2), 3)]
+  """class_chunk_size streams the head (blocks of 3 of the 5 classes per shard
+  on a (2, 2) mesh): the same steps and test error as the materialised head with pmap."""
+  runs = [((), 0), ((2, 2), 3)]  # (pmap's streamed loss: test_every_objective_gives_...)
   states = [
     training.train_and_evaluate(
       tiny_config(
@@ -213,10 +213,9 @@ def test_streamed_head_trains_as_the_materialised_one(tiny_mnist, tmp_path):
   ]
   trees = [jax.device_get(s.params) for s in states]
   chex.assert_trees_all_close(trees[0], trees[1], rtol=1e-4, atol=1e-5)
-  chex.assert_trees_all_close(trees[0], trees[2], rtol=1e-4, atol=1e-5)
   logs = [read_metrics(tmp_path / f"{shape}-{chunk}") for shape, chunk in runs]
   errors = [[r["test_error"] for r in log if "test_error" in r] for log in logs]
-  assert errors[0] == errors[1] == errors[2] and errors[0]
+  assert errors[0] == errors[1] and errors[0]
 
 
 def test_every_loss_of_the_table_has_its_config_keywords():
