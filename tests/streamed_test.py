@@ -97,7 +97,7 @@ def assert_close(got, want, rtol=1e-5):
 
 @pytest.mark.parametrize("case", STREAMED, ids=case_id)
 def test_streamed_equals_materialised(case):
-  # 37 classes in blocks of 8 (the last block overlaps the one before it).
+  # 37 classes: four blocks of 8 and a block of 5.
   fn, kwargs, takes_logits = case
   x, w, y, bias = make_inputs(fn, 37)
   want_fn, got_fn = materialised_and_streamed(fn, kwargs, takes_logits, chunk_size=8)

@@ -67,7 +67,8 @@ def example_config(loss: str, classes: int, dim: int, batch: int, mesh_shape, sa
   return config
 
 
-def _memory(compiled) -> dict:
+def compiled_memory(compiled) -> dict:
+  """XLA's memory analysis of a compiled program, with the bytes live at once."""
   analysis = compiled.memory_analysis()
   mem = {k: int(getattr(analysis, k)) for k in MEMORY_FIELDS}
   # Live at once on a device: inputs, outputs not aliased to an input, temporaries.
@@ -112,11 +113,12 @@ def loss_memory(loss: str, classes: int, shards: int, dim: int, batch: int) -> d
     "classes": classes,
     "shards": shards,
     "compile_s": time.perf_counter() - t0,
-    **_memory(compiled),
+    **compiled_memory(compiled),
   }
 
 
-def _abstract(tree, shardings):
+def abstract_arrays(tree, shardings):
+  """``tree`` as ShapeDtypeStructs carrying ``shardings`` (compile without allocating)."""
   import jax
 
   return jax.tree.map(
@@ -139,8 +141,8 @@ def step_memory(loss, classes, mesh_shape, dim, batch, sample_rate=None) -> dict
   params, opt_state = jax.eval_shape(trainer.init, 0)
   data = NamedSharding(mesh, P("data"))
   compiled = trainer.step.lower(
-    _abstract(params, trainer.param_shardings),
-    _abstract(opt_state, trainer.opt_shardings),
+    abstract_arrays(params, trainer.param_shardings),
+    abstract_arrays(opt_state, trainer.opt_shardings),
     jax.ShapeDtypeStruct((batch, config.input_dim), jnp.float32, sharding=data),
     jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data),
     0,
@@ -151,28 +153,28 @@ def step_memory(loss, classes, mesh_shape, dim, batch, sample_rate=None) -> dict
     "shards": mesh.shape["model"],
     "mesh": list(mesh_shape),
     "sample_rate": sample_rate,
-    **_memory(compiled),
+    **compiled_memory(compiled),
   }
 
 
-def run_steps(loss, classes, mesh_shape, dim, batch, sample_rate, steps) -> dict:
-  """Runs in a subprocess: init, ``steps`` training steps, times and peak RSS."""
+def time_steps(config, steps: int, print_fn=None) -> dict:
+  """The example's trainer for ``config``: init, compile, one warm-up step and
+  ``steps`` timed steps (each blocked); times, losses, peak RSS, shardings, memory."""
   import jax
 
   from experiments import sharded_head
   from experiments.benchmarks import _harness
 
-  config = example_config(loss, classes, dim, batch, mesh_shape, sample_rate)
   mesh = sharded_head.make_mesh(config)
   trainer = sharded_head.make_train_step(config, mesh)
   t0 = time.perf_counter()
   params, opt_state = jax.block_until_ready(trainer.init(config.seed))
   init_s = time.perf_counter() - t0
+  rss_after_init = _harness.peak_rss_mib()
   inputs, labels = trainer.batch(0)
   t0 = time.perf_counter()
   compiled = trainer.step.lower(params, opt_state, inputs, labels, 0).compile()
   compile_s = time.perf_counter() - t0
-  memory = _memory(compiled)
   times, step_losses = [], []
   for t in range(steps + 1):  # the first is the warm-up
     inputs, labels = jax.block_until_ready(trainer.batch(t))
@@ -182,6 +184,26 @@ def run_steps(loss, classes, mesh_shape, dim, batch, sample_rate, steps) -> dict
     )
     times.append(time.perf_counter() - t0)
     step_losses.append(float(loss_value))
+    if print_fn is not None:
+      print_fn(f"  step {t}: {times[-1]:.2f} s, loss {step_losses[-1]:.4f}")
+  return {
+    "init_s": init_s,
+    "compile_s": compile_s,
+    "warmup_s": times[0],
+    "step_s": times[1:],
+    "median_step_s": float(np.median(times[1:])) if steps else None,
+    "step_losses": step_losses,
+    "peak_rss_after_init_mib": rss_after_init,
+    "peak_rss_mib": _harness.peak_rss_mib(),
+    "w_sharding": str(params["head"]["kernel"].sharding.spec),
+    "momentum_sharding": str(opt_state[0].trace["head"]["kernel"].sharding.spec),
+    **compiled_memory(compiled),
+  }
+
+
+def run_steps(loss, classes, mesh_shape, dim, batch, sample_rate, steps) -> dict:
+  """Runs in a subprocess: init, ``steps`` training steps, times and peak RSS."""
+  config = example_config(loss, classes, dim, batch, mesh_shape, sample_rate)
   return {
     "loss": loss,
     "classes": classes,
@@ -189,16 +211,7 @@ def run_steps(loss, classes, mesh_shape, dim, batch, sample_rate, steps) -> dict
     "batch": batch,
     "mesh": list(mesh_shape),
     "sample_rate": sample_rate,
-    "init_s": init_s,
-    "compile_s": compile_s,
-    "warmup_s": times[0],
-    "step_s": times[1:],
-    "median_step_s": float(np.median(times[1:])),
-    "step_losses": step_losses,
-    "peak_rss_mib": _harness.peak_rss_mib(),
-    "w_sharding": str(params["head"]["kernel"].sharding.spec),
-    "momentum_sharding": str(opt_state[0].trace["head"]["kernel"].sharding.spec),
-    **memory,
+    **time_steps(config, steps),
   }
 
 

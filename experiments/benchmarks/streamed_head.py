@@ -42,6 +42,7 @@ With ``--json`` an existing file's other parts are kept (each part replaces its 
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -51,6 +52,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from experiments.benchmarks import sharded_memory
 
 PARTS = ("memory", "time", "scale", "steps")
 BASE = ("materialised", "streamed")
@@ -82,8 +85,6 @@ def loss_cases():
 
 def value_and_grad(name: str, streamed: bool, chunk: int):
   """jit(value_and_grad of the batch mean w.r.t. features and weights)."""
-  import functools
-
   import jax
   import jax.numpy as jnp
 
@@ -229,18 +230,6 @@ def machine() -> dict:
   return {**_harness.machine_info(), **git_commit()}
 
 
-def _memory(compiled) -> dict:
-  analysis = compiled.memory_analysis()
-  mem = {k: int(getattr(analysis, k)) for k in MEMORY_FIELDS}
-  mem["total_bytes"] = (
-    mem["argument_size_in_bytes"]
-    + mem["output_size_in_bytes"]
-    - mem["alias_size_in_bytes"]
-    + mem["temp_size_in_bytes"]
-  )
-  return mem
-
-
 # 1. Memory of the loss alone (compile only).
 
 
@@ -258,7 +247,7 @@ def part_memory(args) -> dict:
   for name in loss_cases():
     for streamed in (False, True):
       compiled = value_and_grad(name, streamed, args.chunk).lower(x, w, y).compile()
-      mem = _memory(compiled)
+      mem = sharded_memory.compiled_memory(compiled)
       rows.append(
         {
           "loss": name,
@@ -270,7 +259,7 @@ def part_memory(args) -> dict:
       )
   for variant in args.variants:
     compiled = variant_value_and_grad(variant, args.chunk, args.liger_rows).lower(x, w, y)
-    mem = _memory(compiled.compile())
+    mem = sharded_memory.compiled_memory(compiled.compile())
     rows.append(
       {
         "loss": f"softmax ({variant})",
@@ -411,24 +400,10 @@ def part_time(args) -> dict:
 
 
 def example_config(classes, mesh_shape, chunk, sample_rate, dim, batch):
-  from experiments.configs import sharded_head as configs
-
-  config = configs.get_config()
-  config.num_classes = classes
-  config.mesh_shape = tuple(mesh_shape)
+  """The example's config with a CosFace head streamed over blocks of ``chunk`` (0: materialised)."""
+  config = sharded_memory.example_config("cosface", classes, dim, batch, mesh_shape, sample_rate)
   config.class_chunk_size = chunk
-  config.sample_rate = sample_rate
-  config.feature_dim = dim
-  config.batch_size = batch
   return config
-
-
-def _abstract(tree, shardings):
-  import jax
-
-  return jax.tree.map(
-    lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings
-  )
 
 
 def worker_step_memory(classes, mesh_shape, chunk, sample_rate, dim, batch) -> dict:
@@ -447,8 +422,8 @@ def worker_step_memory(classes, mesh_shape, chunk, sample_rate, dim, batch) -> d
   data = NamedSharding(mesh, P("data"))
   t0 = time.perf_counter()
   compiled = trainer.step.lower(
-    _abstract(params, trainer.param_shardings),
-    _abstract(opt_state, trainer.opt_shardings),
+    sharded_memory.abstract_arrays(params, trainer.param_shardings),
+    sharded_memory.abstract_arrays(opt_state, trainer.opt_shardings),
     jax.ShapeDtypeStruct((batch, config.input_dim), jnp.float32, sharding=data),
     jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data),
     0,
@@ -460,38 +435,14 @@ def worker_step_memory(classes, mesh_shape, chunk, sample_rate, dim, batch) -> d
     "chunk": chunk,
     "sample_rate": sample_rate,
     "compile_s": time.perf_counter() - t0,
-    **_memory(compiled),
+    **sharded_memory.compiled_memory(compiled),
   }
 
 
 def worker_run_steps(classes, mesh_shape, chunk, sample_rate, dim, batch, steps) -> dict:
   """Init, one warm-up step and ``steps`` timed steps (each blocked); peak RSS."""
-  import jax
-
-  from experiments import sharded_head
-  from experiments.benchmarks import _harness
-
   config = example_config(classes, mesh_shape, chunk, sample_rate, dim, batch)
-  mesh = sharded_head.make_mesh(config)
-  trainer = sharded_head.make_train_step(config, mesh)
-  t0 = time.perf_counter()
-  params, opt_state = jax.block_until_ready(trainer.init(config.seed))
-  init_s = time.perf_counter() - t0
-  rss_after_init = _harness.peak_rss_mib()
-  inputs, labels = trainer.batch(0)
-  t0 = time.perf_counter()
-  compiled = trainer.step.lower(params, opt_state, inputs, labels, 0).compile()
-  compile_s = time.perf_counter() - t0
-  times, step_losses = [], []
-  for t in range(steps + 1):
-    inputs, labels = jax.block_until_ready(trainer.batch(t))
-    t0 = time.perf_counter()
-    params, opt_state, loss = jax.block_until_ready(
-      trainer.step(params, opt_state, inputs, labels, t)
-    )
-    times.append(time.perf_counter() - t0)
-    step_losses.append(float(loss))
-    print(f"  step {t}: {times[-1]:.2f} s, loss {step_losses[-1]:.4f}", flush=True)
+  timed = sharded_memory.time_steps(config, steps, print_fn=functools.partial(print, flush=True))
   return {
     "classes": classes,
     "mesh": list(mesh_shape),
@@ -499,16 +450,7 @@ def worker_run_steps(classes, mesh_shape, chunk, sample_rate, dim, batch, steps)
     "sample_rate": sample_rate,
     "dim": dim,
     "batch": batch,
-    "init_s": init_s,
-    "compile_s": compile_s,
-    "warmup_s": times[0],
-    "step_s": times[1:],
-    "median_step_s": float(np.median(times[1:])) if steps else None,
-    "step_losses": step_losses,
-    "peak_rss_after_init_mib": rss_after_init,
-    "peak_rss_mib": _harness.peak_rss_mib(),
-    "w_sharding": str(params["head"]["kernel"].sharding.spec),
-    **_memory(compiled),
+    **timed,
   }
 
 
@@ -526,11 +468,6 @@ def _subprocess(worker: str, spec: dict) -> dict:
       return json.load(f)
   finally:
     os.unlink(out)
-
-
-def fit_line(xs, ys) -> tuple[float, float]:
-  k, a = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
-  return float(a), float(k)
 
 
 def part_scale(args) -> dict:
@@ -561,8 +498,8 @@ def part_scale(args) -> dict:
       )
     mine = [r for r in rows if r["variant"] == label]
     xs = [r["classes"] / r["shards"] for r in mine]
-    a, k = fit_line(xs, [r["total_bytes"] for r in mine])
-    _, k_temp = fit_line(xs, [r["temp_size_in_bytes"] for r in mine])
+    a, k = sharded_memory.fit_line(xs, [r["total_bytes"] for r in mine])
+    _, k_temp = sharded_memory.fit_line(xs, [r["temp_size_in_bytes"] for r in mine])
     resid = max(abs(a + k * x - r["total_bytes"]) / r["total_bytes"] for x, r in zip(xs, mine))
     fits[label] = {
       "a_bytes": a,
