@@ -59,12 +59,6 @@ PARTS = ("memory", "time", "scale", "steps")
 BASE = ("materialised", "streamed")
 VARIANTS = ("reference", "liger")
 EIGHT_DEVICES = "--xla_force_host_platform_device_count=8 --xla_cpu_multi_thread_eigen=false"
-MEMORY_FIELDS = (
-  "argument_size_in_bytes",
-  "output_size_in_bytes",
-  "temp_size_in_bytes",
-  "alias_size_in_bytes",
-)
 MIB = 2**20
 
 

@@ -19,9 +19,10 @@ the unit features, ``n_j`` 1 or :math:`\|W_j\|`, ``s`` a scale, ``b`` a bias):
 block's logits in the backward pass, writing W's gradient block by block: no
 [B, C] array and no [d, C] temporary besides the gradient itself (no padded
 or transposed copy of W; when the chunk does not divide C the rest is one
-smaller block). The target's gradient is one scatter-add after the loop. Inside `margin_jax.parallel.shard_classes` each
-shard streams its own classes and the statistics are combined across shards
-with ``pmax``/``psum`` outside the custom rule, as differentiable [B]-sized ops.
+smaller block). The target's gradient is one scatter-add after the loop.
+Inside `margin_jax.parallel.shard_classes` each shard streams its own classes
+and the statistics are combined across shards with ``pmax``/``psum`` outside
+the custom rule, as differentiable [B]-sized ops.
 """
 
 from __future__ import annotations
