@@ -121,10 +121,15 @@ PANELS = {
 def _mean_curve(seeds: dict, key: str):
   """Steps where ``key`` was logged, and its mean over the seeds' records."""
   steps, values = None, []
-  for record in seeds.values():
+  for seed, record in seeds.items():
     points = [
       (s, v) for s, v in zip(record["curves"]["step"], record["curves"][key]) if v is not None
     ]
+    if steps is not None and [s for s, _ in points] != steps:
+      raise ValueError(
+        f"run {record['run']!r} seed {seed}: {key!r} is logged at steps "
+        f"{[s for s, _ in points]}, the other seeds' at {steps}; retrain that run"
+      )
     steps = [s for s, _ in points]
     values.append([v for _, v in points])
   return steps, np.mean(values, axis=0)

@@ -112,6 +112,13 @@ def test_report_writes_tables_and_figures(tmp_path, monkeypatch):
   assert (tmp_path / "features_2d.png").stat().st_size > 0
   assert (tmp_path / "features_2d_curves.png").stat().st_size > 0
   assert len(table.runs) == 5
+  # A record whose curve repeats steps (an old interrupted run) is named, not averaged.
+  bad = records.path("features_2d", "softmax", 2, runs)
+  record = records.load(bad)
+  record["curves"] = {"step": [1, 1, 2], "test_error": [0.5, 0.5, 0.02]}
+  records.write(bad, record)
+  with pytest.raises(ValueError, match="run 'softmax' seed 2: 'test_error' is logged at steps"):
+    report.report(runs_dir=runs, results_md=results_md, out_dir=tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(campaign.TABLES))

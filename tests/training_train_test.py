@@ -1,6 +1,7 @@
 """In-process training tests: mock data, compile-once, determinism, errors."""
 
 import json
+import shutil
 from typing import Any
 
 import chex
@@ -102,6 +103,30 @@ def test_same_seed_same_result_and_resume_rules(tiny_mnist, tmp_path):
     training.train_and_evaluate(changed, str(tmp_path / "a"), resume=True)
   assert "loss: checkpoint 'noisy_softmax', now 'virtual_softmax'" in str(e.value)
   assert "width" in str(e.value)
+
+
+def test_interrupted_runs_log_every_step_once(tiny_mnist, tmp_path):
+  """A run killed after logging steps past its last checkpoint logs them again
+  when resumed, and a fresh run in a workdir holding an earlier attempt's
+  metrics (and no checkpoint) starts them over: each step is logged once."""
+  config = tiny_config(
+    tiny_mnist[1], num_train_steps=4, checkpoint_every_steps=2, log_every_steps=1
+  )
+  training.train_and_evaluate(config, str(tmp_path))
+  complete = read_metrics(tmp_path)
+  assert [m["step"] for m in complete] == [1, 2, 3, 4]
+  # Killed after logging step 4 (and half of a line) but before checkpointing it.
+  shutil.rmtree(tmp_path / "checkpoints" / "4")
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"step": 5, "lo')
+  training.train_and_evaluate(config, str(tmp_path), resume=True)
+  resumed = read_metrics(tmp_path)
+  assert [m["step"] for m in resumed] == [1, 2, 3, 4]
+  assert resumed[:2] == complete[:2]
+  # No checkpoint at all: a fresh start, not a continuation of the old log.
+  shutil.rmtree(tmp_path / "checkpoints")
+  training.train_and_evaluate(config, str(tmp_path))
+  assert [m["step"] for m in read_metrics(tmp_path)] == [1, 2, 3, 4]
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_mnist, tmp_path):

@@ -13,15 +13,20 @@ import jax
 class MetricWriter:
   """Appends ``{"step": s, **scalars}`` lines to ``workdir/metrics.jsonl``.
 
-  Only process 0 writes; other processes get a no-op writer.
+  A run starting at ``start_step`` (0, or the checkpoint it resumes from)
+  first drops the lines past that step: an earlier attempt logged them after
+  its last checkpoint and this run logs them again, so every step appears
+  once. Only process 0 writes; other processes get a no-op writer.
   """
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, start_step: int = 0):
     self._active = jax.process_index() == 0
     self._file = self._tb = None
     if self._active:
       os.makedirs(workdir, exist_ok=True)
-      self._file = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      path = os.path.join(workdir, "metrics.jsonl")
+      _truncate_after(path, start_step)
+      self._file = open(path, "a")
       try:
         from tensorboardX import SummaryWriter  # optional dependency
 
@@ -43,6 +48,19 @@ class MetricWriter:
       self._file.close()
     if self._tb is not None:
       self._tb.close()
+
+
+def _truncate_after(path: str, step: int) -> None:
+  """Rewrites the JSONL file ``path`` (if any) without its lines past ``step``,
+  atomically (a temporary file renamed over it)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    # A line without its newline is one an interrupted run left half-written.
+    kept = [line for line in f if line.endswith("\n") and json.loads(line)["step"] <= step]
+  with open(path + ".tmp", "w") as f:
+    f.writelines(kept)
+  os.replace(path + ".tmp", path)
 
 
 class Progress:

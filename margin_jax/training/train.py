@@ -250,7 +250,7 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
     functools.partial(eval_step, objective=objective, preprocess=preprocess), returns_state=False
   )
 
-  writer = logs.MetricWriter(workdir)
+  writer = logs.MetricWriter(workdir, start_step)
   progress = logs.Progress(config.num_train_steps, start_step)
   state = place.put_state(state)
   batches = data.endless_train_batches(
