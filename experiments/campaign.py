@@ -15,6 +15,9 @@ whose exact command is on record under another table are copied from it
 is resumed (``--resume``),
 so an interrupted campaign continues where it stopped. Seed s gives every
 loss of a table the same initialisation and data order (paired seeds).
+Several campaign processes may run at once (e.g. one per core, the same
+command twice): a run's work directory is locked while it trains, and a
+process finding it locked goes on to the next run.
 
 Work directories: ``$MARGIN_JAX_CAMPAIGN_DIR/<record name>`` (default
 ``workdirs/campaign``).
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import json
 import os
 import pathlib
@@ -271,12 +275,13 @@ def _same_command(template: list[str], table_name: str, seed: int, runs_dir) -> 
 
 def train_run(
   table_name: str, run: str, seed: int, runs_dir=records.RUNS, max_steps: int | None = None
-) -> dict:
+) -> dict | None:
   """Trains (or resumes) one run in a subprocess and writes its record; a run
   on record is returned as it stands, a run whose exact command another table
-  has on record is copied, not retrained. ``max_steps`` (a smoke test) stops
-  the run there: its record (with ``max_steps``) and work directory are table
-  ``<table>_max<N>steps``'s, never the full run's."""
+  has on record is copied, not retrained, and a run another process is
+  training (its work directory locked) gives None. ``max_steps`` (a smoke
+  test) stops the run there: its record (with ``max_steps``) and work
+  directory are table ``<table>_max<N>steps``'s, never the full run's."""
   table = TABLES[table_name]
   overrides = table.runs[run]
   if max_steps is not None:
@@ -300,32 +305,40 @@ def train_run(
     return record
   workroot = pathlib.Path(os.environ.get("MARGIN_JAX_CAMPAIGN_DIR", ROOT / "workdirs" / "campaign"))
   workdir = workroot / name
-  argv = [
-    sys.executable if a == "python" else str(workdir) if a == "{workdir}" else a for a in template
-  ]
-  if (workdir / "checkpoints").is_dir() and any((workdir / "checkpoints").iterdir()):
-    argv.append("--resume")
-  start = time.time()
-  subprocess.run(argv, cwd=ROOT, check=True)
-  with open(workdir / "metrics.jsonl") as f:
-    lines = [json.loads(line) for line in f]
-  record = {
-    "name": name,
-    "table": table_name,
-    "run": run,
-    "command": shlex.join(template),
-    "seed": seed,
-    "overrides": overrides,
-    **({} if max_steps is None else {"max_steps": max_steps}),
-    "test_error": lines[-1]["test_error"],
-    "wall_time": time.time() - start,
-    "curves": {
-      "step": [l["step"] for l in lines],
-      **{k: [l.get(k) for l in lines] for k in CURVE_KEYS if any(k in l for l in lines)},
-    },
-    **_final_state_outputs(workdir, table.features, overrides.get("data_dir")),
-  }
-  records.write(path, record)
+  workdir.mkdir(parents=True, exist_ok=True)
+  with open(workdir / "campaign.lock", "w") as lock:
+    try:  # held until this process ends or closes it, crashed or not
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      return None
+    if path.exists():  # the process that held the lock finished the run
+      return records.load(path)
+    argv = [
+      sys.executable if a == "python" else str(workdir) if a == "{workdir}" else a for a in template
+    ]
+    if (workdir / "checkpoints").is_dir() and any((workdir / "checkpoints").iterdir()):
+      argv.append("--resume")
+    start = time.time()
+    subprocess.run(argv, cwd=ROOT, check=True)
+    with open(workdir / "metrics.jsonl") as f:
+      lines = [json.loads(line) for line in f]
+    record = {
+      "name": name,
+      "table": table_name,
+      "run": run,
+      "command": shlex.join(template),
+      "seed": seed,
+      "overrides": overrides,
+      **({} if max_steps is None else {"max_steps": max_steps}),
+      "test_error": lines[-1]["test_error"],
+      "wall_time": time.time() - start,
+      "curves": {
+        "step": [l["step"] for l in lines],
+        **{k: [l.get(k) for l in lines] for k in CURVE_KEYS if any(k in l for l in lines)},
+      },
+      **_final_state_outputs(workdir, table.features, overrides.get("data_dir")),
+    }
+    records.write(path, record)
   return record
 
 
@@ -357,6 +370,9 @@ def run_tables(tables, seeds, runs=None, runs_dir=records.RUNS, max_steps=None) 
           continue
         print(f"== {name} {run} seed {seed}", flush=True)
         record = train_run(name, run, seed, runs_dir, max_steps=max_steps)
+        if record is None:
+          print("== another process is training it; skipped", flush=True)
+          continue
         print(
           f"== {record['name']}: test error {record['test_error']:.4f}, "
           f"train error {record['train_error']:.4f}, {record['wall_time']:.0f} s",

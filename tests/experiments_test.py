@@ -2,6 +2,7 @@
 through the campaign, and the report."""
 
 import importlib
+import fcntl
 import json
 import shlex
 import subprocess
@@ -142,6 +143,7 @@ def test_a_command_on_record_under_another_table_is_copied_not_trained(tmp_path,
   original = {"name": "first__softmax__s3", "run": "softmax", "seed": 3, "test_error": 0.25}
   records.write(records.path("first", "softmax", 3, tmp_path), original)
   monkeypatch.setattr(campaign.subprocess, "run", lambda *a, **k: pytest.fail("trained"))
+  monkeypatch.setenv("MARGIN_JAX_CAMPAIGN_DIR", str(tmp_path / "work"))
   copy = campaign.train_run("second", "softmax", 3, runs_dir=tmp_path)
   assert copy == records.load(records.path("second", "softmax", 3, tmp_path))
   assert copy["test_error"] == 0.25 and copy["same_command_as"] == "first__softmax__s3"
@@ -149,6 +151,25 @@ def test_a_command_on_record_under_another_table_is_copied_not_trained(tmp_path,
   # Another seed is another command: nothing to copy, so it would train.
   with pytest.raises(pytest.fail.Exception, match="trained"):
     campaign.train_run("second", "softmax", 4, runs_dir=tmp_path)
+
+
+def test_a_run_another_process_trains_is_skipped(tmp_path, monkeypatch, capsys):
+  """Two campaign processes at once: a run whose work directory is locked is
+  left to its holder, and one it finished meanwhile is read, not retrained."""
+  monkeypatch.setitem(campaign.TABLES, "t", campaign.Table("c.py", {"softmax": {}}, paper="none"))
+  monkeypatch.setenv("MARGIN_JAX_CAMPAIGN_DIR", str(tmp_path / "work"))
+  monkeypatch.setattr(campaign.subprocess, "run", lambda *a, **k: pytest.fail("trained"))
+  (tmp_path / "work" / "t__softmax__s0").mkdir(parents=True)
+  with open(tmp_path / "work" / "t__softmax__s0" / "campaign.lock", "w") as held:
+    fcntl.flock(held, fcntl.LOCK_EX)  # the other process, training the run
+    campaign.run_tables(["t"], [0], runs_dir=tmp_path / "runs")
+  assert "another process is training it; skipped" in capsys.readouterr().out
+
+  def finished_by_the_holder(file, operation):  # just before this process gets the lock
+    records.write(records.path("t", "softmax", 0, tmp_path / "runs"), {"test_error": 0.5})
+
+  monkeypatch.setattr(campaign.fcntl, "flock", finished_by_the_holder)
+  assert campaign.train_run("t", "softmax", 0, runs_dir=tmp_path / "runs") == {"test_error": 0.5}
 
 
 def test_curve_figure_has_a_panel_per_curve(tmp_path, monkeypatch):
