@@ -125,12 +125,13 @@ def _mean_curve(seeds: dict, key: str):
     points = [
       (s, v) for s, v in zip(record["curves"]["step"], record["curves"][key]) if v is not None
     ]
-    if steps is not None and [s for s, _ in points] != steps:
+    logged_at = [s for s, _ in points]
+    if steps is not None and logged_at != steps:
       raise ValueError(
         f"run {record['run']!r} seed {seed}: {key!r} is logged at steps "
-        f"{[s for s, _ in points]}, the other seeds' at {steps}; retrain that run"
+        f"{logged_at}, the other seeds' at {steps}; retrain that run"
       )
-    steps = [s for s, _ in points]
+    steps = logged_at
     values.append([v for _, v in points])
   return steps, np.mean(values, axis=0)
 

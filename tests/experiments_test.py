@@ -1,8 +1,8 @@
 """Tests of the reproduction machinery: statistics, records, one real run
 through the campaign, and the report."""
 
-import importlib
 import fcntl
+import importlib
 import json
 import shlex
 import subprocess
