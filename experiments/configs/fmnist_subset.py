@@ -21,7 +21,9 @@ L-Softmax m = 2 and 4 and A-Softmax m = 4 with the authors' lambda schedules
 stretched to the run; Noisy Softmax alpha^2 = 0.1 (annealed noise); Virtual
 Softmax; EM-Softmax V = 2, HSIC weight 0.1, soft margin 0.5; Kobayashi's
 regulariser lambda 0.3 (symmetric KL); CosFace s = 16, m = 0.35; ArcFace
-s = 16, m = 0.5.
+s = 16, m = 0.5. Added by issue 34, fixed before their first run: Kobayashi
+lambda 1, label smoothing 0.1, and L-Softmax m = 4 with a lambda floor of 0.5
+(the authors' remedy, chosen after seeing m = 4 fail to fit).
 """
 
 from experiments.configs import default
