@@ -35,6 +35,7 @@ import shlex
 import subprocess
 import sys
 import time
+import typing
 
 import numpy as np
 
@@ -55,6 +56,15 @@ CURVE_KEYS = (
 )
 
 
+class PaperNumber(typing.NamedTuple):
+  """A paper's published pair of test errors (%): ``baseline`` for the loss
+  compared against, ``run`` for the claimed one, from table ``source``."""
+
+  source: str
+  baseline: float
+  run: float
+
+
 @dataclasses.dataclass(frozen=True)
 class Table:
   """A set of runs sharing one config file; ``runs`` maps a run name to its
@@ -62,7 +72,12 @@ class Table:
   ``curves``: the metric curves its figure plots, one panel each.
   ``full_protocol``: the paper's own protocol at full width and length, for an
   accelerator (`experiments.paper_protocol`). ``post_hoc``: runs whose
-  settings were chosen after seeing the table's results (the report says so)."""
+  settings were chosen after seeing the table's results (the report says so).
+  ``paper_numbers``: run -> `PaperNumber` against the baseline, so the report
+  sets each interval against the paper's effect. ``comparisons``: further
+  claims ``(run, versus, PaperNumber)`` between two runs of the table.
+  ``confirmation_seeds``: seeds trained after the table's verdicts were first
+  read, reported alone as well (a confirmation that cannot have been tuned)."""
 
   config: str
   runs: dict
@@ -72,6 +87,9 @@ class Table:
   curves: tuple = ("test_error",)
   full_protocol: bool = False
   post_hoc: tuple = ()
+  paper_numbers: dict = dataclasses.field(default_factory=dict)
+  comparisons: tuple = ()
+  confirmation_seeds: tuple = ()
 
 
 FMNIST = "experiments/configs/repro_fmnist.py"
@@ -88,6 +106,19 @@ LSOFTMAX_TABLE = {
   "l_softmax_m4": {"loss": "l_softmax", "margin": 4},
 }
 VIRTUAL_TABLE = {"softmax": {"loss": "softmax"}, "virtual_softmax": {"loss": "virtual_softmax"}}
+# The papers' main-table errors (%) against their softmax; Kobayashi's from
+# CIFAR-100 (the paper has no MNIST table), the others from MNIST.
+LSOFTMAX_MNIST = {
+  "l_softmax_m2": PaperNumber("L-Softmax Table 2 (MNIST)", 0.40, 0.32),
+  "l_softmax_m4": PaperNumber("L-Softmax Table 2 (MNIST)", 0.40, 0.31),
+}
+KOBAYASHI_TABLE2 = PaperNumber("Kobayashi Table 2 (CIFAR-100)", 28.62, 27.27)
+MAIN_TABLE_NUMBERS = {
+  **LSOFTMAX_MNIST,
+  "virtual_softmax": PaperNumber("Virtual Softmax Table 3 (MNIST)", 0.35, 0.28),
+  "em_softmax_v2": PaperNumber("EM-Softmax Table 1 (MNIST, accuracy 99.60 -> 99.73)", 0.40, 0.27),
+  "uniformity": KOBAYASHI_TABLE2,
+}
 
 TABLES = {
   "features_2d": Table(
@@ -101,6 +132,9 @@ TABLES = {
       "virtual_softmax": {"loss": "virtual_softmax"},
     },
     features=True,
+    paper_numbers={
+      "virtual_softmax": PaperNumber("Virtual Softmax Sec 5.3 (2-D, accuracy)", 1.09, 0.80)
+    },
   ),
   "fmnist_subset": Table(
     config="experiments/configs/fmnist_subset.py",
@@ -126,6 +160,17 @@ TABLES = {
       "l_softmax_m4_floor": {"loss": "l_softmax", "margin": 4, "lambda_min": 0.5},
     },
     post_hoc=("l_softmax_m4_floor",),
+    paper_numbers={
+      **MAIN_TABLE_NUMBERS,
+      "l_softmax_m4_floor": LSOFTMAX_MNIST["l_softmax_m4"],
+      "uniformity_1": PaperNumber("Kobayashi Table 3(a) (CIFAR-100, 90% of it)", 29.66, 27.88),
+      "lsr": PaperNumber("Kobayashi Table 2 (CIFAR-100)", 28.62, 28.48),
+    },
+    comparisons=(
+      ("uniformity_1", "uniformity", PaperNumber("Kobayashi Table 3(a) (90%)", 28.62, 27.88)),
+      ("uniformity", "lsr", PaperNumber("Kobayashi Table 2", 28.48, 27.27)),
+    ),
+    confirmation_seeds=(5, 6, 7, 8, 9),
   ),
   "fmnist_main": Table(
     config=FMNIST,
@@ -151,8 +196,9 @@ TABLES = {
         "softmax": {"loss": "softmax", "train_fraction": percent / 100},
         "noisy_softmax": {**NOISY_SUBSET, "train_fraction": percent / 100},
       },
+      paper_numbers={"noisy_softmax": PaperNumber(f"Noisy Softmax Sec 5.4 ({percent}%)", *errors)},
     )
-    for percent in (1, 10)
+    for percent, errors in ((1, (3.82, 2.46)), (10, (1.30, 0.93)))
   },
   "kobayashi_table3_subset": Table(
     config=FMNIST,
@@ -231,6 +277,56 @@ TABLES = {
     full_protocol=True,
   ),
 }
+
+
+class Claim(typing.NamedTuple):
+  """One paper's headline claim and the table run that tests it at this scale."""
+
+  paper: str
+  claim: str
+  table: str
+  run: str
+  caveat: str
+
+
+# One row per paper, the report's opening table.
+CLAIMS = (
+  Claim(
+    "Noisy Softmax",
+    "annealed noise lowers test error where softmax overfits a small set",
+    "noisy_sec54_1pct",
+    "noisy_softmax",
+    "MNIST 1% at 1/2 width; the 10% subset goes the same way",
+  ),
+  Claim(
+    "L-Softmax",
+    "an angular margin (m = 2, 4) lowers test error",
+    "fmnist_subset",
+    "l_softmax_m2",
+    "m = 4 with the published schedule (lambda_min 0) does not fit the training set",
+  ),
+  Claim(
+    "EM-Softmax",
+    "V = 2 classifiers with a margin and HSIC diversity lower test error",
+    "fmnist_subset",
+    "em_softmax_v2",
+    "the paper's MNIST gain is 0.13 pp; its scaled effect is within seed noise here",
+  ),
+  Claim(
+    "Kobayashi",
+    "the uniformity regulariser (lambda 0.3) lowers test error",
+    "fmnist_subset",
+    "uniformity",
+    "one of the table's many comparisons; the fresh seeds 5-9 confirm or not",
+  ),
+  Claim(
+    "Virtual Softmax",
+    "a virtual negative class lowers test error",
+    "fmnist_subset",
+    "virtual_softmax",
+    "needs a small classifier initialisation (std 0.01, used for every loss)",
+  ),
+)
 
 
 def command(table: Table, overrides: dict, seed: int) -> list[str]:

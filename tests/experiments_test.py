@@ -34,18 +34,31 @@ def test_paired_difference_and_its_interval():
 
 
 @pytest.mark.parametrize(
-  "difference,expected,verdict",
+  "difference,expected,paper_effect,fit_gap,verdict",
   [
-    ((-0.02, -0.03, -0.01, 3), "lower", "reproduced"),
-    ((0.02, 0.01, 0.03, 3), "lower", "contradicted"),
-    ((-0.01, -0.03, 0.01, 3), "lower", "not resolved with 3 seeds"),
-    ((0.02, 0.01, 0.03, 4), "higher", "reproduced"),
-    ((-0.09, -0.09, -0.09, 2), "lower", "fewer than 3 paired seeds"),
-    (None, "lower", "fewer than 3 paired seeds"),
+    ((-0.02, -0.03, -0.01, 3), "lower", None, None, "direction reproduced"),
+    ((-0.02, -0.03, -0.01, 3), "lower", -0.025, None, "reproduced"),
+    ((-0.02, -0.03, -0.01, 3), "lower", -0.05, None, "direction reproduced, effect smaller than the paper's"),
+    ((-0.02, -0.03, -0.01, 3), "lower", -0.005, None, "reproduced, effect larger than the paper's"),
+    ((0.02, 0.01, 0.03, 3), "lower", -0.02, None, "contradicted"),
+    ((0.02, 0.01, 0.03, 3), "lower", -0.02, 0.01, "contradicted"),
+    ((0.02, 0.01, 0.03, 3), "lower", -0.02, 0.02, "not trained to fit"),
+    ((-0.01, -0.03, 0.01, 3), "lower", None, None, "not resolved with 3 seeds"),
+    ((0.02, 0.01, 0.03, 4), "higher", 0.015, None, "reproduced"),
+    ((0.02, 0.01, 0.03, 4), "higher", 0.05, None, "direction reproduced, effect smaller than the paper's"),
+    ((-0.02, -0.03, -0.01, 4), "higher", 0.05, -0.03, "not trained to fit"),
+    ((-0.09, -0.09, -0.09, 2), "lower", None, None, "fewer than 3 paired seeds"),
+    (None, "lower", None, None, "fewer than 3 paired seeds"),
   ],
 )
-def test_verdict(difference, expected, verdict):
-  assert stats.verdict(difference, expected=expected) == verdict
+def test_verdict(difference, expected, paper_effect, fit_gap, verdict):
+  got = stats.verdict(difference, expected=expected, paper_effect=paper_effect, fit_gap=fit_gap)
+  assert got == verdict
+
+
+def test_the_papers_effect_is_scaled_to_the_baseline():
+  # Noisy Sec 5.4 (1%): 3.82% -> 2.46% is -35.6%; on a 4.44% baseline, -1.58 pp.
+  assert stats.scaled_effect(4.44, 3.82, 2.46) == pytest.approx(-1.5807, abs=1e-4)
 
 
 def test_records_are_written_atomically_and_read_back(tmp_path):
@@ -108,15 +121,19 @@ def test_report_writes_tables_and_figures(tmp_path, monkeypatch):
   text = results_md.read_text()
   assert text.startswith("intro\n") and text.endswith("outro\n") and "old" not in text
   assert "| l_softmax_m2 | [0, 1, 2] | 1.60 ± 0.10 |" in text
-  assert "-0.50 [-0.50, -0.50] | reproduced |" in text
+  assert "-0.50 [-0.50, -0.50] | - | direction reproduced |" in text
   assert "| l_softmax_m3 | 0 | not run |" in text
   assert (tmp_path / "features_2d.png").stat().st_size > 0
   assert (tmp_path / "features_2d_curves.png").stat().st_size > 0
   assert len(table.runs) == 5
-  # A record whose curve repeats steps (an old interrupted run) is named, not averaged.
+  # A line logged twice alike (a run restarted from its start) counts once; a
+  # step logged with two values (an old interrupted run) is named, not averaged.
   bad = records.path("features_2d", "softmax", 2, runs)
   record = records.load(bad)
-  record["curves"] = {"step": [1, 1, 2], "test_error": [0.5, 0.5, 0.02]}
+  record["curves"] = {"step": [1, 1, 2], "test_error": [0.5, 0.5, 0.022]}
+  records.write(bad, record)
+  report.report(runs_dir=runs, results_md=results_md, out_dir=tmp_path)
+  record["curves"] = {"step": [1, 1, 2], "test_error": [0.5, 0.4, 0.022]}
   records.write(bad, record)
   with pytest.raises(ValueError, match="run 'softmax' seed 2: 'test_error' is logged at steps"):
     report.report(runs_dir=runs, results_md=results_md, out_dir=tmp_path)
@@ -185,3 +202,57 @@ def test_curve_figure_has_a_panel_per_curve(tmp_path, monkeypatch):
   assert (tmp_path / "t.png").stat().st_size > 0
   steps, mean = report._mean_curve(records.load_table("t", tmp_path)["softmax"], "test_error")
   assert steps == [100] and mean.tolist() == [0.1]
+
+
+def test_report_opens_with_the_papers_and_labels_from_the_records(tmp_path):
+  """The per-paper table, "not trained to fit" from training error, the
+  paper's effect, the fresh seeds alone and the dynamics come from records."""
+  runs = tmp_path / "runs"
+  steps = [50, 100, 150, 200, 250, 300]
+  # (test error, train error, p_target, rho_hat) offsets from softmax's.
+  shift = {
+    "softmax": (0.0, 0.0, 0.0, 0.0),
+    "uniformity": (-0.006, 0.0, 0.0, 1.0),
+    "noisy_softmax": (-0.001, 0.0, -0.05, 0.0),
+    "l_softmax_m4": (0.016, 0.078, 0.0, 0.0),
+  }
+  for run, (test, train, p, rho) in shift.items():
+    for seed in (0, 1, 2, 5, 6, 7):
+      noise = 0.001 * (seed % 3)
+      records.write(
+        records.path("fmnist_subset", run, seed, runs),
+        {
+          "run": run,
+          "seed": seed,
+          "test_error": 0.12 + test + noise + (0.0005 * seed if run == "uniformity" else 0),
+          "train_error": train,
+          "retrieval": {"precision_at_1": 0.9, "mean_average_precision_at_r": 0.8},
+          "wall_time": 3600.0,
+          "curves": {
+            "step": steps,
+            "test_error": [None] * 5 + [0.12],
+            "p_target": [0.7 + p + 0.01 * i + noise for i in range(6)],
+            "rho_hat": [0.3 + rho * i / 5 for i in range(6)],
+          },
+        },
+      )
+  results_md = tmp_path / "RESULTS.md"
+  results_md.write_text(
+    f"{report.SUMMARY_BEGIN}\n{report.SUMMARY_END}\nmiddle\n{report.BEGIN}\n{report.END}\n"
+  )
+  report.report(runs_dir=runs, results_md=results_md, out_dir=tmp_path)
+  text = results_md.read_text()
+  summary, rest = text.split("middle")
+  assert "| Kobayashi | the uniformity regulariser" in summary
+  assert "On record: 24 run records, 24 of them trained" in summary and "24.0 hours" in summary
+  # Kobayashi Table 2's -4.7% on a 12.1% baseline is -0.57 pp: inside [-0.6 +- 0.1].
+  assert "(paper's effect scaled: -0.57), 6 seeds | reproduced |" in summary
+  assert "| l_softmax_m4 | [0, 1, 2, 5, 6, 7] |" in rest and "| not trained to fit |" in rest
+  assert "| l_softmax_m4_floor (post hoc) | 0 | not run |" in rest
+  assert "On the fresh seeds [5, 6, 7, 8, 9] alone:" in rest
+  assert "- uniformity: -0.30 [-0.42, -0.18] pp, direction reproduced, effect smaller" in rest
+  assert "Convergence caveat" in rest and "l_softmax_m4 7.80-7.80%" in rest
+  assert "noisy_softmax (n=6)" in rest and "lower on 6, higher on 0 paired seeds" in rest
+  assert "uniformity (n=6): 0.300 at step 50, 1.300 at step 300" in rest
+  for figure in ("fmnist_subset_p_target.png", "fmnist_subset_rho_hat.png"):
+    assert (tmp_path / figure).stat().st_size > 0
