@@ -44,10 +44,10 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-from margin_jax import numerics
 from jax import lax
 from jax.typing import ArrayLike
+
+from margin_jax import numerics
 
 __all__ = (
   "cosine_scores",
@@ -355,6 +355,14 @@ def _sorted_with_group_ends(scores):
   return descending, num_at_least - 1
 
 
+def _roc_counts(scores, same):
+  """Sorted scores and the cumulative counts ``(tp, fp)`` at their tie-group ends."""
+  order = jnp.argsort(scores)[::-1]
+  s, y = scores[order], same[order]
+  _, end = _sorted_with_group_ends(scores)
+  return s, jnp.cumsum(y)[end], jnp.cumsum(~y)[end], end
+
+
 @jax.jit
 def _roc_points(scores, same):
   """All ``num_pairs + 1`` operating points, duplicated within tie groups.
@@ -362,14 +370,10 @@ def _roc_points(scores, same):
   Point 0 is the threshold ``+inf`` (nothing accepted); point ``i >= 1`` is the
   threshold ``descending[i - 1]``. Returns (far, tar, thresholds, distinct).
   """
-  order = jnp.argsort(scores)[::-1]
-  s, y = scores[order], same[order]
-  _, end = _sorted_with_group_ends(scores)
-  tp = jnp.cumsum(y)[end]
-  fp = jnp.cumsum(~y)[end]
+  s, tp, fp, end = _roc_counts(scores, same)
   dtype = scores.dtype
-  tar = jnp.concatenate([jnp.zeros(1, int), tp]) / jnp.sum(y).astype(dtype)
-  far = jnp.concatenate([jnp.zeros(1, int), fp]) / jnp.sum(~y).astype(dtype)
+  tar = jnp.concatenate([jnp.zeros(1, int), tp]) / jnp.sum(same).astype(dtype)
+  far = jnp.concatenate([jnp.zeros(1, int), fp]) / jnp.sum(~same).astype(dtype)
   thresholds = jnp.concatenate([jnp.full(1, jnp.inf, dtype), s])
   distinct = jnp.concatenate([jnp.ones(1, bool), end == jnp.arange(scores.shape[0])])
   return far.astype(dtype), tar.astype(dtype), thresholds, distinct
@@ -415,8 +419,25 @@ def roc_curve(scores: ArrayLike, same: ArrayLike) -> tuple[jax.Array, jax.Array,
 
 @jax.jit
 def _tar_at_far(scores, same, far_targets):
-  far, tar, _, _ = _roc_points(scores, same)
-  ok = far[None, :] <= far_targets[:, None]
+  _, tp, fp, _ = _roc_counts(scores, same)
+  num_neg = jnp.sum(~same)
+  # FAR = fp / num_neg <= f  <=>  fp <= floor(f * num_neg), compared in counts.
+  # The float product of a decimal target (1e-2 * 1000 = 9.9999998 in float32)
+  # is taken as the integer it stands for when within a relative 16 eps of it.
+  dtype = scores.dtype
+  product = far_targets * num_neg.astype(dtype)
+  bound = jnp.floor(product * (1 + 16 * jnp.finfo(dtype).eps))
+  bound = jnp.clip(bound, -1, num_neg.astype(dtype))
+  max_fp = jnp.where(jnp.isnan(bound) | (far_targets < 0), -1, bound).astype(num_neg.dtype)
+  return _tar_where_fp_at_most(scores, same, tp, fp, max_fp)
+
+
+def _tar_where_fp_at_most(scores, same, tp, fp, max_fp):
+  """Largest TAR over the operating points with ``fp <= max_fp`` (per target)."""
+  tp = jnp.concatenate([jnp.zeros(1, tp.dtype), tp])
+  fp = jnp.concatenate([jnp.zeros(1, fp.dtype), fp])
+  tar = (tp / jnp.sum(same).astype(scores.dtype)).astype(scores.dtype)
+  ok = fp[None, :] <= max_fp[:, None]
   return jnp.max(jnp.where(ok, tar[None, :], 0), axis=1)
 
 
@@ -426,6 +447,14 @@ def tar_at_far(scores: ArrayLike, same: ArrayLike, far_targets: ArrayLike) -> ja
   For a target ``f`` it is the largest TAR over the thresholds whose FAR is
   ``<= f`` (0 when only "accept nothing" qualifies). Nondecreasing in ``f``.
   Jit-compatible; both classes must be present (else NaN).
+
+  The comparison is in integer counts: with ``n_neg`` impostor pairs, a
+  threshold accepting ``fp`` of them qualifies when ``fp <= floor(f * n_neg)``,
+  so an operating point whose FAR equals the target counts (1e-2 with 1,000
+  impostors admits 10 false accepts, not 9 as a float32 ``fp / n_neg <= f``
+  may), eagerly and under ``jit``. ``f * n_neg`` within a relative
+  ``16 * eps`` (of the scores' dtype) below an integer counts as that
+  integer: the decimal a target is written as, not its float rounding.
 
   Args:
     scores: ``[num_pairs]`` pair similarities.

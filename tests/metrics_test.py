@@ -5,6 +5,7 @@ threshold; plus hand-computed cases, chunking invariance, jit, input errors
 and the docstring examples."""
 
 import doctest
+import fractions
 import functools
 
 import jax
@@ -301,6 +302,93 @@ def test_tar_at_far_hand_case():
   np.testing.assert_allclose(
     metrics.tar_at_far(scores, same, [0.0, 0.49, 0.5, 1.0]), [1 / 3, 1 / 3, 1.0, 1.0], rtol=1e-6
   )
+
+
+def np_tar_at_far_exact(scores, same, targets):
+  """TAR at each target (decimal strings), in integers: the threshold t qualifies
+  when fp(t) * q <= p * n_neg for the target p / q, so FAR == target counts."""
+  impostor, genuine = np.sort(scores[~same]), np.sort(scores[same])
+  thresholds = np.concatenate([[np.inf], np.unique(scores)[::-1]])
+  fp = len(impostor) - np.searchsorted(impostor, thresholds, side="left")  # scores >= t
+  tp = len(genuine) - np.searchsorted(genuine, thresholds, side="left")
+  result = []
+  for target in targets:
+    f = fractions.Fraction(target)
+    assert f.denominator * len(scores) < 2**62  # no int64 overflow below
+    ok = fp * f.denominator <= f.numerator * len(impostor)
+    result.append(tp[ok].max() / len(genuine))
+  return np.array(result)
+
+
+def far_boundary_pairs(num_impostors=1000, num_above=10):
+  """11 genuine pairs around the ``num_above``-th highest of ``num_impostors`` impostors.
+
+  Impostor i scores i / num_impostors (distinct in float32); 9 genuine pairs
+  score 2.0 (above every impostor), one sits just below the ``num_above`` highest
+  impostors and one just below the next impostor. Accepting the 10th genuine
+  pair accepts exactly ``num_above`` impostors, the 11th one more.
+  """
+  impostor = np.arange(num_impostors) / num_impostors
+  k = num_impostors - num_above  # impostors k .. n-1 are the num_above highest
+  gap = 0.2 / num_impostors  # a fifth of the spacing of the impostor scores
+  genuine = np.concatenate([np.full(9, 2.0), [impostor[k] - gap, impostor[k - 1] - gap]])
+  scores = np.concatenate([genuine, impostor]).astype(np.float32)
+  same = np.concatenate([np.ones(11, bool), np.zeros(num_impostors, bool)])
+  return scores, same
+
+
+def test_tar_at_far_counts_far_equal_to_target():
+  # Issue 35: 10 of 1,000 impostors accepted is FAR = 1e-2 exactly. A float32
+  # fp / n_neg (10 * (1 / 1000) = 0.0100000007) dropped that point: 9/11.
+  scores, same = far_boundary_pairs()
+  targets = ["0.01", "0.011", "0.0099", "0.009", "0"]
+  want = np_tar_at_far_exact(scores, same, targets)
+  np.testing.assert_allclose(want, [10 / 11, 1.0, 9 / 11, 9 / 11, 9 / 11], rtol=0)
+  floats = np.array([float(t) for t in targets])
+  for tar_at_far in (
+    lambda s, y: metrics.tar_at_far(s, y, floats),  # eager
+    jax.jit(lambda s, y: metrics.tar_at_far(s, y, floats)),  # traced scores and labels
+    lambda s, y: jax.jit(metrics.tar_at_far)(s, y, floats),  # traced targets too
+  ):
+    got = tar_at_far(scores, same)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got.dtype == jnp.float32
+  for target in (1e-2, np.float32(1e-2), jnp.float32(1e-2), jnp.array([1e-2])[0]):
+    np.testing.assert_allclose(metrics.tar_at_far(scores, same, target), 10 / 11, rtol=1e-6)
+    jitted = jax.jit(lambda s, y, target=target: metrics.tar_at_far(s, y, target))
+    np.testing.assert_allclose(jitted(scores, same), 10 / 11, rtol=1e-6)
+
+
+def test_tar_at_far_far_just_above_target_does_not_count():
+  # 999 impostors: 10 false accepts is FAR 10/999 = 0.01001 > 1e-2; only 9 qualify.
+  scores, same = far_boundary_pairs(num_impostors=999)
+  want = np_tar_at_far_exact(scores, same, ["0.01", "0.01002"])
+  np.testing.assert_allclose(want, [9 / 11, 10 / 11], rtol=0)
+  for tar_at_far in (metrics.tar_at_far, jax.jit(metrics.tar_at_far)):
+    np.testing.assert_allclose(tar_at_far(scores, same, [1e-2]), want[:1], rtol=1e-6)
+  jitted = jax.jit(lambda s, y: metrics.tar_at_far(s, y, 1e-2))
+  np.testing.assert_allclose(jitted(scores, same), want[0], rtol=1e-6)
+  # 1e-4 with 99,999 impostors: 10 false accepts (FAR 1.00001e-4) must not count.
+  scores, same = far_boundary_pairs(num_impostors=99_999)
+  want = np_tar_at_far_exact(scores, same, ["0.0001"])
+  np.testing.assert_allclose(want, [9 / 11], rtol=0)
+  np.testing.assert_allclose(metrics.tar_at_far(scores, same, 1e-4), want[0], rtol=1e-6)
+  jitted = jax.jit(lambda s, y: metrics.tar_at_far(s, y, 1e-4))
+  np.testing.assert_allclose(jitted(scores, same), want[0], rtol=1e-6)
+  # ... while with 100,000 impostors 10 false accepts is FAR 1e-4 exactly and counts.
+  scores, same = far_boundary_pairs(num_impostors=100_000)
+  np.testing.assert_allclose(np_tar_at_far_exact(scores, same, ["0.0001"]), [10 / 11], rtol=0)
+  np.testing.assert_allclose(jitted(scores, same), 10 / 11, rtol=1e-6)
+  np.testing.assert_allclose(metrics.tar_at_far(scores, same, 1e-4), 10 / 11, rtol=1e-6)
+
+
+def test_tar_at_far_out_of_range_targets():
+  scores, same = far_boundary_pairs()
+  targets = [-1e-9, np.nan, -np.inf, 1.0, 2.0, np.inf]
+  want = [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+  for tar_at_far in (metrics.tar_at_far, jax.jit(metrics.tar_at_far)):
+    np.testing.assert_array_equal(tar_at_far(scores, same, targets), want)
+  assert metrics.tar_at_far(scores, same, np.zeros((2, 0))).shape == (2, 0)
 
 
 @pytest.mark.parametrize("seed,ties", [(0, False), (1, True), (5, True)])
