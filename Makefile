@@ -1,4 +1,5 @@
-# Two set-up commands on a fresh clone: `make demo` and `make test`.
+# Two set-up commands on a fresh clone: `make demo` and `make test`; `make docs`
+# builds the documentation site (docs/_build/html/index.html), offline.
 # JAX_EXTRA=cuda13 (or cuda12) installs JAX for NVIDIA GPUs: `make demo JAX_EXTRA=cuda13`.
 PYTHON ?= python3
 JAX_EXTRA ?=
@@ -11,7 +12,7 @@ ifneq ($(wildcard ../shared/datasets),)
 export MARGIN_JAX_DATA ?= $(abspath ../shared/datasets)
 endif
 
-.PHONY: demo test
+.PHONY: demo test docs
 
 # One stamp per JAX_EXTRA, the others removed: another choice installs again.
 $(STAMP): pyproject.toml
@@ -26,3 +27,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15 tests
+
+# Warnings are errors; then every public name must have an entry.
+docs: $(STAMP)
+	rm -rf docs/_build
+	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
+	$(PY) docs/check_pages.py docs/_build/html

@@ -108,7 +108,10 @@ def table_markdown(name: str, runs_dir=records.RUNS) -> str:
   if sources:
     lines += ["", "Paper numbers: " + "; ".join(sources) + "."]
   if table.post_hoc:
-    lines += ["", f"Post hoc (settings chosen after seeing this table): {', '.join(table.post_hoc)}."]
+    lines += [
+      "",
+      f"Post hoc (settings chosen after seeing this table): {', '.join(table.post_hoc)}.",
+    ]
   lines += _unfit_note(table, on_record)
   for run, versus, paper in table.comparisons:
     if run in on_record and versus in on_record:
@@ -119,8 +122,11 @@ def table_markdown(name: str, runs_dir=records.RUNS) -> str:
         f" {_interval(difference)} pp, paper {_effect(effect)} pp, {verdict}.",
       ]
   fresh = table.confirmation_seeds
-  confirmed = [run for run in table.runs if run != table.baseline and fresh and any(
-    s in on_record.get(run, {}) for s in fresh)]
+  confirmed = [
+    run
+    for run in table.runs
+    if run != table.baseline and fresh and any(s in on_record.get(run, {}) for s in fresh)
+  ]
   if confirmed:
     lines += ["", f"On the fresh seeds {list(fresh)} alone:"]
     for run in confirmed:

@@ -59,9 +59,9 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
     source_dir: the raw-file directory; default ``$MARGIN_JAX_DATA``.
 
   Returns:
-    ``{"train": (images, labels), "test": (images, labels), "num_classes": int,
-    "name": name}`` with images uint8 ``[N, H, W, C]`` and labels int32
-    ``[N]``, in tfds' stored order.
+    A dict with ``"train"`` and ``"test"``, each ``(images, labels)`` with
+    images uint8 ``[N, H, W, C]`` and labels int32 ``[N]`` in tfds' stored
+    order, ``"num_classes"`` (an int) and ``"name"``.
 
   Usage (prepares or downloads MNIST on first use)::
 

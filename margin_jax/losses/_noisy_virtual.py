@@ -38,13 +38,13 @@ def noisy_softmax_loss(
   ablations of Sec. 5.2-5.3, all subtracted from ``f_y``, with
   :math:`\sigma = \alpha \|W_y\| \|x\| (1 - \cos\theta_y)`:
 
-  ============  =====================================
-  ``annealed``  :math:`\sigma |\xi|` (eq. 5, the method)
-  ``amplitude`` :math:`\alpha \|W_y\| \|x\| |\xi|`
-  ``free``      :math:`\alpha |\xi|`
-  ``normal``    :math:`\sigma \xi`
-  ``negative``  :math:`-\sigma |\xi|`
-  ============  =====================================
+  =============  ==========================================
+  ``annealed``   :math:`\sigma |\xi|` (eq. 5, the method)
+  ``amplitude``  :math:`\alpha \|W_y\| \|x\| |\xi|`
+  ``free``       :math:`\alpha |\xi|`
+  ``normal``     :math:`\sigma \xi`
+  ``negative``   :math:`-\sigma |\xi|`
+  =============  ==========================================
 
   The noise scales with :math:`W_y^\top x` and never with ``bias``. The paper's
   tables report alpha squared: pass ``alpha = sqrt(alpha_sq)``, e.g. the
