@@ -43,7 +43,9 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 # `name` in a docstring links to the object of that name.
 default_role = "py:obj"
 autodoc_member_order = "bysource"
-autodoc_typehints = "description"
+# The docstrings give each argument's shape and meaning; JAX's ArrayLike would
+# render as an eight-member union.
+autodoc_typehints = "none"
 autodoc_default_options = {"members": False}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False

@@ -1,4 +1,4 @@
-"""The README's commands, run as a user types them: ``python -m ...`` in a
+"""The guides' commands (docs/guides/training.md, data.md), run as a user types them: ``python -m ...`` in a
 fresh process from the repository root. MNIST's raw files are tiny_mnist's,
 so no command reads ``../shared`` or the network."""
 

@@ -4,7 +4,7 @@ subprocess with ``--xla_force_host_platform_device_count=8``.
 Every loss of the table, sharded on meshes (8, 1), (2, 4) and (1, 8), with a
 class count the shard count divides and one it does not, must equal the
 unsharded loss: values and gradients w.r.t. features and weights (or logits).
-And as the README places them: arrays put with ``NamedSharding`` on a
+And as the guides place them (docs/guides/millions_of_classes.md): arrays put with ``NamedSharding`` on a
 ``jax.make_mesh`` mesh with its default (Explicit) axes, or Auto axes.
 """
 
@@ -256,7 +256,7 @@ def test_clear_errors():
     )
 
 
-# Where the README's placement puts each argument: the batch over "data", the
+# Where the guide's placement puts each argument: the batch over "data", the
 # classes over "model" (W [d, C], stacked [V, d, C], logits [B, C], centres [C, d]).
 PLACEMENT = {
   "logits": (P("data", "model"),),
@@ -289,7 +289,7 @@ def test_arrays_placed_as_the_readme_places_them(name, axis_type):
 
 
 # The streamed head inside shard_classes: every table row chunked() streams, on
-# the README's (Explicit) mesh, and two of them on Auto axes too.
+# the guide's (Explicit) mesh, and two of them on Auto axes too.
 def _streams(spec):
   try:
     losses.chunked(spec.fn, chunk_size=1)

@@ -6,7 +6,7 @@ Command:
 
 Expected time: ~2 min on a 2-core CPU (8 simulated devices, mostly the 10^5-class head).
 Target: the loss falls and the training accuracy rises far above chance (1e-5); measured
-(README, "Huge class counts"): loss 25.7 over steps 1-30 -> 0.15 over 271-300, training
+(docs/guides/millions_of_classes.md): loss 25.7 over steps 1-30 -> 0.15 over 271-300, training
 accuracy 0.000 at step 30 (first pass) -> 1.000 from step 150.
 
 Builds on default.py for the loss fields (``loss``, ``scale``, ``cos_margin``,

@@ -5,7 +5,7 @@ the papers' typical hyperparameters) and the one adapter from a name to a call,
 Training (`margin_jax.training.objectives`), the sharded example, the tests and
 the benchmarks iterate over `TABLE` and call losses through `BoundLoss`; adding
 a loss means writing its function, adding its row here, exporting it in
-``__init__`` and listing it in the README.
+``__init__`` and listing it in docs/losses.md and docs/api/losses.md.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from margin_jax.models.cnn import conv_net
 # every class logit, the loss is then only its angle term
 # ||W_y|| ||x|| (1 - cos theta_y), which no other class enters, and SGD at
 # lr 0.1 collapses the class columns onto the features' common direction
-# (see the README's training notes). At std 0.01 every logit starts near 0, as
+# (see docs/guides/training_notes.md). At std 0.01 every logit starts near 0, as
 # in plain softmax; the other losses train as before.
 default_kernel_init = nn.initializers.normal(stddev=0.01)
 
