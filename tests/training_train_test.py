@@ -262,14 +262,19 @@ def test_objective_config_errors():
     objectives.get_objective(config)
 
 
-@pytest.mark.parametrize("mesh_shape", [(), (2, 2)], ids=["pmap", "mesh"])
-def test_restore_a_workdir_and_use_the_model(tiny_mnist, tmp_path, mesh_shape):
+@pytest.mark.parametrize(
+  "loss,mesh_shape",
+  [("arcface", ()), ("arcface", (2, 2)), ("l_softmax", ())],
+  ids=["pmap", "mesh", "lambda-schedule"],
+)
+def test_restore_a_workdir_and_use_the_model(tiny_mnist, tmp_path, loss, mesh_shape):
   """A run trained data-parallel or on a class-sharded mesh restores onto one
-  device and classifies its test set as its last evaluation did."""
-  config = tiny_config(tiny_mnist[1], loss="arcface", num_train_steps=4, mesh_shape=mesh_shape)
+  device and classifies its test set as its last evaluation did; so does a
+  run whose loss has a schedule over the run's length (L-Softmax's lambda)."""
+  config = tiny_config(tiny_mnist[1], loss=loss, num_train_steps=4, mesh_shape=mesh_shape)
   training.train_and_evaluate(config, str(tmp_path))
   run = training.restore(str(tmp_path), data_dir=tiny_mnist[1])
-  assert run.step == 4 and run.config.loss == "arcface"
+  assert run.step == 4 and run.config.loss == loss and run.config.num_train_steps == 4
   images, labels = run.dataset["test"]
   predictions = np.asarray(run.logits(images, batch_size=24)).argmax(-1)
   (final,) = [m for m in read_metrics(tmp_path) if "test_error" in m][-1:]

@@ -32,14 +32,15 @@ def config_identity(config) -> dict:
   return {k: v for k, v in sorted(fields.items()) if k not in RUN_CONTROL_FIELDS}
 
 
-def saved_config(directory) -> dict:
-  """The config identity stored with the latest checkpoint in ``directory``."""
+def saved_config(directory) -> tuple[int, dict]:
+  """The latest checkpoint's step in ``directory`` and the config identity stored with it."""
   manager = ocp.CheckpointManager(directory, item_names=("state", "config"))
   try:
     step = manager.latest_step()
     if step is None:
       raise FileNotFoundError(f"No checkpoint in {directory}.")
-    return manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+    restored = manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    return step, restored["config"]
   finally:
     manager.close()
 

@@ -78,8 +78,12 @@ def restore(workdir: str, *, data_dir: str | None = None) -> TrainedRun:
   Raises:
     FileNotFoundError: ``workdir`` holds no checkpoint.
   """
-  saved = checkpoint.saved_config(f"{workdir}/checkpoints")
+  step, saved = checkpoint.saved_config(f"{workdir}/checkpoints")
   config = ml_collections.ConfigDict(saved)
+  # Run control is not part of a checkpoint's identity; the run's length is
+  # its last checkpoint's step (a schedule of the loss, e.g. L-Softmax's
+  # lambda, is built from it).
+  config.num_train_steps = step
   config.data_dir = data_dir or ""
   config.keep_checkpoints = 1
   config.mesh_shape = ()  # inference runs unsharded, whatever mesh trained the run
