@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/datasets),)
 export MARGIN_JAX_DATA ?= $(abspath ../shared/datasets)
 endif
 
-.PHONY: demo test docs
+.PHONY: demo test docs notebooks
 
 # One stamp per JAX_EXTRA, the others removed: another choice installs again.
 $(STAMP): pyproject.toml
@@ -33,3 +33,7 @@ docs: $(STAMP)
 	rm -rf docs/_build
 	$(PY) -m sphinx -b html -W --keep-going -q docs docs/_build/html
 	$(PY) docs/check_pages.py docs/_build/html
+
+# Executes the notebooks in place, storing the outputs the site renders.
+notebooks: $(STAMP)
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) docs/execute_notebooks.py
