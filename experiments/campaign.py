@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import fcntl
+import importlib
 import json
 import os
 import pathlib
@@ -368,6 +369,12 @@ def _final_state_outputs(workdir: pathlib.Path, with_features: bool, data_dir=No
   return out
 
 
+def _num_train_steps(table: Table, overrides: dict) -> int:
+  """The length of a run: its config file's ``num_train_steps`` or its override."""
+  module = importlib.import_module(table.config.removesuffix(".py").replace("/", "."))
+  return int(overrides.get("num_train_steps", module.get_config().num_train_steps))
+
+
 def _same_command(template: list[str], table_name: str, seed: int, runs_dir) -> dict | None:
   """The record of the command ``template`` under a table other than ``table_name``, if any."""
   for other_name, other in TABLES.items():
@@ -428,6 +435,12 @@ def train_run(
     subprocess.run(argv, cwd=ROOT, check=True)
     with open(workdir / "metrics.jsonl") as f:
       lines = [json.loads(line) for line in f]
+    steps = _num_train_steps(table, overrides)
+    if lines[-1]["step"] != steps:  # stopped (Ctrl-C, SIGTERM): saved, not finished
+      raise RuntimeError(
+        f"{name} stopped at step {lines[-1]['step']} of {steps}; no record written. "
+        "Run the campaign again to resume it."
+      )
     record = {
       "name": name,
       "table": table_name,

@@ -3,11 +3,13 @@ r"""Trains a paper CNN with a margin loss: the command-line entry point.
   python -m experiments.train --config experiments/configs/lsoftmax_mnist.py \
       --workdir /tmp/lsoftmax_mnist --config.loss=l_softmax --config.margin=2
 
-``--resume`` continues from the latest checkpoint in ``--workdir``. For a
+``--resume`` continues from the latest checkpoint in ``--workdir``; Ctrl-C
+(SIGINT) or SIGTERM saves the last completed step and exits with status 0. For a
 multi-host run start one process per host with ``--coordinator_address``,
 ``--num_processes`` and ``--process_id``; each process reads its own shard.
 """
 
+import signal
 import sys
 
 from absl import app
@@ -32,6 +34,8 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from margin_jax.training import devices  # imports jax
 
+  # SIGTERM (a scheduler's stop) as Ctrl-C: the trainer saves, then stops.
+  signal.signal(signal.SIGTERM, signal.default_int_handler)
   if _COORDINATOR.value:
     devices.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from margin_jax import training
@@ -40,6 +44,8 @@ def main(argv):
     training.train_and_evaluate(_CONFIG.value, _WORKDIR.value, resume=_RESUME.value)
   except (training.NonFiniteLossError, training.ConfigMismatchError, FileExistsError) as e:
     sys.exit(f"error: {e}")
+  except training.TrainingInterrupted as e:
+    print(e, flush=True)  # a stop asked for, its work saved: exit status 0
 
 
 if __name__ == "__main__":

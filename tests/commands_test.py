@@ -5,6 +5,8 @@ so no command reads ``../shared`` or the network."""
 import json
 import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
 
@@ -61,3 +63,42 @@ def test_train_and_evaluate_commands(workdir, prepared):
 def test_campaign_help():
   output = python_m("experiments.campaign", "--help")
   assert output.startswith("usage: python -m experiments.campaign") and "{run,list}" in output
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_a_stopped_run_saves_and_resume_says_where(prepared, tmp_path, stop):
+  """Ctrl-C or SIGTERM during training saves the last completed step and
+  exits 0 with one line saying where; --resume then says which step it
+  continues from."""
+  workdir = tmp_path / "stopped"
+  run_control = ["--config.num_train_steps=100000", "--config.checkpoint_every_steps=100000"]
+  command = [sys.executable, "-m", "experiments.train", "--config", "experiments/configs/smoke.py"]
+  process = subprocess.Popen(
+    [*command, "--workdir", str(workdir), *run_control, "--config.eval_every_steps=100000"],
+    cwd=ROOT,
+    env=prepared[1],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  for line in process.stdout:  # train until the third logged step, then stop it
+    if line.startswith("step 3/"):
+      process.send_signal(stop)
+      break
+  stdout, stderr = process.communicate(timeout=120)
+  assert process.returncode == 0, stderr[-4000:]
+  (last,) = stdout.splitlines()[-1:]
+  saved = int(re.fullmatch(r"interrupted after step (\d+); .*: continue with --resume", last)[1])
+  assert saved >= 3 and (workdir / "checkpoints" / str(saved)).is_dir()
+  assert f"the latest checkpoint is step {saved} in {workdir}/checkpoints" in last
+  output = python_m(
+    "experiments.train",
+    "--config",
+    "experiments/configs/smoke.py",
+    "--workdir",
+    workdir,
+    f"--config.num_train_steps={saved + 1}",
+    "--resume",
+    env=prepared[1],
+  )
+  assert output.startswith(f"resuming from step {saved} of {saved + 1} ")

@@ -268,3 +268,20 @@ def test_report_opens_with_the_papers_and_labels_from_the_records(tmp_path):
   assert "uniformity (n=6): 0.300 at step 50, 1.300 at step 300" in rest
   for figure in ("fmnist_subset_p_target.png", "fmnist_subset_rho_hat.png"):
     assert (tmp_path / figure).stat().st_size > 0
+
+
+def test_a_run_stopped_before_its_last_step_writes_no_record(tmp_path, monkeypatch):
+  """The trainer exits 0 after saving when stopped (Ctrl-C, SIGTERM): the
+  campaign must not record that run as finished."""
+  table = campaign.Table("experiments/configs/smoke.py", {"softmax": {}}, paper="none")
+  monkeypatch.setitem(campaign.TABLES, "t", table)
+  monkeypatch.setenv("MARGIN_JAX_CAMPAIGN_DIR", str(tmp_path / "work"))
+
+  def stopped_at_step_3(argv, **kwargs):
+    workdir = tmp_path / "work" / "t__softmax__s0"
+    (workdir / "metrics.jsonl").write_text(json.dumps({"step": 3, "test_error": 0.5}) + "\n")
+
+  monkeypatch.setattr(campaign.subprocess, "run", stopped_at_step_3)
+  with pytest.raises(RuntimeError, match="t__softmax__s0 stopped at step 3 of 6; no record"):
+    campaign.train_run("t", "softmax", 0, runs_dir=tmp_path / "runs")
+  assert not records.path("t", "softmax", 0, tmp_path / "runs").exists()

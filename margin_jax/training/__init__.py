@@ -7,6 +7,7 @@ from margin_jax.training.objectives import LOSSES
 from margin_jax.training.objectives import Objective
 from margin_jax.training.objectives import get_objective
 from margin_jax.training.train import NonFiniteLossError
+from margin_jax.training.train import TrainingInterrupted
 from margin_jax.training.train import TrainState
 from margin_jax.training.train import train_and_evaluate
 
@@ -14,6 +15,7 @@ __all__ = [
   "ConfigMismatchError",
   "LOSSES",
   "NonFiniteLossError",
+  "TrainingInterrupted",
   "Objective",
   "TrainState",
   "TrainedRun",

@@ -53,6 +53,10 @@ class NonFiniteLossError(FloatingPointError):
   """The training loss became NaN or infinite."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+  """Training was interrupted (Ctrl-C); its message names the checkpoint to resume from."""
+
+
 def create_model(config, num_classes: int) -> models.MarginNet:
   return models.margin_net(
     config.model,
@@ -216,6 +220,8 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
     NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is
       kept.
     ConfigMismatchError: resuming with a config other than the checkpoint's.
+    TrainingInterrupted: Ctrl-C (KeyboardInterrupt); the last completed
+      step is saved first (one process), so ``resume=True`` continues there.
   """
   dataset = load_dataset(config)
   train_images, train_labels = dataset["train"]
@@ -240,6 +246,12 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
         "continue that run or use a new workdir"
       )
     state = checkpointer.restore(place.restore_target(state))
+    if jax.process_index() == 0:
+      print(
+        f"resuming from step {int(state.step)} of {config.num_train_steps} "
+        f"({workdir}/checkpoints/{checkpointer.latest_step()})",
+        flush=True,
+      )
   start_step = int(state.step)
 
   p_train = place.parallelize(
@@ -269,9 +281,11 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   # all-reduce's 40 s rendezvous): on the CPU each step runs to its end.
   on_cpu = jax.default_backend() == "cpu"
   start_time = time.time()
+  completed = start_step  # the last step whose update `state` holds
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
       state, metrics = p_train(state, place.put_batch(next(batches)))
+      completed = step
       if on_cpu:
         jax.block_until_ready(metrics)
       final = step == config.num_train_steps
@@ -293,6 +307,15 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
       progress.update(step, scalars)
       if save:
         checkpointer.save(step, place.for_checkpoint(state))
+  except KeyboardInterrupt:
+    # Ctrl-C: keep the work done (one process; several save collectively,
+    # which a signal to one of them cannot start).
+    if jax.process_count() == 1 and completed != checkpointer.latest_step():
+      checkpointer.save(completed, place.for_checkpoint(state))
+    raise TrainingInterrupted(
+      f"interrupted after step {completed}; the latest checkpoint is step "
+      f"{checkpointer.latest_step()} in {workdir}/checkpoints: continue with --resume"
+    ) from None
   finally:
     progress.close()
     writer.close()
