@@ -59,6 +59,7 @@ __all__ = (
   "roc_curve",
   "tar_at_far",
   "verification_accuracy",
+  "pca_fold_scores",
 )
 
 
@@ -521,14 +522,15 @@ def equal_error_rate(scores: ArrayLike, same: ArrayLike) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("num_folds",))
-def _fold_accuracies(scores, same, fold_of_pair, *, num_folds: int):
-  n = scores.shape[0]
-  order = jnp.argsort(scores)[::-1]
-  s, y, fold = scores[order], same[order], fold_of_pair[order]
-  _, end = _sorted_with_group_ends(scores)
+def _fold_accuracies(fold_scores, same, fold_of_pair, *, num_folds: int):
+  n = fold_scores.shape[1]
   positions = jnp.arange(n)
 
   def one_fold(k):
+    scores = fold_scores[k]
+    order = jnp.argsort(scores)[::-1]
+    s, y, fold = scores[order], same[order], fold_of_pair[order]
+    _, end = _sorted_with_group_ends(scores)
     train = fold != k
     tp = jnp.cumsum(y & train)
     fp = jnp.cumsum(~y & train)
@@ -551,14 +553,37 @@ def _fold_accuracies(scores, same, fold_of_pair, *, num_folds: int):
   return lax.map(one_fold, jnp.arange(num_folds))
 
 
+def _fold_of_pair(num_pairs: int, num_folds: int, folds) -> tuple[np.ndarray, int]:
+  """Each pair's fold: ``folds`` as given (ints 0..K-1), else ``num_folds``
+  consecutive folds like ``numpy.array_split``."""
+  if folds is not None:
+    folds = np.asarray(folds)
+    if folds.shape != (num_pairs,) or not np.issubdtype(folds.dtype, np.integer):
+      raise ValueError(
+        f"folds must be ints of shape ({num_pairs},), got {folds.dtype} {folds.shape}."
+      )
+    num_folds = int(folds.max()) + 1 if num_pairs else 0
+    if folds.min() < 0 or len(np.unique(folds)) != num_folds or num_folds < 2:
+      raise ValueError(
+        f"folds must number at least 2 folds 0..K-1, each used; got {np.unique(folds)}."
+      )
+    return folds, num_folds
+  if not 2 <= int(num_folds) <= num_pairs:
+    raise ValueError(f"num_folds must be in [2, num_pairs]=[2, {num_pairs}], got {num_folds}.")
+  num_folds = int(num_folds)
+  sizes = [len(part) for part in np.array_split(np.arange(num_pairs), num_folds)]
+  return np.repeat(np.arange(num_folds), sizes), num_folds
+
+
 def verification_accuracy(
-  scores: ArrayLike, same: ArrayLike, *, num_folds: int = 10
+  scores: ArrayLike, same: ArrayLike, *, num_folds: int = 10, folds: ArrayLike | None = None
 ) -> tuple[jax.Array, jax.Array]:
   """LFW-protocol accuracy: threshold picked on 9 folds, tested on the 10th.
 
   The pairs, in the given order, are split into ``num_folds`` consecutive
   folds (sizes differ by at most one, the larger first, like
-  ``numpy.array_split``). For each fold, the threshold is chosen to maximise
+  ``numpy.array_split``), or into the given ``folds`` (e.g. LFW's own, from
+  its ``pairs.txt``). For each fold, the threshold is chosen to maximise
   the accuracy on the other folds, over every candidate: the sorted unique
   training scores (accept ``score >= t``) and "accept nothing"; among equally
   accurate candidates the highest threshold wins. On the held-out fold the
@@ -568,9 +593,13 @@ def verification_accuracy(
   ``scores`` and ``same``.
 
   Args:
-    scores: ``[num_pairs]`` pair similarities.
+    scores: ``[num_pairs]`` pair similarities, or ``[num_folds, num_pairs]``:
+      fold k's own scores in row k (e.g. after a PCA fitted on the other
+      folds, `pca_fold_scores`).
     same: ``[num_pairs]`` booleans, True for a genuine pair.
-    num_folds: number of folds, ``2 <= num_folds <= num_pairs``.
+    num_folds: number of folds, ``2 <= num_folds <= num_pairs`` (ignored
+      when ``folds`` is given).
+    folds: optional ``[num_pairs]`` ints 0..K-1, each pair's fold.
 
   Returns:
     ``(mean, std)`` of the per-fold accuracies (population std, ``ddof=0``).
@@ -586,12 +615,67 @@ def verification_accuracy(
     Recognition in Unconstrained Environments, UMass TR 07-49, 2007 (the
     10-fold "View 2" protocol).
   """
-  scores, same = _check_pairs(scores, same)
-  n = scores.shape[0]
-  if not 2 <= int(num_folds) <= n:
-    raise ValueError(f"num_folds must be in [2, num_pairs]=[2, {n}], got {num_folds}.")
-  num_folds = int(num_folds)
-  sizes = [len(part) for part in np.array_split(np.arange(n), num_folds)]
-  fold_of_pair = jnp.asarray(np.repeat(np.arange(num_folds), sizes))
-  accuracies = _fold_accuracies(scores, same, fold_of_pair, num_folds=num_folds)
+  scores = jnp.asarray(scores)
+  per_fold = scores.ndim == 2
+  flat, same = _check_pairs(scores[0] if per_fold else scores, same)
+  fold_of_pair, num_folds = _fold_of_pair(flat.shape[0], num_folds, folds)
+  if per_fold:
+    if scores.shape != (num_folds, flat.shape[0]):
+      raise ValueError(
+        f"per-fold scores must have shape (num_folds, num_pairs) = ({num_folds}, "
+        f"{flat.shape[0]}), got {scores.shape}."
+      )
+    fold_scores = scores.astype(flat.dtype)
+  else:
+    fold_scores = jnp.broadcast_to(flat, (num_folds, flat.shape[0]))
+  accuracies = _fold_accuracies(fold_scores, same, jnp.asarray(fold_of_pair), num_folds=num_folds)
   return jnp.mean(accuracies), jnp.std(accuracies)
+
+
+def pca_fold_scores(
+  a: ArrayLike,
+  b: ArrayLike,
+  *,
+  dim: int,
+  num_folds: int = 10,
+  folds: ArrayLike | None = None,
+) -> jax.Array:
+  """Cosine scores of the pairs ``(a[p], b[p])`` after a PCA fitted on the other folds.
+
+  For fold k, the mean and the top ``dim`` principal directions are fitted
+  on the embeddings of every pair outside fold k (both members), all pairs
+  are projected on them and scored by cosine similarity: row k of the result
+  is fold k's scores for `verification_accuracy` (the held-out fold never
+  enters its own PCA). L-Softmax (Sec. 5.4) and Noisy Softmax evaluate LFW
+  with PCA on the features.
+
+  Args:
+    a: ``[num_pairs, d]`` embeddings of the pairs' first members.
+    b: ``[num_pairs, d]`` embeddings of the second members.
+    dim: the number of principal directions kept, ``1 <= dim <= d``.
+    num_folds: consecutive folds, as `verification_accuracy`.
+    folds: optional ``[num_pairs]`` fold of each pair.
+
+  Returns:
+    ``[num_folds, num_pairs]`` scores.
+  """
+  a, b = jnp.asarray(a), jnp.asarray(b)
+  if a.ndim != 2 or a.shape != b.shape:
+    raise ValueError(f"a and b must be [num_pairs, d] alike, got {a.shape} and {b.shape}.")
+  if not 1 <= int(dim) <= a.shape[1]:
+    raise ValueError(f"dim must be in [1, d]=[1, {a.shape[1]}], got {dim}.")
+  fold_of_pair, num_folds = _fold_of_pair(a.shape[0], num_folds, folds)
+  dtype = numerics.compute_dtype(a.dtype)
+  a, b = a.astype(dtype), b.astype(dtype)
+
+  def fold_scores(k):
+    train = jnp.asarray(fold_of_pair) != k
+    weight = jnp.concatenate([train, train]).astype(dtype)[:, None]
+    both = jnp.concatenate([a, b])
+    mean = jnp.sum(weight * both, 0) / jnp.sum(weight)
+    centred = (both - mean) * weight
+    _, _, directions = jnp.linalg.svd(centred, full_matrices=False)
+    project = lambda x: (x - mean) @ directions[: int(dim)].T
+    return cosine_scores(project(a), project(b))
+
+  return lax.map(fold_scores, jnp.arange(num_folds))

@@ -236,12 +236,18 @@ def np_eer(scores, same):
   raise AssertionError("no crossing")
 
 
-def np_verification_accuracy(scores, same, num_folds):
-  n = len(scores)
+def np_verification_accuracy(scores, same, num_folds, folds=None):
+  """``scores`` [n] or fold k's own scores in row k of [num_folds, n]."""
+  n = same.shape[0]
+  if folds is None:
+    folds = np.repeat(
+      np.arange(num_folds), [len(p) for p in np.array_split(np.arange(n), num_folds)]
+    )
   accuracies = []
-  for test in np.array_split(np.arange(n), num_folds):
-    train = np.setdiff1d(np.arange(n), test)
-    s, y = scores[train], same[train]
+  for k in range(int(folds.max()) + 1):
+    fold_scores = scores[k] if scores.ndim == 2 else scores
+    test, train = np.flatnonzero(folds == k), np.flatnonzero(folds != k)
+    s, y = fold_scores[train], same[train]
     candidates = np.unique(s)[::-1]  # highest first: ties go to the higher one
     best_correct, boundary = np.sum(~y), np.inf  # accept nothing
     for j, t in enumerate(candidates):
@@ -249,8 +255,22 @@ def np_verification_accuracy(scores, same, num_folds):
       if correct > best_correct:
         best_correct = correct
         boundary = (t + candidates[j + 1]) / 2 if j + 1 < len(candidates) else -np.inf
-    accuracies.append(np.mean((scores[test] > boundary) == same[test]))
+    accuracies.append(np.mean((fold_scores[test] > boundary) == same[test]))
   return np.mean(accuracies), np.std(accuracies)
+
+
+def np_pca_fold_scores(a, b, folds, dim):
+  """Fold k: mean and top ``dim`` eigenvectors of the covariance of the other
+  folds' embeddings (float64 eigh), then cosine scores of the projections."""
+  rows = []
+  for k in range(int(folds.max()) + 1):
+    both = np.concatenate([a[folds != k], b[folds != k]]).astype(np.float64)
+    mean = both.mean(0)
+    _, vectors = np.linalg.eigh((both - mean).T @ (both - mean))
+    top = vectors[:, ::-1][:, :dim]
+    pa, pb = (a - mean) @ top, (b - mean) @ top
+    rows.append(np.sum(pa * pb, 1) / np.linalg.norm(pa, axis=1) / np.linalg.norm(pb, axis=1))
+  return np.array(rows)
 
 
 def random_pairs(seed, n=203, ties=False):
@@ -474,3 +494,35 @@ def test_docstring_examples():
   result = doctest.testmod(metrics, optionflags=doctest.NORMALIZE_WHITESPACE)
   assert result.attempted >= 15
   assert result.failed == 0
+
+
+def test_verification_with_given_folds_and_pca_matches_numpy(float64):
+  """LFW's own folds (pairs.txt) and a PCA fitted on the other folds
+  (L-Softmax, Noisy Softmax), against a float64 NumPy reference."""
+  rng = np.random.default_rng(3)
+  n, d = 120, 6
+  same = rng.random(n) < 0.5
+  a = rng.normal(size=(n, d))
+  b = np.where(same[:, None], a + 0.8 * rng.normal(size=(n, d)), rng.normal(size=(n, d)))
+  folds = rng.permutation(np.arange(n) % 4)
+  scores = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+  mean, std = metrics.verification_accuracy(scores, same, folds=folds)
+  np.testing.assert_allclose([mean, std], np_verification_accuracy(scores, same, 4, folds))
+  per_fold = metrics.pca_fold_scores(a, b, dim=3, folds=folds)
+  want = np_pca_fold_scores(a, b, folds, 3)
+  np.testing.assert_allclose(per_fold, want, rtol=1e-9, atol=1e-9)
+  mean, std = metrics.verification_accuracy(per_fold, same, folds=folds)
+  np.testing.assert_allclose([mean, std], np_verification_accuracy(want, same, 4, folds))
+  # Consecutive folds by default, as for the plain scores.
+  np.testing.assert_allclose(
+    metrics.pca_fold_scores(a, b, dim=3, num_folds=4),
+    np_pca_fold_scores(a, b, np.repeat(np.arange(4), 30), 3),
+    rtol=1e-9,
+    atol=1e-9,
+  )
+  with pytest.raises(ValueError, match="per-fold scores must have shape"):
+    metrics.verification_accuracy(per_fold[:3], same, folds=folds)
+  with pytest.raises(ValueError, match="folds must number at least 2 folds"):
+    metrics.verification_accuracy(scores, same, folds=np.zeros(n, int))
+  with pytest.raises(ValueError, match="dim must be in"):
+    metrics.pca_fold_scores(a, b, dim=7)
