@@ -282,6 +282,14 @@ def test_restore_a_workdir_and_use_the_model(tiny_mnist, tmp_path, loss, mesh_sh
   embeddings = run.embed(images)
   assert embeddings.shape == (len(images), 16)
   np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+  # insightface's flip test: an image and its mirror embed alike, summed.
+  mirrored = images[:, :, ::-1]
+  features = run.outputs(images)["features"] + run.outputs(mirrored)["features"]
+  want = features / np.linalg.norm(features, axis=1, keepdims=True)
+  np.testing.assert_allclose(run.embed(images, flip=True), want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    run.embed(images, flip=True), run.embed(mirrored, flip=True), atol=1e-5
+  )
   with pytest.raises(FileNotFoundError, match="No checkpoint"):
     training.restore(str(tmp_path / "empty"))
 

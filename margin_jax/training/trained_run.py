@@ -59,9 +59,17 @@ class TrainedRun:
     ]
     return {**parts[0], "features": jnp.concatenate([p["features"] for p in parts])}
 
-  def embed(self, images, *, batch_size: int = 1000) -> jax.Array:
-    """Unit-length embeddings ``[N, d]`` (compare them by cosine similarity)."""
-    return models.embeddings(self.outputs(images, batch_size=batch_size)["features"])
+  def embed(self, images, *, batch_size: int = 1000, flip: bool = False) -> jax.Array:
+    """Unit-length embeddings ``[N, d]`` (compare them by cosine similarity).
+
+    ``flip``: the embedding of an image is the sum of the features of the
+    image and of its horizontal mirror, then L2-normalised (insightface's
+    face-verification evaluation)."""
+    features = self.outputs(images, batch_size=batch_size)["features"]
+    if flip:
+      mirrored = np.asarray(images)[:, :, ::-1]  # [N, H, W, C]: W reversed
+      features = features + self.outputs(mirrored, batch_size=batch_size)["features"]
+    return models.embeddings(features)
 
   def logits(self, images, *, batch_size: int = 1000) -> jax.Array:
     """The logits ``[N, C]`` the run's loss classifies with."""
