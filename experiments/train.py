@@ -9,7 +9,6 @@ multi-host run start one process per host with ``--coordinator_address``,
 ``--num_processes`` and ``--process_id``; each process reads its own shard.
 """
 
-import signal
 import sys
 
 from absl import app
@@ -34,8 +33,6 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from margin_jax.training import devices  # imports jax
 
-  # SIGTERM (a scheduler's stop) as Ctrl-C: the trainer saves, then stops.
-  signal.signal(signal.SIGTERM, signal.default_int_handler)
   if _COORDINATOR.value:
     devices.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from margin_jax import training

@@ -65,40 +65,39 @@ def test_campaign_help():
   assert output.startswith("usage: python -m experiments.campaign") and "{run,list}" in output
 
 
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
-def test_a_stopped_run_saves_and_resume_says_where(prepared, tmp_path, stop):
-  """Ctrl-C or SIGTERM during training saves the last completed step and
-  exits 0 with one line saying where; --resume then says which step it
-  continues from."""
-  workdir = tmp_path / "stopped"
-  run_control = ["--config.num_train_steps=100000", "--config.checkpoint_every_steps=100000"]
-  command = [sys.executable, "-m", "experiments.train", "--config", "experiments/configs/smoke.py"]
+def _train_until(command, env, step, stop):
+  """Runs ``command`` until it logs ``step``, then sends it the signal ``stop``;
+  returns its standard output (the lines read and the rest) and exit status."""
   process = subprocess.Popen(
-    [*command, "--workdir", str(workdir), *run_control, "--config.eval_every_steps=100000"],
-    cwd=ROOT,
-    env=prepared[1],
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
+    command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
   )
-  for line in process.stdout:  # train until the third logged step, then stop it
-    if line.startswith("step 3/"):
+  lines = []
+  for line in process.stdout:
+    lines.append(line)
+    if re.match(rf"step {step}/", line):
       process.send_signal(stop)
       break
   stdout, stderr = process.communicate(timeout=120)
   assert process.returncode == 0, stderr[-4000:]
-  (last,) = stdout.splitlines()[-1:]
-  saved = int(re.fullmatch(r"interrupted after step (\d+); .*: continue with --resume", last)[1])
-  assert saved >= 3 and (workdir / "checkpoints" / str(saved)).is_dir()
-  assert f"the latest checkpoint is step {saved} in {workdir}/checkpoints" in last
-  output = python_m(
-    "experiments.train",
-    "--config",
-    "experiments/configs/smoke.py",
-    "--workdir",
-    workdir,
-    f"--config.num_train_steps={saved + 1}",
-    "--resume",
-    env=prepared[1],
-  )
-  assert output.startswith(f"resuming from step {saved} of {saved + 1} ")
+  return "".join(lines) + stdout
+
+
+def test_a_stopped_run_saves_and_resume_says_where(prepared, tmp_path):
+  """Ctrl-C, then SIGTERM after --resume: each saves the last completed step
+  and exits 0 with one line saying where; --resume says where it continues."""
+  workdir = tmp_path / "stopped"
+  command = [
+    *(sys.executable, "-m", "experiments.train", "--config", "experiments/configs/smoke.py"),
+    *("--workdir", str(workdir), "--config.num_train_steps=100000"),
+    *("--config.checkpoint_every_steps=100000", "--config.eval_every_steps=100000"),
+  ]
+  said = r"interrupted after step (\d+); the latest checkpoint is step \1 in (.*): continue with --resume"
+  first = _train_until(command, prepared[1], 3, signal.SIGINT)
+  saved = re.fullmatch(said, first.splitlines()[-1])
+  assert saved and saved[2] == f"{workdir}/checkpoints", first[-2000:]
+  assert int(saved[1]) >= 3 and (workdir / "checkpoints" / saved[1]).is_dir()
+  second = _train_until([*command, "--resume"], prepared[1], int(saved[1]) + 2, signal.SIGTERM)
+  assert second.startswith(f"resuming from step {saved[1]} of 100000 "), second[:2000]
+  again = re.fullmatch(said, second.splitlines()[-1])
+  assert again and int(again[1]) >= int(saved[1]) + 2
+  assert (workdir / "checkpoints" / again[1]).is_dir()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -207,6 +209,38 @@ def evaluate(p_eval, state, config, images, labels, place) -> float:
   return 1.0 - float(correct) / float(count)
 
 
+class _StopRequests:
+  """Notes Ctrl-C (SIGINT) and SIGTERM while it is open (main thread only):
+  the loop acts on them between steps, since a step's input state is donated
+  to it and cannot be saved half-way through."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      for number in (signal.SIGINT, signal.SIGTERM):
+        self._previous[number] = signal.signal(number, self._note)
+
+  def _note(self, number, frame):
+    self.requested = True
+
+  def close(self) -> None:
+    for number, handler in self._previous.items():
+      signal.signal(number, handler)
+
+
+def _stop(step, state, checkpointer, place, workdir):
+  """Saves ``step`` (unless it is the latest checkpoint) and raises
+  `TrainingInterrupted`. One process only: several save collectively, which
+  a signal to one of them cannot start; they stop at their last checkpoint."""
+  if jax.process_count() == 1 and step != checkpointer.latest_step():
+    checkpointer.save(step, place.for_checkpoint(state))
+  raise TrainingInterrupted(
+    f"interrupted after step {step}; the latest checkpoint is step "
+    f"{checkpointer.latest_step()} in {workdir}/checkpoints: continue with --resume"
+  )
+
+
 def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   """Trains ``config`` in ``workdir`` and returns the final host train state.
 
@@ -220,8 +254,9 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
     NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is
       kept.
     ConfigMismatchError: resuming with a config other than the checkpoint's.
-    TrainingInterrupted: Ctrl-C (KeyboardInterrupt); the last completed
-      step is saved first (one process), so ``resume=True`` continues there.
+    TrainingInterrupted: Ctrl-C (SIGINT) or SIGTERM during training; the
+      step in progress completes and is saved first (one process), so
+      ``resume=True`` continues there.
   """
   dataset = load_dataset(config)
   train_images, train_labels = dataset["train"]
@@ -281,13 +316,14 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   # all-reduce's 40 s rendezvous): on the CPU each step runs to its end.
   on_cpu = jax.default_backend() == "cpu"
   start_time = time.time()
-  completed = start_step  # the last step whose update `state` holds
+  stop = _StopRequests()
   try:
     for step in range(start_step + 1, config.num_train_steps + 1):
       state, metrics = p_train(state, place.put_batch(next(batches)))
-      completed = step
       if on_cpu:
         jax.block_until_ready(metrics)
+      if stop.requested:
+        _stop(step, state, checkpointer, place, workdir)
       final = step == config.num_train_steps
       save = final or step % config.checkpoint_every_steps == 0
       evaluate_now = final or step % config.eval_every_steps == 0
@@ -307,16 +343,8 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
       progress.update(step, scalars)
       if save:
         checkpointer.save(step, place.for_checkpoint(state))
-  except KeyboardInterrupt:
-    # Ctrl-C: keep the work done (one process; several save collectively,
-    # which a signal to one of them cannot start).
-    if jax.process_count() == 1 and completed != checkpointer.latest_step():
-      checkpointer.save(completed, place.for_checkpoint(state))
-    raise TrainingInterrupted(
-      f"interrupted after step {completed}; the latest checkpoint is step "
-      f"{checkpointer.latest_step()} in {workdir}/checkpoints: continue with --resume"
-    ) from None
   finally:
+    stop.close()
     progress.close()
     writer.close()
     checkpointer.close()
