@@ -24,6 +24,7 @@ PACKAGES = (
   "margin_jax.models",
   "margin_jax.models.nnx_heads",
   "margin_jax.data",
+  "margin_jax.data.faces",
 )
 
 

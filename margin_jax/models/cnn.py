@@ -139,17 +139,26 @@ ARCHITECTURES = {
 
 def conv_net(
   name: str, *, width: float = 1.0, feature_dim: int | None = None, bn_axis_name: str | None = None
-) -> ConvNet:
-  """Builds the network ``name`` of :data:`ARCHITECTURES`.
+) -> nn.Module:
+  """Builds the network ``name`` of :data:`ARCHITECTURES` or of
+  :data:`~margin_jax.models.FACE_NETS` (built by
+  :func:`~margin_jax.models.face_net`): every backbone name resolves here.
 
   Args:
-    name: e.g. ``"lsoftmax_cifar10"`` (L-Softmax Table 1, CIFAR10 column).
+    name: e.g. ``"lsoftmax_cifar10"`` (L-Softmax Table 1, CIFAR10 column) or
+      ``"iresnet50"``.
     width: filter multiplier (Virtual Softmax's t; < 1 for CPU-scaled runs).
     feature_dim: overrides the table's feature width when given.
     bn_axis_name: pmap axis for synchronised batch norm.
   """
+  # Imported here: face_nets imports PReLU from this module.
+  from margin_jax.models import face_nets
+
+  if name in face_nets.FACE_NETS:
+    return face_nets.face_net(name, width=width, feature_dim=feature_dim, bn_axis_name=bn_axis_name)
   if name not in ARCHITECTURES:
-    raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(ARCHITECTURES)}")
+    names = sorted([*ARCHITECTURES, *face_nets.FACE_NETS])
+    raise ValueError(f"unknown architecture {name!r}; expected one of {names}")
   stages, dim, window, last_pool = ARCHITECTURES[name]
   return ConvNet(
     stages=stages,

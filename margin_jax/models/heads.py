@@ -157,7 +157,8 @@ class ClassifierHead(nn.Module):
 
 
 class MarginNet(nn.Module):
-  """A paper CNN (:class:`~margin_jax.models.cnn.ConvNet`) plus its head.
+  """A backbone (a paper CNN, :class:`~margin_jax.models.cnn.ConvNet`, or a face
+  network, :func:`~margin_jax.models.face_net`) plus its head.
 
   ``__call__(images, labels=None, *, train)`` returns a dict with
   ``"features"`` ``[B, d]``, ``"weights"`` ``[d, C]`` or ``[V, d, C]`` and,
@@ -185,7 +186,8 @@ def margin_net(
   axis_name: str | None = None,
   class_axis: str | None = None,
 ) -> MarginNet:
-  """Builds ``MarginNet`` from an :data:`~margin_jax.models.cnn.ARCHITECTURES` name.
+  """Builds ``MarginNet`` from an :data:`~margin_jax.models.cnn.ARCHITECTURES` or
+  :data:`~margin_jax.models.FACE_NETS` name (``"iresnet50"``).
 
   ``axis_name`` synchronises batch norm and center updates across devices;
   ``class_axis`` names the mesh axis the head's classes are split over.
