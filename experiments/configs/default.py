@@ -28,7 +28,7 @@ def get_config():
   config.train_fraction = 1.0  # class-balanced subset (Noisy Sec 5.4)
   config.label_noise = 0.0  # flipped label rate (Kobayashi Table 3b)
 
-  # Model (margin_jax.models.ARCHITECTURES).
+  # Model (margin_jax.models.ARCHITECTURES, or FACE_NETS: experiments/configs/face.py).
   config.model = "lsoftmax_mnist"
   config.width = 1.0  # filter multiplier (Virtual Softmax's t; <1 on CPU)
   config.feature_dim = 0  # 0 = the table's feature width

@@ -13,6 +13,7 @@ from margin_jax.data.load import load_arrays
 from margin_jax.data.load import load_dataset
 from margin_jax.data.pipeline import endless_train_batches
 from margin_jax.data.pipeline import eval_batches
+from margin_jax.data.pipeline import source_train_batches
 from margin_jax.data.pipeline import train_batches
 from margin_jax.data.transforms import center_crop
 from margin_jax.data.transforms import cifar_augment
@@ -38,6 +39,7 @@ __all__ = (
   "load_arrays",
   "load_dataset",
   "pixel_mean",
+  "source_train_batches",
   "pollute_labels",
   "random_crop",
   "subtract_mean",

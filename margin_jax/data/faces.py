@@ -612,6 +612,30 @@ def load_lfw_pairs(pairs_txt, image_dir) -> tuple[np.ndarray, np.ndarray, np.nda
   return images, np.array(same, bool), folds.astype(np.int64)
 
 
+def open_source(path):
+  """The training set at ``path``: a `RecordIODataset` for a ``.rec`` file or
+  its prefix (``PREFIX.rec`` beside it), else a `FolderDataset`."""
+  path = pathlib.Path(path)
+  if path.suffix == ".rec":
+    return RecordIODataset(path.with_suffix(""))
+  if path.with_name(path.name + ".rec").is_file():
+    return RecordIODataset(path)
+  return FolderDataset(path)
+
+
+def load_pairs(path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+  """A verification set by its file: ``(images [2N, H, W, 3], same [N],
+  folds [N] or None)``. A ``.bin`` is `load_bin`'s (no folds of its own:
+  10 consecutive folds, as insightface evaluates it); a ``.txt`` is LFW's
+  ``pairs.txt`` with its person folders beside it (`load_lfw_pairs`)."""
+  path = pathlib.Path(path)
+  if path.suffix == ".bin":
+    return (*load_bin(path), None)
+  if path.suffix == ".txt":
+    return load_lfw_pairs(path, path.parent)
+  raise ValueError(f"{path}: expected a .bin verification set or an LFW pairs .txt file.")
+
+
 def main(argv=None) -> None:
   """Parses the command line and packs a folder or describes a folder, pack or ``.bin``."""
   parser = argparse.ArgumentParser(

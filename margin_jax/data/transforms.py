@@ -22,7 +22,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-RECIPES = ("none", "mean", "cifar_plus", "noisy_crop")
+RECIPES = ("none", "mean", "cifar_plus", "noisy_crop", "face")
 NOISY_CROP_SIZE = 30  # [Noisy] Sec. 6.3.
 CIFAR_PAD = 4  # [L-Softmax] Sec. 5.2, after Lee et al. (2015).
 
@@ -108,22 +108,24 @@ def random_crop(key, x, size: int) -> jax.Array:
   return _gather_crops(x, top, left, (size, size))
 
 
-def center_crop(x, size: int) -> jax.Array:
-  """The central ``size x size`` crop, the test view of `random_crop`.
+def center_crop(x, size):
+  """The central ``size x size`` (or ``h x w`` for ``size=(h, w)``) crop, the
+  test view of `random_crop`; a NumPy array stays one.
 
   Args:
     x: ``[..., H, W, C]``.
-    size: the crop's side; for odd margins the extra row/column is cut at the
-      bottom/right.
+    size: the crop's side, or its ``(height, width)``; for odd margins the
+      extra row/column is cut at the bottom/right.
 
   Returns:
-    ``[..., size, size, C]``.
+    ``[..., h, w, C]``.
   """
   height, width = x.shape[-3:-1]
-  if size > min(height, width):
-    raise ValueError(f"size={size} exceeds the image size {height}x{width}.")
-  top, left = (height - size) // 2, (width - size) // 2
-  return x[..., top : top + size, left : left + size, :]
+  h, w = (size, size) if isinstance(size, int) else size
+  if h > height or w > width:
+    raise ValueError(f"crop {h}x{w} exceeds the image size {height}x{width}.")
+  top, left = (height - h) // 2, (width - w) // 2
+  return x[..., top : top + h, left : left + w, :]
 
 
 @jax.jit
@@ -166,6 +168,9 @@ def preprocess(key, images, *, recipe: str, mean=None, train: bool) -> jax.Array
       test view is the plain 32x32 image ([L-Softmax] Sec. 5.2, [EM] Sec. 4.1).
     * ``"noisy_crop"``: ``"mean"``, then a random 30x30 crop when training and
       the centre 30x30 crop for test ([Noisy] Sec. 6.3).
+    * ``"face"``: ``(x - 127.5) / 127.5`` per pixel, and a random horizontal
+      flip (probability 1/2 per image) when training (insightface's
+      ``Normalize(0.5, 0.5)`` and ``RandomHorizontalFlip``); no mean needed.
 
   Args:
     key: a PRNG key; unused (may be None) unless ``train`` and the recipe is
@@ -191,6 +196,12 @@ def preprocess(key, images, *, recipe: str, mean=None, train: bool) -> jax.Array
     raise ValueError(f"Unknown recipe {recipe!r}; expected one of {RECIPES}.")
   x = to_float(images)
   if recipe == "none":
+    return x
+  if recipe == "face":
+    x = (x - 0.5) / 0.5
+    if train:
+      flip = jax.random.bernoulli(key, 0.5, x.shape[:1])
+      x = jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
     return x
   if mean is None:
     raise ValueError(f"Recipe {recipe!r} needs the training-set mean; got None.")

@@ -18,6 +18,7 @@ RUN_CONTROL_FIELDS = frozenset(
     "keep_checkpoints",
     "data_dir",
     "mesh_shape",  # a checkpoint restores onto any mesh or device count
+    "val_pairs",  # what is evaluated, not what is trained
   }
 )
 

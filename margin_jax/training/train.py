@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import functools
 import math
+import pathlib
 import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,10 +32,12 @@ from jax.sharding import PartitionSpec
 from margin_jax import data
 from margin_jax import models
 from margin_jax import sharding
+from margin_jax.data import faces
 from margin_jax.data import transforms
 from margin_jax.training import devices
 from margin_jax.training import logs
 from margin_jax.training import objectives
+from margin_jax.training import verification
 from margin_jax.training import optim
 from margin_jax.training.checkpoint import Checkpointer
 
@@ -186,6 +189,83 @@ def load_dataset(config) -> dict:
   )
 
 
+class TrainingData(NamedTuple):
+  """What a run trains and evaluates on.
+
+  Attributes:
+    num_classes: the classes (identities) of the training set.
+    sample: uint8 ``[1, H, W, C]``, a training image as the model takes it.
+    mean: the per-pixel training mean its recipe subtracts (``None`` for the
+      ``"none"`` and ``"face"`` recipes).
+    test: ``(images, labels)`` scored for test error, or ``None``.
+    batches: ``(start_step, num_devices) -> iterator`` of the training
+      batches from ``start_step`` on (`margin_jax.data` batch dicts).
+    arrays: `load_dataset`'s dict for an in-memory dataset, else ``None``.
+    described: what was read, e.g. ``train_data: 490,623 images, 10,575
+      identities`` (face data; the trainer prints it).
+  """
+
+  num_classes: int
+  sample: np.ndarray
+  mean: np.ndarray | None
+  test: tuple | None
+  batches: Callable
+  arrays: dict | None
+  described: str = ""
+
+
+def training_data(config) -> TrainingData:
+  """The config's data: ``config.train_data`` (face data, read as it trains:
+  `margin_jax.data.faces.open_source`, `margin_jax.data.source_train_batches`)
+  if set, else ``config.dataset`` in memory (`load_dataset`)."""
+  common = dict(
+    batch_size=config.batch_size,
+    seed=config.seed,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+  if config.preprocess == "face" and not config.get("train_data"):
+    raise ValueError("the face protocol trains on face data: set --config.train_data=PATH.")
+  if config.get("train_data"):
+    source = faces.open_source(config.train_data)
+    crop = input_crop(config)
+    sample = transforms.center_crop(source[0][0][None], crop) if crop else source[0][0][None]
+    batches = functools.partial(
+      data.source_train_batches, source, num_steps=config.num_train_steps, crop_to=crop, **common
+    )
+    return TrainingData(
+      source.num_classes,
+      sample,
+      None,
+      None,
+      lambda start, n: batches(start_step=start, num_devices=n),
+      None,
+      f"train_data: {source.num_images:,} images, {source.num_classes:,} identities",
+    )
+  dataset = load_dataset(config)
+  images, labels = dataset["train"]
+  mean = None if config.preprocess == "none" else np.asarray(transforms.pixel_mean(images))
+  batches = functools.partial(data.endless_train_batches, images, labels, **common)
+  return TrainingData(
+    dataset["num_classes"],
+    images[:1],
+    mean,
+    dataset["test"],
+    lambda start, n: batches(start_step=start, num_devices=n),
+    dataset,
+  )
+
+
+# The input a face network takes when it is not its data's (SphereFace-20:
+# 112x96, the central crop of a 112x112 face).
+_FACE_INPUT = {"sphereface20": (112, 96)}
+
+
+def input_crop(config) -> tuple[int, int] | None:
+  """The central crop ``(h, w)`` face images take for ``config.model``, or None."""
+  return _FACE_INPUT.get(config.model) if config.get("train_data") else None
+
+
 def placement(config, specs, num_classes: int):
   """`devices.MeshParallel` for a ``config.mesh_shape``, else `devices.DataParallel`."""
   if config.mesh_shape:
@@ -258,19 +338,19 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
       step in progress completes and is saved first (one process), so
       ``resume=True`` continues there.
   """
-  dataset = load_dataset(config)
-  train_images, train_labels = dataset["train"]
+  dataset = training_data(config)
+  if dataset.described and jax.process_index() == 0:
+    print(dataset.described, flush=True)
   objective = objectives.get_objective(config)
-  mean = np.asarray(transforms.pixel_mean(train_images))
-  preprocess = functools.partial(transforms.preprocess, recipe=config.preprocess, mean=mean)
+  preprocess = functools.partial(transforms.preprocess, recipe=config.preprocess, mean=dataset.mean)
 
-  model = create_model(config, dataset["num_classes"])
+  model = create_model(config, dataset.num_classes)
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   image_shape = jax.eval_shape(
-    lambda: preprocess(jax.random.key(0), train_images[:1], train=True)
+    lambda: preprocess(jax.random.key(0), dataset.sample, train=True)
   ).shape[1:]
   state, specs = create_train_state(config, model, image_shape, init_key)
-  place = placement(config, specs, dataset["num_classes"])
+  place = placement(config, specs, dataset.num_classes)
 
   checkpointer = Checkpointer(f"{workdir}/checkpoints", config)
   if checkpointer.latest_step() is not None:
@@ -300,17 +380,11 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   writer = logs.MetricWriter(workdir, start_step)
   progress = logs.Progress(config.num_train_steps, start_step)
   state = place.put_state(state)
-  batches = data.endless_train_batches(
-    train_images,
-    train_labels,
-    batch_size=config.batch_size,
-    num_devices=place.batch_devices(),
-    seed=config.seed,
-    start_step=start_step,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-  test_images, test_labels = dataset["test"]
+  batches = dataset.batches(start_step, place.batch_devices())
+  pair_files = [path for path in config.get("val_pairs", "").split(",") if path]
+  pairs = [faces.load_pairs(path) for path in pair_files]
+  pair_names = [pathlib.Path(path).stem for path in pair_files]
+  embed = verification.embedder(model, preprocess, crop_to=input_crop(config))
   # XLA:CPU's in-process collectives can deadlock when steps with collectives
   # queue back to back on a busy machine (a device thread missing the
   # all-reduce's 40 s rendezvous): on the CPU each step runs to its end.
@@ -336,8 +410,14 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
           f"stopping. The last good checkpoint is step "
           f"{checkpointer.latest_step()} in {workdir}/checkpoints."
         )
-      if evaluate_now:
-        scalars["test_error"] = evaluate(p_eval, state, config, test_images, test_labels, place)
+      if evaluate_now and dataset.test is not None:
+        scalars["test_error"] = evaluate(p_eval, state, config, *dataset.test, place)
+      if evaluate_now and pairs:
+        host = place.to_host(state)
+        variables = {"params": host.params, "batch_stats": host.batch_stats}
+        for name, (images, same, folds) in zip(pair_names, pairs):
+          numbers = verification.report(embed(variables, images), same, folds)
+          scalars.update({f"{name}_{k}": v for k, v in numbers.items()})
       scalars["wall_time"] = time.time() - start_time
       writer.write(step, scalars)
       progress.update(step, scalars)

@@ -21,6 +21,7 @@ from margin_jax import models
 from margin_jax.data import transforms
 from margin_jax.training import checkpoint
 from margin_jax.training import train
+from margin_jax.training import verification
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,8 +32,9 @@ class TrainedRun:
     config: the run's ``ConfigDict`` (run-control fields at their defaults).
     model: the :class:`margin_jax.models.MarginNet`.
     variables: ``{"params", "batch_stats"}`` of the latest checkpoint.
-    dataset: the run's data as it trained on it (`margin_jax.data.load_dataset`).
-    mean: the per-pixel training mean the preprocessing subtracts.
+    dataset: the run's data as it trained on it (`margin_jax.data.load_dataset`;
+      ``{"num_classes"}`` for face data, read from ``config.train_data``).
+    mean: the per-pixel training mean the preprocessing subtracts (or None).
     step: the checkpoint's step.
   """
 
@@ -64,12 +66,17 @@ class TrainedRun:
 
     ``flip``: the embedding of an image is the sum of the features of the
     image and of its horizontal mirror, then L2-normalised (insightface's
-    face-verification evaluation)."""
-    features = self.outputs(images, batch_size=batch_size)["features"]
+    face-verification evaluation, `margin_jax.training.verification`)."""
     if flip:
-      mirrored = np.asarray(images)[:, :, ::-1]  # [N, H, W, C]: W reversed
-      features = features + self.outputs(mirrored, batch_size=batch_size)["features"]
-    return models.embeddings(features)
+      return self._flip_embed(self.variables, images)
+    return models.embeddings(self.outputs(images, batch_size=batch_size)["features"])
+
+  @functools.cached_property
+  def _flip_embed(self):
+    preprocess = functools.partial(
+      transforms.preprocess, recipe=self.config.preprocess, mean=self.mean
+    )
+    return verification.embedder(self.model, preprocess, crop_to=train.input_crop(self.config))
 
   def logits(self, images, *, batch_size: int = 1000) -> jax.Array:
     """The logits ``[N, C]`` the run's loss classifies with."""
@@ -95,13 +102,11 @@ def restore(workdir: str, *, data_dir: str | None = None) -> TrainedRun:
   config.data_dir = data_dir or ""
   config.keep_checkpoints = 1
   config.mesh_shape = ()  # inference runs unsharded, whatever mesh trained the run
-  dataset = train.load_dataset(config)
-  train_images = dataset["train"][0]
-  mean = np.asarray(transforms.pixel_mean(train_images))
-  model = train.create_model(config, dataset["num_classes"])
+  data = train.training_data(config)
+  model = train.create_model(config, data.num_classes)
   image_shape = jax.eval_shape(
     lambda: transforms.preprocess(
-      None, train_images[:1], recipe=config.preprocess, mean=mean, train=False
+      None, data.sample, recipe=config.preprocess, mean=data.mean, train=False
     )
   ).shape[1:]
   state, _ = train.create_train_state(config, model, image_shape, jax.random.key(0))
@@ -111,4 +116,5 @@ def restore(workdir: str, *, data_dir: str | None = None) -> TrainedRun:
   finally:
     checkpointer.close()
   variables = {"params": state.params, "batch_stats": state.batch_stats}
-  return TrainedRun(config, model, variables, dataset, mean, int(state.step))
+  dataset = data.arrays or {"num_classes": data.num_classes}
+  return TrainedRun(config, model, variables, dataset, data.mean, int(state.step))
