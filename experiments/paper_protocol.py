@@ -36,7 +36,14 @@ per-step overheads, which bound the small MNIST nets. With 3 seeds:
   lsoftmax_table3_cifar10     3 x 3      18000 x 256            1.50   62.1       8.6      57.5
   virtual_table4_cifar10      2 x 3      20000 x 128            9.10  139.7      19.4     129.4
 
-All four: ~32 min at TF32, ~3.6 h in float32.
+  lsoftmax_table5_face        4 x 3      26824 x 512           35.22  5803.9     806.1    5374.0
+  noisy_face                  2 x 3      26824 x 512           35.22  2902.0     403.1    2687.0
+  virtual_table6_face         2 x 3      26824 x 512            9.64   794.6     110.4     735.8
+
+The first four: ~32 min at TF32, ~3.6 h in float32. The face tables
+(`experiments/configs/face.py`: CASIA-WebFace, IResNet-50, or SphereFace-20
+for Virtual Softmax; estimated only, they run as that config's one command
+where the data are): ~22 h at TF32 for 3 seeds of all three.
 """
 
 from __future__ import annotations
@@ -49,8 +56,19 @@ import pathlib
 import sys
 
 from experiments import campaign, records
+from margin_jax.training import train
 
 TABLES = [name for name, table in campaign.TABLES.items() if table.full_protocol]
+# The papers' face protocols (experiments/configs/face.py: CASIA-WebFace,
+# 10,575 identities, batch 512, 28 epochs), estimated only: they train with
+# the face config's one command on a machine that holds the data. Table ->
+# (number of runs, network).
+FACE_TABLES = {
+  "lsoftmax_table5_face": (4, "iresnet50"),  # softmax, m = 2, 3, 4
+  "noisy_face": (2, "iresnet50"),  # softmax, Noisy Softmax
+  "virtual_table6_face": (2, "sphereface20"),  # softmax, Virtual Softmax
+}
+FACE_DATA = {"image_shape": (112, 112, 3), "num_classes": 10_575}
 SMOKE_RUNS = campaign.ROOT / "workdirs" / "smoke_runs"
 # Achieved FLOP/s assumed on one H100: 30% of the TF32 tensor-core and float32 peaks.
 THROUGHPUT = {"TF32": 0.3 * 400e12, "FP32": 0.3 * 60e12}
@@ -64,9 +82,10 @@ def get_config(table: campaign.Table, overrides: dict):
   return config
 
 
-def step_flops(config) -> float:
+def step_flops(config, image_shape=None, num_classes=None) -> float:
   """FLOPs of one training step of ``config`` (``train.train_step`` on one
-  device, the whole batch), from XLA's cost analysis of its lowering."""
+  device, the whole batch), from XLA's cost analysis of its lowering; the
+  data's image shape and classes are its dataset's unless given."""
   import jax
   import numpy as np
 
@@ -74,12 +93,14 @@ def step_flops(config) -> float:
   from margin_jax import sharding
   from margin_jax.training import objectives, train
 
-  spec = registry.get_spec(config.dataset)
-  mean = np.zeros(spec.image_shape, np.float32)
+  if image_shape is None:
+    spec = registry.get_spec(config.dataset)
+    image_shape, num_classes = spec.image_shape, spec.num_classes
+  mean = np.zeros(image_shape, np.float32)
   preprocess = functools.partial(transforms.preprocess, recipe=config.preprocess, mean=mean)
-  image = np.zeros((1, *spec.image_shape), np.uint8)
+  image = np.zeros((1, *image_shape), np.uint8)
   shape = jax.eval_shape(lambda: preprocess(jax.random.key(0), image, train=True)).shape
-  model = train.create_model(config, spec.num_classes)
+  model = train.create_model(config, num_classes)
 
   def init():
     variables = model.init(jax.random.key(0), jax.numpy.zeros(shape), train=False)
@@ -90,7 +111,7 @@ def step_flops(config) -> float:
 
   state = jax.tree.map(lambda x: one_device(x.shape, x.dtype), jax.eval_shape(init))
   batch = {
-    "image": one_device((config.batch_size, *spec.image_shape), np.uint8),
+    "image": one_device((config.batch_size, *image_shape), np.uint8),
     "label": one_device((config.batch_size,), np.int32),
   }
   step = functools.partial(
@@ -104,20 +125,37 @@ def step_flops(config) -> float:
   return (cost[0] if isinstance(cost, list) else cost)["flops"]
 
 
+def _face_config(model: str):
+  """The face protocol's config with ``model``."""
+  module = importlib.import_module("experiments.configs.face")
+  config = module.get_config()
+  config.model = model
+  return config
+
+
 def print_estimates(tables: list[str], num_seeds: int) -> None:
   """A row per table: its FLOPs (the baseline's step; the other losses' heads
   add < 0.01%) and its minutes on one H100 at each assumed throughput."""
   rates = "".join(f"  {k} min ({v / 1e12:.0f} TFLOP/s)" for k, v in THROUGHPUT.items())
   print(f"{'table':<25}runs x seeds  steps x batch  GFLOP/example  PFLOP{rates}")
+  face_flops = {}  # network -> FLOPs of its step (two tables share IResNet-50's)
   for name in tables:
-    table = campaign.TABLES[name]
-    config = get_config(table, table.runs[table.baseline])
-    flops = step_flops(config)
-    total = flops * config.num_train_steps * len(table.runs) * num_seeds
+    if name in FACE_TABLES:
+      num_runs, model = FACE_TABLES[name]
+      config = _face_config(model)
+      if model not in face_flops:
+        height, width = train.FACE_INPUT.get(model, FACE_DATA["image_shape"][:2])
+        face_flops[model] = step_flops(config, (height, width, 3), FACE_DATA["num_classes"])
+      flops = face_flops[model]
+    else:
+      table = campaign.TABLES[name]
+      config = get_config(table, table.runs[table.baseline])
+      flops, num_runs = step_flops(config), len(table.runs)
+    total = flops * config.num_train_steps * num_runs * num_seeds
     minutes = "".join(f"  {total / v / 60:>{len(k) + 20}.1f}" for k, v in THROUGHPUT.items())
     steps = f"{config.num_train_steps:>5} x {config.batch_size:<4}"
     print(
-      f"{name:<25}{len(table.runs):>4} x {num_seeds:<5}  {steps}  "
+      f"{name:<25}{num_runs:>4} x {num_seeds:<5}  {steps}  "
       f"{flops / config.batch_size / 1e9:>13.2f}  {total / 1e15:>5.1f}{minutes}"
     )
 
@@ -162,7 +200,7 @@ def main(argv=None) -> None:
   parser.add_argument("--estimate", action="store_true", help="print H100 times, train nothing")
   args = parser.parse_args(argv)
   if args.estimate:
-    print_estimates(args.tables, len(args.seeds))
+    print_estimates([*args.tables, *FACE_TABLES], len(args.seeds))
     return
   runs_dir = args.runs_dir or (records.RUNS if args.max_steps is None else SMOKE_RUNS)
   prepare_data(args.tables)

@@ -19,5 +19,5 @@ def test_config_files_build_an_objective_and_model(path):
   module = importlib.import_module(f"experiments.configs.{path.stem}")
   config = module.get_config()
   objectives.get_objective(config)
-  assert config.model in models.ARCHITECTURES
+  assert config.model in {**models.ARCHITECTURES, **models.FACE_NETS}
   assert "Command:" in module.__doc__ and "Target:" in module.__doc__

@@ -33,5 +33,8 @@ def test_missing_data_names_the_folder(tmp_path, monkeypatch):
 def test_estimate_prints_a_row_per_table(capsys):
   paper_protocol.main(["--estimate"])
   lines = capsys.readouterr().out.splitlines()
-  assert [line.split()[0] for line in lines[1:]] == paper_protocol.TABLES
-  assert len(paper_protocol.TABLES) == 4
+  assert [line.split()[0] for line in lines[1:]] == [
+    *paper_protocol.TABLES,
+    *paper_protocol.FACE_TABLES,
+  ]
+  assert len(paper_protocol.TABLES) == 4 and len(paper_protocol.FACE_TABLES) == 3

@@ -1,6 +1,6 @@
 """The papers' face protocol: CASIA-WebFace in, LFW-style verification out.
 
-Command (a GPU machine that holds the data):
+Command: (a GPU machine that holds the data)
   python -m experiments.train --config experiments/configs/face.py --workdir DIR \
       --config.train_data=PATH/train.rec \
       --config.val_pairs=PATH/lfw.bin,PATH/cfp_fp.bin,PATH/agedb_30.bin

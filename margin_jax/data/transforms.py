@@ -123,7 +123,7 @@ def center_crop(x, size):
   height, width = x.shape[-3:-1]
   h, w = (size, size) if isinstance(size, int) else size
   if h > height or w > width:
-    raise ValueError(f"crop {h}x{w} exceeds the image size {height}x{width}.")
+    raise ValueError(f"size={size} exceeds the image size {height}x{width}.")
   top, left = (height - h) // 2, (width - w) // 2
   return x[..., top : top + h, left : left + w, :]
 

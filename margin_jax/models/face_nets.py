@@ -47,6 +47,18 @@ from margin_jax.models.cnn import PReLU
 IRESNET_BN_EPSILON = 1e-5
 IRESNET_BN_MOMENTUM = 0.9
 
+
+def _iresnet_norm(train: bool, axis_name: str | None):
+  """IResNet's batch norm layer (insightface's epsilon and momentum)."""
+  return functools.partial(
+    nn.BatchNorm,
+    use_running_average=not train,
+    momentum=IRESNET_BN_MOMENTUM,
+    epsilon=IRESNET_BN_EPSILON,
+    axis_name=axis_name,
+  )
+
+
 # insightface initialises every convolution N(0, 0.1^2) (each is followed by
 # batch norm, so the scale only sets the weights' norm relative to their
 # gradients); its fully connected layer keeps PyTorch's Linear default,
@@ -95,13 +107,7 @@ class IResNetBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    norm = functools.partial(
-      nn.BatchNorm,
-      use_running_average=not train,
-      momentum=IRESNET_BN_MOMENTUM,
-      epsilon=IRESNET_BN_EPSILON,
-      axis_name=self.bn_axis_name,
-    )
+    norm = _iresnet_norm(train, self.bn_axis_name)
     conv = functools.partial(
       nn.Conv, self.filters, (3, 3), padding=((1, 1), (1, 1)), use_bias=False
     )
@@ -168,13 +174,7 @@ class IResNet(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool):
     """Features ``[B, feature_dim]`` of images ``[B, H, W, 3]`` (112x112)."""
-    norm = functools.partial(
-      nn.BatchNorm,
-      use_running_average=not train,
-      momentum=IRESNET_BN_MOMENTUM,
-      epsilon=IRESNET_BN_EPSILON,
-      axis_name=self.bn_axis_name,
-    )
+    norm = _iresnet_norm(train, self.bn_axis_name)
     x = nn.Conv(
       scaled(64, self.width),
       (3, 3),

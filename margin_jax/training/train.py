@@ -258,12 +258,12 @@ def training_data(config) -> TrainingData:
 
 # The input a face network takes when it is not its data's (SphereFace-20:
 # 112x96, the central crop of a 112x112 face).
-_FACE_INPUT = {"sphereface20": (112, 96)}
+FACE_INPUT = {"sphereface20": (112, 96)}
 
 
 def input_crop(config) -> tuple[int, int] | None:
   """The central crop ``(h, w)`` face images take for ``config.model``, or None."""
-  return _FACE_INPUT.get(config.model) if config.get("train_data") else None
+  return FACE_INPUT.get(config.model) if config.get("train_data") else None
 
 
 def placement(config, specs, num_classes: int):
