@@ -234,25 +234,25 @@ def training_data(config) -> TrainingData:
       data.source_train_batches, source, num_steps=config.num_train_steps, crop_to=crop, **common
     )
     return TrainingData(
-      source.num_classes,
-      sample,
-      None,
-      None,
-      lambda start, n: batches(start_step=start, num_devices=n),
-      None,
-      f"train_data: {source.num_images:,} images, {source.num_classes:,} identities",
+      num_classes=source.num_classes,
+      sample=sample,
+      mean=None,
+      test=None,
+      batches=lambda start, n: batches(start_step=start, num_devices=n),
+      arrays=None,
+      described=f"train_data: {source.num_images:,} images, {source.num_classes:,} identities",
     )
   dataset = load_dataset(config)
   images, labels = dataset["train"]
   mean = None if config.preprocess == "none" else np.asarray(transforms.pixel_mean(images))
   batches = functools.partial(data.endless_train_batches, images, labels, **common)
   return TrainingData(
-    dataset["num_classes"],
-    images[:1],
-    mean,
-    dataset["test"],
-    lambda start, n: batches(start_step=start, num_devices=n),
-    dataset,
+    num_classes=dataset["num_classes"],
+    sample=images[:1],
+    mean=mean,
+    test=dataset["test"],
+    batches=lambda start, n: batches(start_step=start, num_devices=n),
+    arrays=dataset,
   )
 
 
