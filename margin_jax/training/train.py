@@ -59,7 +59,7 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-  """Training was interrupted (Ctrl-C); its message names the checkpoint to resume from."""
+  """Training was stopped (Ctrl-C or SIGTERM); its message names the checkpoint to resume from."""
 
 
 def create_model(config, num_classes: int) -> models.MarginNet:
