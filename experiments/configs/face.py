@@ -13,9 +13,10 @@ Softmax Table 6 (LFW 99.10% with softmax, higher with Virtual Softmax).
 Protocol: CASIA-WebFace (10,575 identities, ~0.49 M aligned 112x112 faces;
 `train_data`: its folder or insightface's pack), IResNet-50 (or
 `--config.model=sphereface20`, the 112x96 crop), batch 512 over all devices,
-SGD momentum 0.9, weight decay 5e-4, lr 0.1 divided by 10 twice (at 16 and
-24 of 28 epochs, as SphereFace's and the papers' 28k-iteration schedules
-place the steps), a random horizontal flip, faces scaled to [-1, 1]; the
+SGD momentum 0.9, weight decay 5e-4, lr 0.1 divided by 10 twice, at 16 and
+24 of 28 epochs (the 16k/24k/28k proportions of SphereFace's released
+schedule; L-Softmax Sec. 5.1 trains "about 30" epochs with the lr divided
+by 10 twice), a random horizontal flip, faces scaled to [-1, 1]; the
 verification sets scored every 2,000 steps, each image embedded with its
 mirror. Any loss of the table by name (`--config.loss=arcface`), the
 streamed and sharded heads through `class_chunk_size` and `mesh_shape`.
