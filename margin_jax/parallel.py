@@ -179,6 +179,16 @@ def shard_classes(
     )
     arguments = signature.bind(*args, **kwargs).arguments
     arrays = {k: v for k, v in arguments.items() if sharding.is_array(v)}
+    if batch_axis is not None:
+      batch, size = (
+        next(np.shape(arrays[k])[0] for k in _BATCH_ARGUMENTS if k in arrays),
+        mesh.shape[batch_axis],
+      )
+      if batch % size:
+        raise ValueError(
+          f"a batch of {batch} examples does not split over the mesh axis {batch_axis!r} of "
+          f"size {size}: pass a multiple of {size} (pad the batch and mask the padding with where=)."
+        )
     static = {k: v for k, v in arguments.items() if k not in arrays}
     class_sharded = {k: _class_axis(k, v) for k, v in arrays.items() if k in _CLASS_AXIS}
     name, axis = next(iter(class_sharded.items()))

@@ -254,6 +254,12 @@ def test_clear_errors():
       scale=1.0,
       margin=0.1,
     )
+  # A batch the data axis does not divide: named, not JAX's IndivisibleError.
+  split = parallel.shard_classes(losses.cosface_loss, mesh, class_axis="model", batch_axis="data")
+  with pytest.raises(
+    ValueError, match="a batch of 7 examples does not split over the mesh axis 'data' of size 2"
+  ):
+    split(jnp.ones((7, 3)), jnp.ones((3, 8)), jnp.zeros(7, jnp.int32), scale=30.0, margin=0.35)
 
 
 # Where the guide's placement puts each argument: the batch over "data", the
