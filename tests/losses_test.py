@@ -1593,6 +1593,10 @@ def test_curricularface_t_update():
     losses.curricularface_t(x, w, y_bad, 0.2, where=keep), 0.99 * 0.2 + 0.01 * cos_y[keep].mean()
   )
   assert losses.curricularface_t(x, w, y, 0.2, where=np.zeros(B, bool)) == 0.2
+  # Out-of-range labels without `where` are skipped as if masked: t stays finite.
+  np.testing.assert_allclose(
+    jax.jit(losses.curricularface_t)(x, w, y_bad, 0.2), 0.99 * 0.2 + 0.01 * cos_y[keep].mean()
+  )
   grads = jax.grad(lambda x, w: losses.curricularface_t(x, w, y, 0.2), argnums=(0, 1))(x, w)
   assert all(np.all(g == 0) for g in grads)
 

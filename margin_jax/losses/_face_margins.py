@@ -318,7 +318,8 @@ def curricularface_t(
     labels: ``[batch_size]`` integers.
     t: the previous t.
     momentum: the weight of this batch's mean.
-    where: optional boolean mask ``[batch_size]``: only these examples count.
+    where: optional boolean mask ``[batch_size]``: only these examples count;
+      a row whose label is out of range is skipped too (t stays finite).
     axis_name: the mapped axis the batch is split over, or ``None``.
 
   Returns:
@@ -344,7 +345,9 @@ def curricularface_t(
   target_logit = jnp.sum(features * _common.target_columns(weights, labels), axis=1)
   norm_product = _common.target_norm_product(features, weights, labels)
   cos_y = lax.stop_gradient(_common.clip_cosine(target_logit, norm_product))
-  mean, count = _batch_mean(cos_y, where, axis_name)
+  # A label outside [0, C) gives a NaN target: that row is skipped, as if masked.
+  known = jnp.isfinite(cos_y) if where is None else where & jnp.isfinite(cos_y)
+  mean, count = _batch_mean(cos_y, known, axis_name)
   return jnp.where(count > 0, (1.0 - momentum) * t + momentum * mean, t)
 
 
