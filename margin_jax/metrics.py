@@ -523,14 +523,16 @@ def equal_error_rate(scores: ArrayLike, same: ArrayLike) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("num_folds",))
 def _fold_accuracies(fold_scores, same, fold_of_pair, *, num_folds: int):
-  n = fold_scores.shape[1]
+  # fold_scores [1, n]: the scores of every fold, sorted once; [num_folds, n]: fold k's own.
+  rows, n = fold_scores.shape
   positions = jnp.arange(n)
+  orders = jnp.argsort(fold_scores, axis=1)[:, ::-1]
+  ends = jax.vmap(lambda scores: _sorted_with_group_ends(scores)[1])(fold_scores)
 
   def one_fold(k):
-    scores = fold_scores[k]
-    order = jnp.argsort(scores)[::-1]
-    s, y, fold = scores[order], same[order], fold_of_pair[order]
-    _, end = _sorted_with_group_ends(scores)
+    row = k % rows
+    order, end = orders[row], ends[row]
+    s, y, fold = fold_scores[row][order], same[order], fold_of_pair[order]
     train = fold != k
     tp = jnp.cumsum(y & train)
     fp = jnp.cumsum(~y & train)
@@ -627,7 +629,7 @@ def verification_accuracy(
       )
     fold_scores = scores.astype(flat.dtype)
   else:
-    fold_scores = jnp.broadcast_to(flat, (num_folds, flat.shape[0]))
+    fold_scores = flat[None]
   accuracies = _fold_accuracies(fold_scores, same, jnp.asarray(fold_of_pair), num_folds=num_folds)
   return jnp.mean(accuracies), jnp.std(accuracies)
 
