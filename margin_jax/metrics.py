@@ -48,6 +48,7 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from margin_jax import numerics
+from margin_jax import sharding
 
 __all__ = (
   "cosine_scores",
@@ -335,7 +336,7 @@ def cosine_scores(a: ArrayLike, b: ArrayLike) -> jax.Array:
 
 
 def _check_pairs(scores, same):
-  scores, same = jnp.asarray(scores), jnp.asarray(same)
+  scores, same = (sharding.gathered(jnp.asarray(v)) for v in (scores, same))
   if scores.ndim != 1:
     raise ValueError(f"scores must have shape [num_pairs], got shape {scores.shape}.")
   if same.shape != scores.shape:
@@ -617,7 +618,7 @@ def verification_accuracy(
     Recognition in Unconstrained Environments, UMass TR 07-49, 2007 (the
     10-fold "View 2" protocol).
   """
-  scores = jnp.asarray(scores)
+  scores = sharding.gathered(jnp.asarray(scores))
   per_fold = scores.ndim == 2
   flat, same = _check_pairs(scores[0] if per_fold else scores, same)
   fold_of_pair, num_folds = _fold_of_pair(flat.shape[0], num_folds, folds)
@@ -661,7 +662,7 @@ def pca_fold_scores(
   Returns:
     ``[num_folds, num_pairs]`` scores.
   """
-  a, b = jnp.asarray(a), jnp.asarray(b)
+  a, b = sharding.gathered(jnp.asarray(a)), sharding.gathered(jnp.asarray(b))
   if a.ndim != 2 or a.shape != b.shape:
     raise ValueError(f"a and b must be [num_pairs, d] alike, got {a.shape} and {b.shape}.")
   if not 1 <= int(dim) <= a.shape[1]:

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import AxisType, Mesh
+from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 DATA_AXIS = "data"
@@ -152,6 +152,15 @@ def _explicit_mesh(values):
     if explicit & used:
       return sharding.mesh
   return None
+
+
+def gathered(value):
+  """``value`` replicated over every mesh axis when its type splits it over an
+  Explicit one (`jax.make_mesh`'s default), else as it is: what an operation
+  over a whole axis (a sort, an SVD) needs, eagerly and under ``jit``."""
+  if _explicit_mesh((value,)) is None:
+    return value
+  return jax.sharding.reshard(value, NamedSharding(jax.typeof(value).sharding.mesh, P()))
 
 
 def accepts_explicit_axes(loss):

@@ -526,3 +526,29 @@ def test_verification_with_given_folds_and_pca_matches_numpy(float64):
     metrics.verification_accuracy(scores, same, folds=np.zeros(n, int))
   with pytest.raises(ValueError, match="dim must be in"):
     metrics.pca_fold_scores(a, b, dim=7)
+
+
+@pytest.mark.parametrize("axis_type", ["Explicit", "Auto"])
+def test_verification_on_pairs_placed_on_a_mesh(axis_type):
+  """As the guides place arrays: split over the batch of a `jax.make_mesh`
+  mesh (JAX's default Explicit axes, and Auto), eagerly and under jit."""
+  from jax.sharding import AxisType, NamedSharding, PartitionSpec
+
+  rng = np.random.default_rng(4)
+  n = 120
+  same = rng.random(n) < 0.5
+  a = rng.normal(size=(n, 8)).astype(np.float32)
+  b = (a + rng.normal(size=(n, 8))).astype(np.float32)
+  scores, folds = np.asarray(metrics.cosine_scores(a, b)), np.arange(n) % 4
+  mesh = jax.make_mesh((4,), ("data",), axis_types=(getattr(AxisType, axis_type),))
+  put = lambda x: jax.device_put(x, NamedSharding(mesh, PartitionSpec("data")))
+  accuracy = functools.partial(metrics.verification_accuracy, folds=folds)
+  for fn, args, rtol in (
+    (accuracy, (scores, same), 1e-6),
+    (jax.jit(accuracy), (scores, same), 1e-6),
+    (functools.partial(metrics.tar_at_far, far_targets=[1e-2, 0.1]), (scores, same), 1e-6),
+    (metrics.equal_error_rate, (scores, same), 1e-6),
+    # A float32 SVD of a split array rounds otherwise (about 1e-5 here).
+    (functools.partial(metrics.pca_fold_scores, dim=3, folds=folds), (a, b), 1e-4),
+  ):
+    np.testing.assert_allclose(fn(*map(put, args)), fn(*args), rtol=rtol, atol=rtol / 10)
