@@ -286,7 +286,7 @@ def test_the_table_holds_every_public_loss_and_the_cases_cover_it():
   public = {name for name in losses.__all__ if name.endswith("_loss")}
   assert {spec.fn.__name__ for spec in losses.TABLE.values()} == public
   for name, spec in losses.TABLE.items():
-    assert spec.inputs in losses._table.INPUTS and spec.classify in losses._table.CLASSIFY
+    assert spec.inputs in losses._spec.INPUTS and spec.classify in losses._spec.CLASSIFY
     # Stacked weights are EM-Softmax's classifiers (averaged) or sub-centres (max).
     assert (spec.classify in ("averaged", "subcenter")) == (spec.inputs == "stacked"), name
   tested = {case.loss_fn for case in LOSS_CASES.values()}

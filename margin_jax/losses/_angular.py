@@ -17,7 +17,12 @@ from jax.typing import ArrayLike
 
 from margin_jax import sharding
 from margin_jax.losses import _common
+from margin_jax.losses import _streamed
 from margin_jax.losses._logit_losses import softmax_loss
+from margin_jax.losses._spec import LossSpec
+from margin_jax.numerics import NORM_FLOOR_SQ
+from margin_jax.numerics import norm_from_squared
+from margin_jax.numerics import safe_norm
 
 
 def target_cosine(features: ArrayLike, weights: ArrayLike, labels: ArrayLike) -> jax.Array:
@@ -215,3 +220,44 @@ def a_softmax_loss(
   return _common.apply_where(
     _large_margin(logits, norm_product, labels, margin=margin, lam=lam), where, out_dtype
   )
+
+
+def _large_margin_streamed(head, *, margin, lam):
+  stats = head.stats()
+  target = large_margin_target(stats.dot_y[:, 0], head.norm_product(stats), margin=margin, lam=lam)
+  return _streamed.cross_entropy(stats.lse, target)
+
+
+def _a_softmax_streamed(head, *, margin, lam):
+  stats = head.stats(unit_columns=True)
+  # ||W_y / ||W_y|| ||: 1, or 0 for a zero column (as the materialised loss's
+  # stop-gradient unit target).
+  squared = jax.lax.stop_gradient(stats.squared_norm_y[:, 0])
+  unit_norm = norm_from_squared(squared / jnp.maximum(squared, NORM_FLOOR_SQ))
+  target_logit = stats.dot_y[:, 0] / norm_from_squared(stats.squared_norm_y[:, 0])
+  norm_product = safe_norm(head.features, axis=1) * unit_norm
+  target = large_margin_target(target_logit, norm_product, margin=margin, lam=lam)
+  return _streamed.cross_entropy(stats.lse, target)
+
+
+SPECS = (
+  LossSpec(
+    "l_softmax",
+    large_margin_softmax_loss,
+    "features",
+    typical={"margin": 4, "lam": 0.0},
+    lambda_schedule=True,
+    paper="L-Softmax (Liu et al., ICML 2016) eqs 4-13, Sec 5.1",
+    streamed=_large_margin_streamed,
+  ),
+  LossSpec(
+    "a_softmax",
+    a_softmax_loss,
+    "features",
+    "cosine",
+    typical={"margin": 4, "lam": 0.0},
+    lambda_schedule=True,
+    paper="SphereFace (Liu et al., CVPR 2017) eq 7 (L-Softmax 6 with unit W)",
+    streamed=_a_softmax_streamed,
+  ),
+)

@@ -8,6 +8,7 @@ from jax.typing import ArrayLike
 
 from margin_jax import sharding
 from margin_jax.losses import _common
+from margin_jax.losses._spec import LossSpec
 
 
 @sharding.accepts_explicit_axes
@@ -49,3 +50,16 @@ def center_loss(
   )
   diff = features - _common.take_classes(centers, labels, axis=0)
   return _common.apply_where(0.5 * jnp.sum(diff * diff, axis=1), where, out_dtype)
+
+
+# Trained jointly with softmax: softmax + center_weight * center loss
+# (Wen et al., ECCV 2016, eq 5); `BoundLoss` forms the sum, weighted by its
+# center_weight= (Wen et al. use 0.003-0.1), and streams its softmax.
+SPECS = (
+  LossSpec(
+    "center",
+    center_loss,
+    "centers",
+    paper="Center loss (Wen et al., ECCV 2016) eqs 2, 5",
+  ),
+)

@@ -18,11 +18,11 @@ import numpy as np
 from jax import lax
 
 from margin_jax import sharding
+from margin_jax.numerics import NORM_FLOOR_SQ
 from margin_jax.numerics import compute_dtype
 from margin_jax.numerics import expand_tangent
 from margin_jax.numerics import expand_to
 from margin_jax.numerics import normalize
-from margin_jax.numerics import NORM_FLOOR_SQ
 from margin_jax.numerics import result_dtype
 from margin_jax.numerics import safe_norm
 
@@ -242,6 +242,13 @@ def prepare_features(features, weights, labels, *, kind: str = "classifier", whe
   num_classes = weights.shape[0] if kind == "centers" else weights.shape[-1]
   labels = safe_labels(labels, num_classes, where)
   return mask_rows(features, where), weights, labels, where, out_dtype
+
+
+def check_bias(bias, num_classes: int, dtype) -> jax.Array:
+  bias = jnp.asarray(bias, dtype)
+  if bias.shape != (num_classes,):
+    raise ValueError(f"bias must have shape [num_classes]={[num_classes]}, got {bias.shape}.")
+  return bias
 
 
 def check_choice(name: str, value, choices) -> None:

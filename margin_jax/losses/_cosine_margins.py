@@ -7,7 +7,10 @@ and changes the target cosine only. Conventions as in
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +18,9 @@ from jax.typing import ArrayLike
 
 from margin_jax import sharding
 from margin_jax.losses import _common
+from margin_jax.losses import _streamed
 from margin_jax.losses._logit_losses import softmax_loss
+from margin_jax.losses._spec import LossSpec
 
 # What the angular margins do where the target angle passes pi (`arcface_loss`).
 THETA_OVERFLOW = ("plain", "insightface", "easy")
@@ -391,3 +396,150 @@ def combined_margin_loss(
     theta_overflow=theta_overflow,
   )
   return _common.apply_where(loss, where, out_dtype)
+
+
+def cosine_margin_streamed(target: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+  """The streamed form of a softmax over s cos(theta_j) whose target logit
+  is ``target(cos_y, **hyperparameters)`` (``scale`` among them)."""
+
+  def streamed(head, **hyperparameters):
+    stats = head.stats(cosine=True, scale=hyperparameters["scale"])
+    return _streamed.cross_entropy(stats.lse, target(_streamed.cosine_y(stats), **hyperparameters))
+
+  return streamed
+
+
+def declare_cosine_margin(
+  name: str,
+  target: Callable[..., jax.Array],
+  *,
+  typical: Mapping[str, Any] | None = None,
+  paper: str = "",
+) -> LossSpec:
+  r"""A margin loss on the cosines, declared by its target logit: every engine at once.
+
+  .. math::
+    \ell = -\log \frac{e^{t(\cos\theta_y)}}{e^{t(\cos\theta_y)} + \sum_{j \ne y} e^{s \cos\theta_j}}
+
+  with :math:`t` = ``target(cos_y, *, scale, ...)`` (per example, [B] ->
+  [B]; its keyword-only parameters are the loss's hyperparameters and must
+  include ``scale``, the s of the non-target logits). The returned
+  declaration's ``fn`` is the materialised loss
+  ``fn(features, weights, labels, *, <target's keywords>, where=None) -> [B]``
+  (unit features and class columns, as `normface_loss`); its ``streamed``
+  form runs it in `chunked`, and `margin_jax.parallel.shard_classes` shards
+  either. `margin_jax.losses.register` adds it to `by_name` and the trainer.
+
+  Args:
+    name: the name `margin_jax.losses.by_name` will take.
+    target: ``(cos_y [B], *, scale, ...) -> [B]``, the target logit (e.g.
+      CosFace's ``scale * (cos_y - margin)``); cos_y is in [-1, 1] up to rounding.
+    typical: default hyperparameters for `by_name` (e.g. ``{"scale": 30.0}``).
+    paper: where its equations are.
+
+  Returns:
+    The `margin_jax.losses.LossSpec` (inputs ``"features"``, classified by cosine).
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> def target(cos_y, *, scale, margin):
+    ...   return scale * (cos_y - margin)
+    >>> spec = declare_cosine_margin("cosface_again", target)
+    >>> x, W, y = jnp.array([[1.0, 2.0]]), jnp.eye(2), jnp.array([1])
+    >>> bool(jnp.allclose(spec.fn(x, W, y, scale=16.0, margin=0.35),
+    ...                   cosface_loss(x, W, y, scale=16.0, margin=0.35)))
+    True
+  """
+  keywords = [p for p in inspect.signature(target).parameters.values() if p.kind is p.KEYWORD_ONLY]
+  if "scale" not in {p.name for p in keywords}:
+    raise ValueError(
+      f"target {getattr(target, '__name__', target)!r} of {name!r} must take a keyword-only "
+      "scale (the s of the non-target logits s cos(theta_j))."
+    )
+  positional = [
+    inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    for n in ("features", "weights", "labels")
+  ]
+  where = inspect.Parameter("where", inspect.Parameter.KEYWORD_ONLY, default=None)
+  signature = inspect.Signature([*positional, *keywords, where])
+
+  def loss(features, weights, labels, *, where=None, **hyperparameters):
+    signature.bind(features, weights, labels, where=where, **hyperparameters)  # names the keyword
+    scale = hyperparameters["scale"]
+    _common.check_static("scale", scale, low=0.0, low_open=True)
+    features, weights, labels, where, out_dtype = _common.prepare_features(
+      features, weights, labels, where=where
+    )
+    cosine = _common.cosine_logits(features, weights)
+    target_logit = target(_common.take_target(cosine, labels), **hyperparameters)
+    loss = _common.cross_entropy_with_target(scale * cosine, labels, target_logit)
+    return _common.apply_where(loss, where, out_dtype)
+
+  loss.__signature__ = signature
+  loss.__name__ = loss.__qualname__ = f"{name}_loss"
+  loss.__doc__ = f"The cosine margin {name!r} (`declare_cosine_margin`): target {target.__name__}."
+  return LossSpec(
+    name,
+    sharding.accepts_explicit_axes(loss),
+    "features",
+    "cosine",
+    typical=dict(typical or {}),
+    paper=paper,
+    streamed=cosine_margin_streamed(target),
+  )
+
+
+def _normface_target(cos_y, *, scale):
+  return scale * cos_y
+
+
+def _combined_target(cos_y, *, scale, m1=1.0, m2=0.0, m3=0.0, theta_overflow="plain"):
+  return angular_margin_target(
+    cos_y, scale=scale, m1=m1, m2=m2, m3=m3, theta_overflow=theta_overflow
+  )
+
+
+def arcface_target(cos_y, *, scale, margin, theta_overflow="plain"):
+  """ArcFace's target logit s cos(theta_y + m) [B] (eq. 3, with ``theta_overflow``)."""
+  return _combined_target(cos_y, scale=scale, m2=margin, theta_overflow=theta_overflow)
+
+
+SPECS = (
+  LossSpec(
+    "normface",
+    normface_loss,
+    "features",
+    "cosine",
+    typical={"scale": 16.0},
+    paper="NormFace (Wang et al., ACM MM 2017) eq 6",
+    streamed=cosine_margin_streamed(_normface_target),
+  ),
+  LossSpec(
+    "cosface",
+    cosface_loss,
+    "features",
+    "cosine",
+    typical={"scale": 64.0, "margin": 0.35},
+    paper="CosFace (Wang et al., CVPR 2018) eq 4",
+    streamed=cosine_margin_streamed(cosface_target),
+  ),
+  LossSpec(
+    "arcface",
+    arcface_loss,
+    "features",
+    "cosine",
+    typical={"scale": 64.0, "margin": 0.5},
+    paper="ArcFace (Deng et al., CVPR 2019) eq 3",
+    streamed=cosine_margin_streamed(arcface_target),
+  ),
+  # insightface's combined (m1, m2, m3) = (1, 0.3, 0.2).
+  LossSpec(
+    "combined_margin",
+    combined_margin_loss,
+    "features",
+    "cosine",
+    typical={"scale": 64.0, "m1": 1.0, "m2": 0.3, "m3": 0.2},
+    paper="insightface's combined margin (ArcFace, Deng et al., CVPR 2019; eq not checked)",
+    streamed=cosine_margin_streamed(_combined_target),
+  ),
+)

@@ -8,7 +8,9 @@ from jax.typing import ArrayLike
 
 from margin_jax import sharding
 from margin_jax.losses import _common
+from margin_jax.losses import _streamed
 from margin_jax.losses._logit_losses import soft_margin_softmax_loss
+from margin_jax.losses._spec import LossSpec
 
 
 def hsic_diversity(weights: ArrayLike) -> jax.Array:
@@ -159,3 +161,36 @@ def ensemble_soft_margin_softmax_loss(
   loss = loss.reshape(num_classifiers, -1).sum(0)
   loss = loss + diversity * hsic_diversity(weights)
   return _common.apply_where(loss, where, out_dtype)
+
+
+def _ensemble_streamed(head, *, margin, diversity):
+  # One pass over the classes for all V classifiers (each its own statistics);
+  # the HSIC term (d x d products of the unit columns, as materialised) only
+  # where it weighs.
+  stats = head.stats(each_row=True)
+  loss = _streamed.cross_entropy(stats.lse, stats.dot_y.T - margin).sum(0)
+  if _common.concrete_number(diversity) == 0:
+    return loss
+  return loss + diversity * hsic_diversity(head.weights)
+
+
+SPECS = (
+  LossSpec(
+    "e_softmax",
+    ensemble_soft_margin_softmax_loss,
+    "stacked",
+    "averaged",
+    typical={"margin": 0.0, "diversity": 0.1},
+    paper="EM-Softmax (Wang et al., IJCAI 2018) eq 7",
+    streamed=_ensemble_streamed,
+  ),
+  LossSpec(
+    "em_softmax",
+    ensemble_soft_margin_softmax_loss,
+    "stacked",
+    "averaged",
+    typical={"margin": 0.5, "diversity": 0.1},
+    paper="EM-Softmax (Wang et al., IJCAI 2018) eqs 4, 6-8",
+    streamed=_ensemble_streamed,
+  ),
+)

@@ -19,11 +19,15 @@ from jax.typing import ArrayLike
 
 from margin_jax import sharding
 from margin_jax.losses import _common
+from margin_jax.losses import _streamed
 from margin_jax.losses._cosine_margins import THETA_OVERFLOW as _ARC_OVERFLOW
 from margin_jax.losses._cosine_margins import _angular_margin_loss
 from margin_jax.losses._cosine_margins import _check_arc_margin
 from margin_jax.losses._cosine_margins import _margin_target
+from margin_jax.losses._cosine_margins import angular_margin_target
+from margin_jax.losses._spec import LossSpec
 from margin_jax.numerics import compute_dtype
+from margin_jax.numerics import normalize
 from margin_jax.numerics import safe_norm
 
 # arcface_loss's rules for theta + m > pi, and "clip" (AdaFace's code): the
@@ -183,18 +187,25 @@ def adaface_loss(
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
-  norms = safe_norm(features, axis=1)
-  z = lax.stop_gradient(jnp.clip(h * (norms - norm_mean) / (norm_std + ADAFACE_EPS), -1.0, 1.0))
+  m2, m3 = _adaface_margins(features, margin=margin, h=h, norm_mean=norm_mean, norm_std=norm_std)
   loss = _angular_margin_loss(
     _common.cosine_logits(features, weights),
     labels,
     scale=scale,
     m1=1,
-    m2=-margin * z,
-    m3=margin * (1.0 + z),
+    m2=m2,
+    m3=m3,
     theta_overflow=theta_overflow,
   )
   return _common.apply_where(loss, where, out_dtype)
+
+
+def _adaface_margins(features, *, margin, h, norm_mean, norm_std):
+  """AdaFace's angular and additive margins (g_angle, g_add) [B] from the
+  norm indicator z-hat (no gradient)."""
+  norms = safe_norm(features, axis=1)
+  z = lax.stop_gradient(jnp.clip(h * (norms - norm_mean) / (norm_std + ADAFACE_EPS), -1.0, 1.0))
+  return -margin * z, margin * (1.0 + z)
 
 
 @sharding.accepts_explicit_axes
@@ -275,18 +286,31 @@ def magface_loss(
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
-  a = jnp.clip(safe_norm(features, axis=1), lower_norm, upper_norm)
-  m = (upper_margin - lower_margin) / (upper_norm - lower_norm) * (a - lower_norm) + lower_margin
+  margins, regulariser = _magface_terms(
+    features,
+    lower_margin=lower_margin,
+    upper_margin=upper_margin,
+    lower_norm=lower_norm,
+    upper_norm=upper_norm,
+    lambda_g=lambda_g,
+  )
   loss = _angular_margin_loss(
     _common.cosine_logits(features, weights),
     labels,
     scale=scale,
     m1=1,
-    m2=m,
+    m2=margins,
     m3=0.0,
     theta_overflow=theta_overflow,
   )
-  return _common.apply_where(loss + lambda_g * (1.0 / a + a / upper_norm**2), where, out_dtype)
+  return _common.apply_where(loss + regulariser, where, out_dtype)
+
+
+def _magface_terms(features, *, lower_margin, upper_margin, lower_norm, upper_norm, lambda_g):
+  """MagFace's margin m(a) [B] and regulariser lambda_g g(a) [B]."""
+  a = jnp.clip(safe_norm(features, axis=1), lower_norm, upper_norm)
+  m = (upper_margin - lower_margin) / (upper_norm - lower_norm) * (a - lower_norm) + lower_margin
+  return m, lambda_g * (1.0 / a + a / upper_norm**2)
 
 
 def curricularface_t(
@@ -417,13 +441,23 @@ def curricularface_loss(
   )
   cosine = _common.cosine_logits(features, weights)
   cos_y = jnp.clip(_common.take_target(cosine, labels), -1.0, 1.0)
-  sin_y = jnp.sqrt(jnp.maximum(1.0 - cos_y * cos_y, jnp.finfo(cos_y.dtype).eps))
-  hard = cosine > lax.stop_gradient(cos_y * jnp.cos(margin) - sin_y * jnp.sin(margin))[:, None]
-  t = lax.stop_gradient(t)
-  negatives = scale * jnp.where(hard, cosine * (t + cosine), cosine)
+  threshold = lax.stop_gradient(_hardness_threshold(cos_y, margin))
+  negatives = scale * _curricular_negatives(cosine, threshold, lax.stop_gradient(t))
   target = scale * _margin_target(cos_y, m1=1, m2=margin, m3=0.0, theta_overflow=theta_overflow)
   loss = _common.cross_entropy_with_target(negatives, labels, target)
   return _common.apply_where(loss, where, out_dtype)
+
+
+def _hardness_threshold(cos_y, margin):
+  """cos(theta_y + m) [B]: a negative class with a larger cosine is hard."""
+  sin_y = jnp.sqrt(jnp.maximum(1.0 - cos_y * cos_y, jnp.finfo(cos_y.dtype).eps))
+  return cos_y * jnp.cos(margin) - sin_y * jnp.sin(margin)
+
+
+def _curricular_negatives(cosine, threshold, t):
+  """N(t, cos theta_j): cos theta_j (t + cos theta_j) for a hard negative, else
+  cos theta_j ([B, c] cosines, threshold [B])."""
+  return jnp.where(cosine > threshold[:, None], cosine * (t + cosine), cosine)
 
 
 @sharding.accepts_explicit_axes
@@ -499,15 +533,130 @@ def elasticface_loss(
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
-  draws = margin + sigma * _common.example_normal(key, labels.shape, features.dtype)
-  arc = kind == "arc"
+  m2, m3 = _elastic_margins(key, labels, features.dtype, margin=margin, sigma=sigma, kind=kind)
   loss = _angular_margin_loss(
     _common.cosine_logits(features, weights),
     labels,
     scale=scale,
     m1=1,
-    m2=draws if arc else 0.0,
-    m3=0.0 if arc else draws,
+    m2=m2,
+    m3=m3,
     theta_overflow=theta_overflow,
   )
   return _common.apply_where(loss, where, out_dtype)
+
+
+def _elastic_margins(key, labels, dtype, *, margin, sigma, kind):
+  """ElasticFace's per-example (m2, m3): the draws as the angular (arc) or
+  the cosine (cos) margin."""
+  draws = margin + sigma * _common.example_normal(key, labels.shape, dtype)
+  return (draws, 0.0) if kind == "arc" else (0.0, draws)
+
+
+# Their streamed forms (margin_jax.losses._streamed): the margins above on the
+# streamed target cosine, and CurricularFace's hard negatives as the map of
+# the non-target cosines, against the target's no-gradient threshold.
+def _arc_target_streamed(head, stats, *, scale, m2, m3, theta_overflow):
+  target = angular_margin_target(
+    _streamed.cosine_y(stats), scale=scale, m1=1, m2=m2, m3=m3, theta_overflow=theta_overflow
+  )
+  return _streamed.cross_entropy(stats.lse, target)
+
+
+def _adaface_streamed(head, *, scale, margin, h=0.333, norm_mean, norm_std, theta_overflow="plain"):
+  m2, m3 = _adaface_margins(
+    head.features, margin=margin, h=h, norm_mean=norm_mean, norm_std=norm_std
+  )
+  stats = head.stats(cosine=True, scale=scale)
+  return _arc_target_streamed(head, stats, scale=scale, m2=m2, m3=m3, theta_overflow=theta_overflow)
+
+
+def _magface_streamed(head, *, scale, theta_overflow="plain", **norm_terms):
+  margins, regulariser = _magface_terms(head.features, **norm_terms)
+  stats = head.stats(cosine=True, scale=scale)
+  loss = _arc_target_streamed(
+    head, stats, scale=scale, m2=margins, m3=0.0, theta_overflow=theta_overflow
+  )
+  return loss + regulariser
+
+
+def _elasticface_streamed(head, key, *, scale, margin, sigma, kind="arc", theta_overflow="plain"):
+  m2, m3 = _elastic_margins(
+    key, head.labels, head.features.dtype, margin=margin, sigma=sigma, kind=kind
+  )
+  stats = head.stats(cosine=True, scale=scale)
+  return _arc_target_streamed(head, stats, scale=scale, m2=m2, m3=m3, theta_overflow=theta_overflow)
+
+
+def _curricularface_streamed(head, *, scale, margin, t, theta_overflow="plain"):
+  unit = normalize(head.features, axis=1)
+  target_columns = _common.take_classes(head.weights[0], head.labels, axis=1).T  # [B, d]
+  cos_y = jnp.sum(unit * normalize(target_columns.astype(unit.dtype), axis=1), axis=1)
+  threshold = _hardness_threshold(jnp.clip(cos_y, -1.0, 1.0), margin)
+  stats = head.stats(
+    cosine=True,
+    scale=scale,
+    negatives=_curricular_negatives,
+    context=(threshold, jnp.asarray(t, unit.dtype)),
+  )
+  cos_y = jnp.clip(_streamed.cosine_y(stats), -1.0, 1.0)
+  target = scale * _margin_target(cos_y, m1=1, m2=margin, m3=0.0, theta_overflow=theta_overflow)
+  return _streamed.cross_entropy(stats.lse, target)
+
+
+SPECS = (
+  LossSpec(
+    "adaface",
+    adaface_loss,
+    "features",
+    "cosine",
+    typical={"scale": 64.0, "margin": 0.4, "h": 0.333, "norm_mean": 20.0, "norm_std": 100.0},
+    state=("norm_mean", "norm_std"),
+    update_state=lambda x, w, y, state, **kw: dict(
+      zip(
+        ("norm_mean", "norm_std"),
+        adaface_norm_stats(x, state["norm_mean"], state["norm_std"], **kw),
+      )
+    ),
+    paper="AdaFace (Kim et al., CVPR 2022) Sec 3; eq numbers not checked",
+    streamed=_adaface_streamed,
+  ),
+  LossSpec(
+    "magface",
+    magface_loss,
+    "features",
+    "cosine",
+    typical={
+      "scale": 64.0,
+      "lower_margin": 0.45,
+      "upper_margin": 0.8,
+      "lower_norm": 10.0,
+      "upper_norm": 110.0,
+      "lambda_g": 35.0,
+    },
+    paper="MagFace (Meng et al., CVPR 2021) Sec 3-4; eq numbers not checked",
+    streamed=_magface_streamed,
+  ),
+  LossSpec(
+    "curricularface",
+    curricularface_loss,
+    "features",
+    "cosine",
+    typical={"scale": 64.0, "margin": 0.5, "t": 0.0},
+    state=("t",),
+    update_state=lambda x, w, y, state, **kw: {"t": curricularface_t(x, w, y, state["t"], **kw)},
+    paper="CurricularFace (Huang et al., CVPR 2020) Sec 3; eq numbers not checked",
+    streamed=_curricularface_streamed,
+  ),
+  # ElasticFace-Arc; ElasticFace-Cos is kind="cos" with margin 0.35.
+  LossSpec(
+    "elasticface",
+    elasticface_loss,
+    "features",
+    "cosine",
+    typical={"scale": 64.0, "margin": 0.5, "sigma": 0.05},
+    needs_key=True,
+    paper="ElasticFace (Boutros et al., CVPRW 2022) eqs 6-7",
+    streamed=_elasticface_streamed,
+  ),
+)

@@ -19,6 +19,8 @@ from jax.typing import ArrayLike
 
 from margin_jax import sharding
 from margin_jax.losses import _common
+from margin_jax.losses import _streamed
+from margin_jax.losses._spec import LossSpec
 
 DIVERGENCES = ("symmetric", "q_u", "u_q")
 
@@ -332,3 +334,87 @@ def smoothed_cross_entropy(lse, target_logit, mean_logit, smoothing):
   """LSR's (1 - lambda)(-log p_y) + lambda mean_c(-log p_c) [B] (eq. 13) from
   LSE_c f_c, f_y and mean_c f_c."""
   return (1.0 - smoothing) * (lse - target_logit) + smoothing * (lse - mean_logit)
+
+
+# Their streamed forms (fused linear + loss, x @ W + b never formed; see
+# margin_jax.losses._streamed) and their declarations.
+def _softmax_streamed(head):
+  stats = head.stats()
+  return _streamed.cross_entropy(stats.lse, stats.dot_y[:, 0] + head.target_bias())
+
+
+def _soft_margin_streamed(head, *, margin):
+  stats = head.stats()
+  return _streamed.cross_entropy(stats.lse, stats.dot_y[:, 0] + head.target_bias() - margin)
+
+
+def _hinge_streamed(head, *, margin=1.0):
+  # The hinge's pivot f_y - rho enters as a constant; its derivative
+  # (-count, through f_y and rho) is added by a term of value 0.
+  pivot = head.target_logit() - margin
+  stats = head.stats(moments=("hinge",), pivot=pivot)
+  live_pivot = stats.dot_y[:, 0] + head.target_bias() - margin
+  hinge = stats.hinge - jax.lax.stop_gradient(stats.count) * (
+    live_pivot - jax.lax.stop_gradient(live_pivot)
+  )
+  return hinge / (head.num_classes - 1)
+
+
+def _label_smoothing_streamed(head, *, smoothing):
+  stats = head.stats(moments=("total",))
+  target = stats.dot_y[:, 0] + head.target_bias()
+  lse = jnp.logaddexp(stats.lse, target)
+  return smoothed_cross_entropy(lse, target, (stats.total + target) / head.num_classes, smoothing)
+
+
+def _uniformity_streamed(head, *, lam=0.3, divergence="symmetric"):
+  stats = head.stats(moments=("mean", "total"))
+  target = stats.dot_y[:, 0] + head.target_bias()
+  num_others = head.num_classes - 1
+  q_log_q = stats.mean - stats.lse
+  u_log_q = stats.total / num_others - stats.lse
+  penalty = uniformity_penalty(divergence, q_log_q, u_log_q, num_others)
+  return jax.nn.softplus(stats.lse - target) + lam * penalty
+
+
+SPECS = (
+  LossSpec(
+    "softmax",
+    softmax_loss,
+    "logits",
+    paper="L-Softmax (Liu et al., ICML 2016) eqs 1-2",
+    streamed=_softmax_streamed,
+  ),
+  LossSpec(
+    "m_softmax",
+    soft_margin_softmax_loss,
+    "logits",
+    typical={"margin": 0.5},
+    paper="EM-Softmax (Wang et al., IJCAI 2018) eq 4",
+    streamed=_soft_margin_streamed,
+  ),
+  LossSpec(
+    "uniformity",
+    uniformity_regularized_softmax_loss,
+    "logits",
+    typical={"lam": 0.3},
+    paper="Kobayashi, BMVC 2019, eqs 8-12",
+    streamed=_uniformity_streamed,
+  ),
+  LossSpec(
+    "hinge",
+    multiclass_hinge_loss,
+    "logits",
+    typical={"margin": 1.0},
+    paper="Kobayashi, BMVC 2019, eq 14",
+    streamed=_hinge_streamed,
+  ),
+  LossSpec(
+    "lsr",
+    label_smoothing_loss,
+    "logits",
+    typical={"smoothing": 0.1},
+    paper="Kobayashi, BMVC 2019, eq 13",
+    streamed=_label_smoothing_streamed,
+  ),
+)

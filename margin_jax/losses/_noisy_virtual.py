@@ -6,12 +6,16 @@ Conventions as in `margin_jax.losses._angular`: x ``[batch_size, dim]``, W
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from margin_jax import sharding
 from margin_jax.losses import _common
+from margin_jax.losses import _streamed
+from margin_jax.losses._spec import LossSpec
 
 NOISE_TYPES = ("annealed", "amplitude", "free", "normal", "negative")
 
@@ -90,19 +94,12 @@ def noisy_softmax_loss(
   norm_product = _common.target_norm_product(features, weights, labels)
   subtracted = noise_subtracted(target_logit, norm_product, key, alpha=alpha, noise=noise)
   if bias is not None:
-    bias = check_bias(bias, logits.shape[1], logits.dtype)
+    bias = _common.check_bias(bias, logits.shape[1], logits.dtype)
     logits = logits + bias
     target_logit = target_logit + _common.take_classes(bias, labels, axis=0)
   return _common.apply_where(
     _common.cross_entropy_with_target(logits, labels, target_logit - subtracted), where, out_dtype
   )
-
-
-def check_bias(bias, num_classes: int, dtype) -> jax.Array:
-  bias = jnp.asarray(bias, dtype)
-  if bias.shape != (num_classes,):
-    raise ValueError(f"bias must have shape [num_classes]={[num_classes]}, got {bias.shape}.")
-  return bias
 
 
 def noise_subtracted(target_logit, norm_product, key, *, alpha, noise: str):
@@ -162,3 +159,37 @@ def virtual_softmax_loss(
   virtual_logit = _common.target_norm_product(features, weights, labels)
   lse = jnp.logaddexp(_common.logsumexp_classes(logits), virtual_logit)
   return _common.apply_where(lse - target_logit, where, out_dtype)
+
+
+def _noisy_streamed(head, key, *, alpha, noise="annealed"):
+  stats = head.stats()
+  target_logit = stats.dot_y[:, 0]
+  subtracted = noise_subtracted(
+    target_logit, head.norm_product(stats), key, alpha=alpha, noise=noise
+  )
+  return _streamed.cross_entropy(stats.lse, target_logit + head.target_bias() - subtracted)
+
+
+def _virtual_streamed(head):
+  stats = head.stats()
+  return _streamed.cross_entropy(stats.lse, stats.dot_y[:, 0], head.norm_product(stats))
+
+
+SPECS = (
+  LossSpec(
+    "noisy_softmax",
+    noisy_softmax_loss,
+    "features",
+    typical={"alpha": math.sqrt(0.1)},
+    needs_key=True,
+    paper="Noisy Softmax (Chen et al., CVPR 2017) eqs 5-8",
+    streamed=_noisy_streamed,
+  ),
+  LossSpec(
+    "virtual_softmax",
+    virtual_softmax_loss,
+    "features",
+    paper="Virtual Softmax (Chen et al., NeurIPS 2018) eqs 3-5",
+    streamed=_virtual_streamed,
+  ),
+)

@@ -1,9 +1,12 @@
-r"""The streamed head: a margin loss over class chunks that never forms the [B, C] logits.
+r"""The streamed engine: a loss over class chunks that never forms the [B, C] logits.
 
-`chunked` runs a loss of the table as a scan over blocks of ``chunk_size``
-classes. Every supported loss is a function of a few per-example statistics
-of its logits :math:`z_j = s\, a^\top W_j / n_j + b_j` (``a`` the features or
-the unit features, ``n_j`` 1 or :math:`\|W_j\|`, ``s`` a scale, ``b`` a bias):
+It holds no loss of its own. Each loss declares its streamed form next to its
+materialised function (``LossSpec.streamed``, in its family's module): a
+function of a few per-example statistics of the logits
+:math:`z_j = s\, v(a^\top W_j / n_j) + b_j` (``a`` the features or the unit
+features, ``n_j`` 1 or :math:`\|W_j\|`, ``s`` a scale, ``b`` a bias, ``v``
+the identity or a declared elementwise map of the non-target values, as
+CurricularFace's hard negatives), which `StreamedHead.stats` computes:
 
 * :math:`\operatorname{LSE}_{j \ne y} z_j` (an online log-sum-exp),
 * for Kobayashi's regulariser :math:`\sum_{j \ne y} q_j z_j` with
@@ -11,8 +14,8 @@ the unit features, ``n_j`` 1 or :math:`\|W_j\|`, ``s`` a scale, ``b`` a bias):
   (also label smoothing's),
 * for the multiclass hinge :math:`\sum_{j \ne y} \max(0, z_j - p)` and its count,
 * the target's raw dot product :math:`a^\top W_y` and :math:`\|W_y\|^2` (an
-  indexed dot product: the margin is applied to it alone, in the loss's own
-  target function, the one the materialised loss calls too).
+  indexed dot product: the margin is applied to it alone, by the loss's own
+  target function, the one its materialised form calls too).
 
 `_class_stats` computes them in one pass over the classes with a
 ``jax.custom_vjp`` that saves only [B]-sized statistics and recomputes each
@@ -37,12 +40,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from margin_jax import sharding
-from margin_jax.losses import _angular
 from margin_jax.losses import _common
-from margin_jax.losses import _cosine_margins
-from margin_jax.losses import _logit_losses
-from margin_jax.losses import _noisy_virtual
-from margin_jax.losses import _subcenter
 from margin_jax.numerics import NORM_FLOOR_SQ
 from margin_jax.numerics import compute_dtype
 from margin_jax.numerics import norm_from_squared
@@ -61,6 +59,13 @@ class _Config(NamedTuple):
   # the non-target logits), "total" (their sum), "hinge" (sum and count above a pivot).
   moments: tuple[str, ...]
   scale: float | None  # s when known at trace time (then no gradient for it), else an operand
+  # v(u, *context): each non-target class's value before the scale, from its
+  # unit (or raw) dot product u, elementwise (CurricularFace's hard negatives);
+  # None: v = u. The context arrays [B] take no gradient.
+  negatives: Callable | None = None
+  # Stacked W [K, d, C]: the statistics of each row (EM-Softmax's V classifiers,
+  # [K, B]) rather than of each class's closest row (Sub-center ArcFace, [B]).
+  each_row: bool = False
 
 
 class Stats(NamedTuple):
@@ -116,20 +121,26 @@ def _features_gradient(d_raw, block):
   return jnp.einsum("kbc,kdc->bd", d_raw, block)
 
 
-def _block_logits(config, a, weights, bias, scale, start, size):
+def _block_logits(config, a, weights, bias, scale, context, start, size):
   """One block's columns [K, d, c], unit (or raw) dot products u [K, B, c],
-  column norms n [K, c] (``None`` for raw columns) and logits z = s max_k u_k + b [B, c]."""
+  column norms n [K, c] (``None`` for raw columns), the closest row's u
+  [B, c] (each row's, [K, B, c], with ``each_row``), its value v
+  (`_Config.negatives`) and logits z = s v + b."""
   block = lax.dynamic_slice_in_dim(weights, start, size, axis=2).astype(a.dtype)
   unit = _dots(a, block)
   norms = None
   if config.unit_columns:
     norms = safe_norm(block, axis=1)
     unit = unit / norms[:, None, :]
-  z = unit[0] if unit.shape[0] == 1 else jnp.max(unit, axis=0)
-  z = z * (config.scale if scale is None else scale)
+  if config.each_row:
+    closest = unit
+  else:
+    closest = unit[0] if unit.shape[0] == 1 else jnp.max(unit, axis=0)
+  value = closest if config.negatives is None else config.negatives(closest, *context)
+  z = value * (config.scale if scale is None else scale)
   if bias is not None:
     z = z + lax.dynamic_slice_in_dim(bias, start, size).astype(a.dtype)
-  return block, norms, unit, z
+  return block, norms, unit, closest, value, z
 
 
 def _non_target(local_labels, inside, valid, start, size):
@@ -154,31 +165,32 @@ def _varying_like(tree, *operands):
   return jax.tree.map(lambda v: _common.cast_to_common_vma(v, *arrays)[0], tree)
 
 
-def _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot):
+def _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot, context):
   def step(start, size, carry):
     peak, total_exp, moment, total, hinge, count = carry
-    *_, z = _block_logits(config, a, weights, bias, scale, start, size)
+    *_, z = _block_logits(config, a, weights, bias, scale, context, start, size)
     others = _non_target(local_labels, inside, valid, start, size)
     kept = jnp.where(others, z, -jnp.inf)
-    new_peak = jnp.maximum(peak, jnp.max(kept, axis=1))
+    new_peak = jnp.maximum(peak, jnp.max(kept, axis=-1))
     shift = jnp.where(jnp.isfinite(new_peak), new_peak, 0.0)
-    e = jnp.exp(kept - shift[:, None])
+    e = jnp.exp(kept - shift[..., None])
     rescale = jnp.exp(peak - shift)
-    total_exp = total_exp * rescale + jnp.sum(e, axis=1)
+    total_exp = total_exp * rescale + jnp.sum(e, axis=-1)
     # The optional statistics only where asked for (a loop keeps what it carries).
     if "mean" in config.moments:
-      moment = moment * rescale + jnp.sum(e * jnp.where(others, z, 0.0), axis=1)
+      moment = moment * rescale + jnp.sum(e * jnp.where(others, z, 0.0), axis=-1)
     if "total" in config.moments:
-      total = total + jnp.sum(jnp.where(others, z, 0.0), axis=1)
+      total = total + jnp.sum(jnp.where(others, z, 0.0), axis=-1)
     if "hinge" in config.moments:
       above = others & (z > pivot[:, None])
-      hinge = hinge + jnp.sum(jnp.where(above, z - pivot[:, None], 0.0), axis=1)
-      count = count + jnp.sum(above, axis=1).astype(a.dtype)
+      hinge = hinge + jnp.sum(jnp.where(above, z - pivot[:, None], 0.0), axis=-1)
+      count = count + jnp.sum(above, axis=-1).astype(a.dtype)
     return new_peak, total_exp, moment, total, hinge, count
 
-  zeros = jnp.zeros((a.shape[0],), a.dtype)
-  init = (jnp.full((a.shape[0],), -jnp.inf, a.dtype), zeros, zeros, zeros, zeros, zeros)
-  init = _varying_like(init, a, weights, bias, scale, local_labels, inside, valid, pivot)
+  shape = (weights.shape[0], a.shape[0]) if config.each_row else (a.shape[0],)
+  zeros = jnp.zeros(shape, a.dtype)
+  init = (jnp.full(shape, -jnp.inf, a.dtype), zeros, zeros, zeros, zeros, zeros)
+  init = _varying_like(init, a, weights, bias, scale, local_labels, inside, valid, pivot, *context)
   peak, total_exp, moment, total, hinge, count = _over_blocks(
     step, weights.shape[2], config.chunk_size, init
   )
@@ -203,42 +215,50 @@ def _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _class_stats(config, a, weights, bias, scale, local_labels, inside, valid, pivot):
-  return _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot)
+def _class_stats(config, a, weights, bias, scale, local_labels, inside, valid, pivot, context):
+  return _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot, context)
 
 
-def _class_stats_fwd(config, a, weights, bias, scale, local_labels, inside, valid, pivot):
-  stats = _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot)
-  residuals = (a, weights, bias, scale, local_labels, inside, valid, pivot, stats.lse, stats.mean)
-  return stats, residuals
+def _class_stats_fwd(config, a, weights, bias, scale, local_labels, inside, valid, pivot, context):
+  stats = _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot, context)
+  residuals = (a, weights, bias, scale, local_labels, inside, valid, pivot, context)
+  return stats, (*residuals, stats.lse, stats.mean)
 
 
 def _class_stats_bwd(config, residuals, cotangents):
   # With q_j = e^{z_j - LSE} over the non-target classes:
   #   dLSE/dz_j = q_j, d(sum q z)/dz_j = q_j (1 + z_j - sum q z), d(sum z)/dz_j = 1,
   #   d hinge/dz_j = [z_j > pivot];
-  # z = s u + b, u = a^T W_j / n_j: du/da = W_j / n_j, du/dW_j = a / n_j - u W_j / n_j^2
+  # z = s v(u) + b, u = a^T W_j / n_j: du/da = W_j / n_j, du/dW_j = a / n_j - u W_j / n_j^2
   # (the second term 0 where n_j is floored). The target's a^T W_y and ||W_y||^2
   # add g a + 2 g' W_y to column y and g W_y to a, after the loop (a scatter-add).
-  a, weights, bias, scale, local_labels, inside, valid, pivot, lse, mean = residuals
+  a, weights, bias, scale, local_labels, inside, valid, pivot, context, lse, mean = residuals
   g = cotangents
   lse_shift = jnp.where(jnp.isfinite(lse), lse, 0.0)
   s = config.scale if scale is None else scale
 
   def step(start, size, carry):
     d_a, d_weights, d_bias, d_scale = carry
-    block, norms, unit, z = _block_logits(config, a, weights, bias, scale, start, size)
+    block, norms, unit, closest, value, z = _block_logits(
+      config, a, weights, bias, scale, context, start, size
+    )
     others = _non_target(local_labels, inside, valid, start, size)
-    q = jnp.where(others, jnp.exp(z - lse_shift[:, None]), 0.0)
-    d_z = g.lse[:, None] * q
+    q = jnp.where(others, jnp.exp(z - lse_shift[..., None]), 0.0)
+    d_z = g.lse[..., None] * q
     if g.mean is not None:
-      d_z = d_z + g.mean[:, None] * q * (1.0 + z - mean[:, None])
+      d_z = d_z + g.mean[..., None] * q * (1.0 + z - mean[..., None])
     if g.total is not None:
-      d_z = d_z + jnp.where(others, g.total[:, None], 0.0)
+      d_z = d_z + jnp.where(others, g.total[..., None], 0.0)
     if g.hinge is not None:
       d_z = d_z + jnp.where(others & (z > pivot[:, None]), g.hinge[:, None], 0.0)
-    d_unit = (s * d_z)[None]  # [K, B, c]: to the closest sub-centre
-    if unit.shape[0] > 1:
+    d_closest = s * d_z
+    if config.negatives is not None:  # elementwise: dv/du is the JVP along ones
+      slope = jax.jvp(
+        lambda u: config.negatives(u, *context), (closest,), (jnp.ones_like(closest),)
+      )[1]
+      d_closest = d_closest * slope
+    d_unit = d_closest if config.each_row else d_closest[None]  # [K, B, c]
+    if unit.shape[0] > 1 and not config.each_row:  # to the closest sub-centre
       d_unit = d_unit * jax.nn.one_hot(
         jnp.argmax(unit, axis=0), unit.shape[0], axis=0, dtype=a.dtype
       )
@@ -253,10 +273,10 @@ def _class_stats_bwd(config, residuals, cotangents):
     d_a = d_a + _features_gradient(d_raw, block)
     if d_bias is not None:
       d_bias = lax.dynamic_update_slice_in_dim(
-        d_bias, sum_over_axis(d_z, 0).astype(d_bias.dtype), start, axis=0
+        d_bias, d_z.reshape(-1, size).sum(0).astype(d_bias.dtype), start, axis=0
       )
     if d_scale is not None:
-      d_scale = d_scale + jnp.sum(d_z * (unit[0] if unit.shape[0] == 1 else jnp.max(unit, 0)))
+      d_scale = d_scale + jnp.sum(d_z * value)
     return d_a, d_weights, d_bias, d_scale
 
   init = (
@@ -265,7 +285,7 @@ def _class_stats_bwd(config, residuals, cotangents):
     None if bias is None else jnp.zeros_like(bias),
     None if scale is None else jnp.zeros((), a.dtype),
   )
-  init = _varying_like(init, *residuals)
+  init = _varying_like(init, *jax.tree.leaves(residuals))
   d_a, d_weights, d_bias, d_scale = _over_blocks(step, weights.shape[2], config.chunk_size, init)
   targets = _target_columns(weights, local_labels, a.dtype)  # [K, d, B]
   g_dot = jnp.where(inside[:, None], g.dot_y, 0.0)  # [B, K]
@@ -275,7 +295,7 @@ def _class_stats_bwd(config, residuals, cotangents):
   d_weights = d_weights.at[:, :, local_labels].add(d_targets.astype(d_weights.dtype))
   if d_scale is not None:
     d_scale = d_scale.astype(jnp.result_type(scale))
-  return d_a, d_weights, d_bias, d_scale, None, None, None, None
+  return d_a, d_weights, d_bias, d_scale, None, None, None, None, tuple(None for _ in context)
 
 
 _class_stats.defvjp(_class_stats_fwd, _class_stats_bwd)
@@ -311,9 +331,12 @@ def _combine(stats: Stats, inside: jax.Array) -> Stats:
   )
 
 
-class _Head(NamedTuple):
-  """A streamed call's checked inputs: features [B, d] in the compute dtype
-  (masked rows zeroed), weights [K, d, C] in their own dtype, safe labels [B]."""
+class StreamedHead(NamedTuple):
+  """What a loss's streamed form (`margin_jax.losses.LossSpec.streamed`)
+  reads: the checked features [B, d] in the compute dtype (masked rows
+  zeroed), the weights [K, d, C] in their own dtype (K = 1 but for stacked
+  weights), the safe labels [B] and the bias [C] or ``None``; `stats`
+  streams the classes."""
 
   features: jax.Array
   weights: jax.Array
@@ -321,11 +344,33 @@ class _Head(NamedTuple):
   bias: jax.Array | None
   chunk_size: int
 
-  def stats(self, *, cosine=False, unit_columns=False, scale=1.0, moments=(), pivot=None):
-    """`Stats` of z = s a^T W_j / n_j + b: ``cosine``, a = x / ||x|| and n_j =
-    ||W_j||; ``unit_columns``, a = x and n_j = ||W_j||; else a = x, n_j = 1."""
+  def stats(
+    self,
+    *,
+    cosine=False,
+    unit_columns=False,
+    scale=1.0,
+    moments=(),
+    pivot=None,
+    negatives=None,
+    context=(),
+    each_row=False,
+  ) -> Stats:
+    """`Stats` of z_j = s v(a^T W_j / n_j) + b_j over the classes, in one pass.
+
+    ``cosine``: a = x / ||x|| and n_j = ||W_j||; ``unit_columns``: a = x and
+    n_j = ||W_j||; else a = x, n_j = 1. ``moments``: the optional statistics
+    (``"mean"``, ``"total"``, ``"hinge"`` with its ``pivot`` [B]).
+    ``negatives(u, *context)``: the non-target classes' v, elementwise
+    (default v = u; ``context`` [B] arrays take no gradient). Stacked
+    weights [K, d, C]: ``each_row``, every row's statistics (``lse`` [K, B],
+    ``dot_y`` [B, K]: EM-Softmax's weak classifiers); else each class's
+    closest row (Sub-center ArcFace's sub-centres).
+    """
     a = normalize(self.features, axis=1) if cosine else self.features
-    config = _Config(self.chunk_size, cosine or unit_columns, tuple(moments), None)
+    config = _Config(
+      self.chunk_size, cosine or unit_columns, tuple(moments), None, negatives, each_row
+    )
     local_count = self.weights.shape[2]
     shard = sharding.current_shard()
     if shard is None:
@@ -344,8 +389,14 @@ class _Head(NamedTuple):
     a, weights = next(cast), next(cast)
     scale = None if scale is None else next(cast)
     bias = None if self.bias is None else next(cast)
-    stats = _class_stats(config, a, weights, bias, scale, local, inside, valid, pivot)
+    context = tuple(lax.stop_gradient(c) for c in context)
+    stats = _class_stats(config, a, weights, bias, scale, local, inside, valid, pivot, context)
     return _combine(stats, inside)
+
+  @property
+  def num_classes(self) -> int | jax.Array:
+    """C, over all class shards."""
+    return sharding.class_count(self.weights.shape[2])
 
   def target_bias(self) -> jax.Array | float:
     """b_y [B] (0 without a bias)."""
@@ -358,140 +409,20 @@ class _Head(NamedTuple):
       lax.stop_gradient(self.target_bias())
     )
 
+  def norm_product(self, stats: Stats) -> jax.Array:
+    """||x|| ||W_y|| [B]."""
+    return safe_norm(self.features, axis=1) * norm_from_squared(stats.squared_norm_y[:, 0])
 
-def _cross_entropy(lse_others, target, *extra):
-  """-log softmax of ``target`` among the non-target logits (and ``extra`` ones)."""
+
+def cross_entropy(lse_others, target, *extra):
+  """-log softmax of ``target`` among the non-target logits (their LSE) and
+  ``extra`` ones."""
   return functools.reduce(jnp.logaddexp, extra, jnp.logaddexp(lse_others, target)) - target
 
 
-def _cosine_y(stats: Stats) -> jax.Array:
+def cosine_y(stats: Stats) -> jax.Array:
   """cos(theta_y) [B]: the closest sub-centre's."""
   return jnp.max(stats.dot_y / norm_from_squared(stats.squared_norm_y), axis=1)
-
-
-def _norm_product(head: _Head, stats: Stats) -> jax.Array:
-  """||x|| ||W_y|| [B]."""
-  return safe_norm(head.features, axis=1) * norm_from_squared(stats.squared_norm_y[:, 0])
-
-
-# Each loss of the table as a function of its streamed statistics; each
-# target is the function the materialised loss calls.
-def _softmax(head):
-  stats = head.stats()
-  return _cross_entropy(stats.lse, stats.dot_y[:, 0] + head.target_bias())
-
-
-def _soft_margin(head, *, margin):
-  stats = head.stats()
-  return _cross_entropy(stats.lse, stats.dot_y[:, 0] + head.target_bias() - margin)
-
-
-def _hinge(head, *, margin=1.0):
-  # The hinge's pivot f_y - rho enters as a constant; its derivative
-  # (-count, through f_y and rho) is added by a term of value 0.
-  pivot = head.target_logit() - margin
-  stats = head.stats(moments=("hinge",), pivot=pivot)
-  live_pivot = stats.dot_y[:, 0] + head.target_bias() - margin
-  hinge = stats.hinge - lax.stop_gradient(stats.count) * (
-    live_pivot - lax.stop_gradient(live_pivot)
-  )
-  return hinge / (sharding.class_count(head.weights.shape[2]) - 1)
-
-
-def _label_smoothing(head, *, smoothing):
-  stats = head.stats(moments=("total",))
-  target = stats.dot_y[:, 0] + head.target_bias()
-  lse = jnp.logaddexp(stats.lse, target)
-  mean_logit = (stats.total + target) / sharding.class_count(head.weights.shape[2])
-  return _logit_losses.smoothed_cross_entropy(lse, target, mean_logit, smoothing)
-
-
-def _uniformity(head, *, lam=0.3, divergence="symmetric"):
-  stats = head.stats(moments=("mean", "total"))
-  target = stats.dot_y[:, 0] + head.target_bias()
-  num_others = sharding.class_count(head.weights.shape[2]) - 1
-  q_log_q = stats.mean - stats.lse
-  u_log_q = stats.total / num_others - stats.lse
-  penalty = _logit_losses.uniformity_penalty(divergence, q_log_q, u_log_q, num_others)
-  return jax.nn.softplus(stats.lse - target) + lam * penalty
-
-
-def _large_margin(head, *, margin, lam):
-  stats = head.stats()
-  target_logit = stats.dot_y[:, 0]
-  norm_product = _norm_product(head, stats)
-  target = _angular.large_margin_target(target_logit, norm_product, margin=margin, lam=lam)
-  return _cross_entropy(stats.lse, target)
-
-
-def _a_softmax(head, *, margin, lam):
-  stats = head.stats(unit_columns=True)
-  # ||W_y / ||W_y|| ||: 1, or 0 for a zero column (as the materialised loss's
-  # stop-gradient unit target).
-  squared = lax.stop_gradient(stats.squared_norm_y[:, 0])
-  unit_norm = norm_from_squared(squared / jnp.maximum(squared, NORM_FLOOR_SQ))
-  target_logit = stats.dot_y[:, 0] / norm_from_squared(stats.squared_norm_y[:, 0])
-  norm_product = safe_norm(head.features, axis=1) * unit_norm
-  target = _angular.large_margin_target(target_logit, norm_product, margin=margin, lam=lam)
-  return _cross_entropy(stats.lse, target)
-
-
-def _noisy(head, key, *, alpha, noise="annealed"):
-  stats = head.stats()
-  target_logit = stats.dot_y[:, 0]
-  subtracted = _noisy_virtual.noise_subtracted(
-    target_logit, _norm_product(head, stats), key, alpha=alpha, noise=noise
-  )
-  return _cross_entropy(stats.lse, target_logit + head.target_bias() - subtracted)
-
-
-def _virtual(head):
-  stats = head.stats()
-  return _cross_entropy(stats.lse, stats.dot_y[:, 0], _norm_product(head, stats))
-
-
-def _normface(head, *, scale):
-  stats = head.stats(cosine=True, scale=scale)
-  return _cross_entropy(stats.lse, scale * _cosine_y(stats))
-
-
-def _cosface(head, *, scale, margin):
-  stats = head.stats(cosine=True, scale=scale)
-  return _cross_entropy(
-    stats.lse, _cosine_margins.cosface_target(_cosine_y(stats), scale=scale, margin=margin)
-  )
-
-
-def _angular_margin(head, *, scale, m1=1.0, m2=0.0, m3=0.0, theta_overflow="plain"):
-  stats = head.stats(cosine=True, scale=scale)
-  target = _cosine_margins.angular_margin_target(
-    _cosine_y(stats), scale=scale, m1=m1, m2=m2, m3=m3, theta_overflow=theta_overflow
-  )
-  return _cross_entropy(stats.lse, target)
-
-
-def _arcface(head, *, scale, margin, theta_overflow="plain"):
-  return _angular_margin(head, scale=scale, m2=margin, theta_overflow=theta_overflow)
-
-
-# The losses `chunked` streams: the streamed form, and whether the loss takes
-# logits (then streamed as fused linear + loss, x @ W + bias).
-_STREAMED: dict[Callable, tuple[Callable, bool]] = {
-  _logit_losses.softmax_loss: (_softmax, True),
-  _logit_losses.soft_margin_softmax_loss: (_soft_margin, True),
-  _logit_losses.multiclass_hinge_loss: (_hinge, True),
-  _logit_losses.label_smoothing_loss: (_label_smoothing, True),
-  _logit_losses.uniformity_regularized_softmax_loss: (_uniformity, True),
-  _angular.large_margin_softmax_loss: (_large_margin, False),
-  _angular.a_softmax_loss: (_a_softmax, False),
-  _noisy_virtual.noisy_softmax_loss: (_noisy, False),
-  _noisy_virtual.virtual_softmax_loss: (_virtual, False),
-  _cosine_margins.normface_loss: (_normface, False),
-  _cosine_margins.cosface_loss: (_cosface, False),
-  _cosine_margins.arcface_loss: (_arcface, False),
-  _cosine_margins.combined_margin_loss: (_angular_margin, False),
-  _subcenter.subcenter_arcface_loss: (_arcface, False),
-}
 
 
 def top_classes(score_fn, features, weights, *, k: int, chunk_size: int, bias=None):
@@ -552,7 +483,7 @@ def _check_like_materialised(fn, takes_logits, arguments):
       logits = features @ weights
       bias = merged.pop("bias", None)
       if bias is not None:
-        logits = logits + _noisy_virtual.check_bias(bias, logits.shape[1], logits.dtype)
+        logits = logits + _common.check_bias(bias, logits.shape[1], logits.dtype)
       merged["logits"] = logits
     return fn(**merged)
 
@@ -561,58 +492,12 @@ def _check_like_materialised(fn, takes_logits, arguments):
   jax.eval_shape(materialised, sharding.unplaced(arrays))
 
 
-def chunked(fn: Callable[..., jax.Array], *, chunk_size: int) -> Callable[..., jax.Array]:
-  r"""``fn`` streamed over blocks of ``chunk_size`` classes: the [B, C] logits never exist.
-
-  For a feature loss the result has ``fn``'s signature and values; a logit
-  loss becomes fused linear + loss,
-  ``(features, weights, labels, *, <fn's keywords>, bias=None, where=None)``
-  equal to ``fn(features @ weights + bias, labels, ...)``. Values and
-  ``jax.grad`` w.r.t. features, weights and bias equal the materialised
-  loss's to float32 rounding, for any number of classes. Memory beyond the
-  inputs and W's gradient: a few [B, chunk_size] blocks and [B]-sized
-  statistics (`_class_stats`). Inside `margin_jax.parallel.shard_classes`,
-  ``chunk_size`` counts the device's local classes. Reverse mode only (a
-  ``jax.custom_vjp``): ``jax.jvp`` and ``jacfwd`` raise; use the
-  materialised loss for forward mode.
-
-  Streams: softmax, M-Softmax, the multiclass hinge, label smoothing, the
-  uniformity regulariser, L-Softmax, A-Softmax, Noisy Softmax (the same key
-  draws the same noise), Virtual Softmax, NormFace, CosFace, ArcFace (every
-  ``theta_overflow``), the combined margin and Sub-center ArcFace (a class's
-  K sub-centres in one chunk). Sub-center ArcFace's gradient goes to the
-  first of exactly tied sub-centres (the materialised max splits it).
-
-  Args:
-    fn: a loss of `margin_jax.losses` listed above.
-    chunk_size: classes per block (static), >= 1; a multiple of 128 suits
-      accelerators (e.g. 8192).
-
-  Returns:
-    The streamed loss, per example ``[batch_size]``.
-
-  Raises:
-    ValueError: ``fn`` cannot be streamed (named), or a bad ``chunk_size``.
-
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> from margin_jax import losses
-    >>> x, W = jax.random.normal(jax.random.key(0), (4, 8)), jax.random.normal(jax.random.key(1), (8, 50))
-    >>> y = jnp.array([0, 7, 49, 3])
-    >>> streamed = losses.chunked(losses.arcface_loss, chunk_size=16)
-    >>> bool(jnp.allclose(streamed(x, W, y, scale=16.0, margin=0.5),
-    ...                   losses.arcface_loss(x, W, y, scale=16.0, margin=0.5), atol=1e-5))
-    True
-  """
-  name = getattr(fn, "__name__", repr(fn))
-  if fn not in _STREAMED:
-    streamable = sorted(f.__name__ for f in _STREAMED)
-    raise ValueError(
-      f"{name} cannot be streamed over class chunks; chunked() streams {streamable}."
-    )
-  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-    raise ValueError(f"chunk_size={chunk_size!r} must be a Python int >= 1.")
-  streamed_fn, takes_logits = _STREAMED[fn]
+def stream(spec, *, chunk_size: int) -> Callable[..., jax.Array]:
+  """The loss of ``spec`` (a `margin_jax.losses.LossSpec` with a ``streamed``
+  form) streamed over blocks of ``chunk_size`` classes; see
+  `margin_jax.losses.chunked` for what it returns."""
+  fn, takes_logits = spec.fn, spec.inputs == "logits"
+  name = getattr(fn, "__name__", spec.name)
   signature = inspect.signature(fn)
   if takes_logits:
     params = list(signature.parameters.values())
@@ -624,7 +509,7 @@ def chunked(fn: Callable[..., jax.Array], *, chunk_size: int) -> Callable[..., j
       inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in ("bias", "where")
     ]
     signature = signature.replace(parameters=[*feature_params, params[1], *keywords, *extra])
-  stacked = fn is _subcenter.subcenter_arcface_loss
+  stacked = spec.inputs == "stacked"
 
   @sharding.accepts_explicit_axes
   def streamed(*args, **kwargs):
@@ -640,7 +525,7 @@ def chunked(fn: Callable[..., jax.Array], *, chunk_size: int) -> Callable[..., j
     labels = _common.safe_labels(
       _common.check_labels(labels, features.shape[0]), weights.shape[-1], where
     )
-    head = _Head(
+    head = StreamedHead(
       _common.mask_rows(features, where),
       weights if stacked else weights[None],
       labels,
@@ -648,7 +533,15 @@ def chunked(fn: Callable[..., jax.Array], *, chunk_size: int) -> Callable[..., j
       chunk_size,
     )
     keys = (arguments.pop("key"),) if "key" in arguments else ()
-    loss = streamed_fn(head, *keys, **arguments)
+    try:
+      loss = spec.streamed(head, *keys, **arguments)
+    except TypeError as error:  # jax.jvp / jacfwd reaching the custom_vjp
+      if "forward-mode" not in str(error):
+        raise
+      raise TypeError(
+        f"{name} streamed over class chunks is reverse mode only (jax.grad, jax.vjp, "
+        f"jax.hessian); for jax.jvp or jax.jacfwd call the materialised {name}."
+      ) from error
     return _common.apply_where(loss, where, out_dtype)
 
   streamed.__signature__ = signature

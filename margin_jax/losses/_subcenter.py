@@ -10,11 +10,12 @@ from jax.typing import ArrayLike
 
 from margin_jax import sharding
 from margin_jax.losses import _common
-from margin_jax.losses._cosine_margins import (
-  THETA_OVERFLOW,
-  _angular_margin_loss,
-  _check_arc_margin,
-)
+from margin_jax.losses._cosine_margins import THETA_OVERFLOW
+from margin_jax.losses._cosine_margins import _angular_margin_loss
+from margin_jax.losses._cosine_margins import _check_arc_margin
+from margin_jax.losses._cosine_margins import arcface_target
+from margin_jax.losses._cosine_margins import cosine_margin_streamed
+from margin_jax.losses._spec import LossSpec
 
 
 def _subcenter_cosines(features, weights):
@@ -250,3 +251,17 @@ def far_from_dominant_subcenter(
   cos_dominant = jnp.take_along_axis(cosine, k[:, None], axis=1)[:, 0]
   angles = jnp.degrees(jnp.arccos(cos_dominant))
   return angles > threshold_degrees, angles.astype(out_dtype)
+
+
+SPECS = (
+  LossSpec(
+    "subcenter_arcface",
+    subcenter_arcface_loss,
+    "stacked",
+    "subcenter",
+    typical={"scale": 64.0, "margin": 0.5},
+    paper="Sub-center ArcFace (Deng et al., ECCV 2020); section numbers not checked",
+    # The streamed statistics take each class's closest sub-centre (K rows).
+    streamed=cosine_margin_streamed(arcface_target),
+  ),
+)

@@ -1,20 +1,19 @@
-"""The one table of losses (name, function, inputs, test-time classification,
-the papers' typical hyperparameters) and the one adapter from a name to a call,
-`by_name` -> `BoundLoss`.
+"""The registry of losses, `TABLE` (name -> `LossSpec`, each declared once in
+its family's module), and the engines' entry points by declaration:
+`by_name` -> `BoundLoss` (materialised or streamed), `chunked` (the streamed
+engine, `margin_jax.losses._streamed`) and `register` (your own loss).
 
 Training (`margin_jax.training.objectives`), the sharded example, the tests and
-the benchmarks iterate over `TABLE` and call losses through `BoundLoss`; adding
-a loss means writing its function, adding its row here, exporting it in
-``__init__`` and listing it in docs/losses.md and docs/api/losses.md.
+the benchmarks iterate over `TABLE` and call losses through `BoundLoss`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
+
+import jax
 
 from margin_jax.losses import _angular
 from margin_jax.losses import _centers
@@ -27,248 +26,109 @@ from margin_jax.losses import _noisy_virtual
 from margin_jax.losses import _streamed
 from margin_jax.losses import _subcenter
 from margin_jax.losses import _test_logits
+from margin_jax.losses._spec import CLASSIFY
+from margin_jax.losses._spec import INPUTS
+from margin_jax.losses._spec import LossSpec
 
-# What a loss takes besides the labels:
-#   "logits"   logits [B, C] (= x @ W [+ b]),
-#   "features" features [B, d] and class weights [d, C],
-#   "stacked"  features [B, d] and stacked weights [V, d, C] (EM-Softmax; the
-#              K sub-centres [K, d, C] of Sub-center ArcFace),
-#   "centers"  features [B, d] and class centers [C, d] (center loss).
-INPUTS = ("logits", "features", "stacked", "centers")
-# How a model trained with it classifies (`BoundLoss.test_logits`): x @ W, the
-# cosines (normalised-weight losses), x @ mean_v W_v (EM-Softmax), or each
-# class's largest cosine over its sub-centres (Sub-center ArcFace).
-CLASSIFY = ("plain", "cosine", "averaged", "subcenter")
+_FAMILIES = (
+  _logit_losses,
+  _angular,
+  _noisy_virtual,
+  _ensemble,
+  _cosine_margins,
+  _subcenter,
+  _face_margins,
+  _centers,
+)
+TABLE: dict[str, LossSpec] = {spec.name: spec for family in _FAMILIES for spec in family.SPECS}
 
 
-@dataclasses.dataclass(frozen=True)
-class LossSpec:
-  """One row of the table.
+def register(spec: LossSpec) -> LossSpec:
+  """Adds your own loss to `TABLE`: `by_name`, `chunked` (if it declares a
+  ``streamed`` form), `margin_jax.parallel.shard_classes` and the trainer
+  (``--config.loss=NAME``) then take it as they take the built-in ones.
 
-  Attributes:
-    name: the name `by_name` takes.
-    fn: the function of `margin_jax.losses`.
-    inputs: one of `INPUTS`.
-    classify: one of `CLASSIFY`.
-    typical: the papers' typical keyword arguments (tests and benchmarks use
-      them; the noise key is passed separately). L-/A-Softmax's ``lam`` is the
-      pure margin here; training anneals it (``lambda_schedule``).
-    lambda_schedule: takes the L-/A-Softmax ``lam``, annealed by
-      `margin_jax.losses.lambda_schedule` in training.
-    needs_key: takes a PRNG key after the labels (Noisy Softmax, ElasticFace).
-    state: the keywords that are training state (AdaFace's norm statistics,
-      CurricularFace's t): their initial values are in ``typical``, and
-      ``update_state`` updates them before each step's loss.
-    update_state: ``(features, weights, labels, state, *, where, axis_name) ->
-      state``, the ``state`` keywords' new values (`BoundLoss.update_state`).
-    paper: where its equations are.
+  Args:
+    spec: its declaration, e.g. from `declare_cosine_margin`, or a
+      `LossSpec` written out.
+
+  Returns:
+    ``spec``.
+
+  Raises:
+    ValueError: the name is taken, or a field is not one the engines know.
   """
-
-  name: str
-  fn: Callable[..., Any]
-  inputs: str
-  classify: str = "plain"
-  typical: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  lambda_schedule: bool = False
-  needs_key: bool = False
-  state: tuple[str, ...] = ()
-  update_state: Callable[..., dict] | None = None
-  paper: str = ""
-
-  @property
-  def takes_bias(self) -> bool:
-    """Whether a class bias ``[C]`` can be added to its logits."""
-    return self.inputs in ("logits", "centers") or "bias" in inspect.signature(self.fn).parameters
+  if spec.name in TABLE:
+    raise ValueError(f"a loss named {spec.name!r} is registered already ({TABLE[spec.name].fn}).")
+  _common.check_choice(f"{spec.name}: inputs", spec.inputs, INPUTS)
+  _common.check_choice(f"{spec.name}: classify", spec.classify, CLASSIFY)
+  TABLE[spec.name] = spec
+  return spec
 
 
-TABLE: dict[str, LossSpec] = {
-  spec.name: spec
-  for spec in (
-    LossSpec(
-      "softmax",
-      _logit_losses.softmax_loss,
-      "logits",
-      paper="L-Softmax (Liu et al., ICML 2016) eqs 1-2",
-    ),
-    LossSpec(
-      "l_softmax",
-      _angular.large_margin_softmax_loss,
-      "features",
-      typical={"margin": 4, "lam": 0.0},
-      lambda_schedule=True,
-      paper="L-Softmax (Liu et al., ICML 2016) eqs 4-13, Sec 5.1",
-    ),
-    LossSpec(
-      "a_softmax",
-      _angular.a_softmax_loss,
-      "features",
-      "cosine",
-      typical={"margin": 4, "lam": 0.0},
-      lambda_schedule=True,
-      paper="SphereFace (Liu et al., CVPR 2017) eq 7 (L-Softmax 6 with unit W)",
-    ),
-    LossSpec(
-      "noisy_softmax",
-      _noisy_virtual.noisy_softmax_loss,
-      "features",
-      typical={"alpha": math.sqrt(0.1)},
-      needs_key=True,
-      paper="Noisy Softmax (Chen et al., CVPR 2017) eqs 5-8",
-    ),
-    LossSpec(
-      "virtual_softmax",
-      _noisy_virtual.virtual_softmax_loss,
-      "features",
-      paper="Virtual Softmax (Chen et al., NeurIPS 2018) eqs 3-5",
-    ),
-    LossSpec(
-      "m_softmax",
-      _logit_losses.soft_margin_softmax_loss,
-      "logits",
-      typical={"margin": 0.5},
-      paper="EM-Softmax (Wang et al., IJCAI 2018) eq 4",
-    ),
-    LossSpec(
-      "e_softmax",
-      _ensemble.ensemble_soft_margin_softmax_loss,
-      "stacked",
-      "averaged",
-      typical={"margin": 0.0, "diversity": 0.1},
-      paper="EM-Softmax (Wang et al., IJCAI 2018) eq 7",
-    ),
-    LossSpec(
-      "em_softmax",
-      _ensemble.ensemble_soft_margin_softmax_loss,
-      "stacked",
-      "averaged",
-      typical={"margin": 0.5, "diversity": 0.1},
-      paper="EM-Softmax (Wang et al., IJCAI 2018) eqs 4, 6-8",
-    ),
-    LossSpec(
-      "uniformity",
-      _logit_losses.uniformity_regularized_softmax_loss,
-      "logits",
-      typical={"lam": 0.3},
-      paper="Kobayashi, BMVC 2019, eqs 8-12",
-    ),
-    LossSpec(
-      "hinge",
-      _logit_losses.multiclass_hinge_loss,
-      "logits",
-      typical={"margin": 1.0},
-      paper="Kobayashi, BMVC 2019, eq 14",
-    ),
-    LossSpec(
-      "lsr",
-      _logit_losses.label_smoothing_loss,
-      "logits",
-      typical={"smoothing": 0.1},
-      paper="Kobayashi, BMVC 2019, eq 13",
-    ),
-    LossSpec(
-      "normface",
-      _cosine_margins.normface_loss,
-      "features",
-      "cosine",
-      typical={"scale": 16.0},
-      paper="NormFace (Wang et al., ACM MM 2017) eq 6",
-    ),
-    LossSpec(
-      "cosface",
-      _cosine_margins.cosface_loss,
-      "features",
-      "cosine",
-      typical={"scale": 64.0, "margin": 0.35},
-      paper="CosFace (Wang et al., CVPR 2018) eq 4",
-    ),
-    LossSpec(
-      "arcface",
-      _cosine_margins.arcface_loss,
-      "features",
-      "cosine",
-      typical={"scale": 64.0, "margin": 0.5},
-      paper="ArcFace (Deng et al., CVPR 2019) eq 3",
-    ),
-    # insightface's combined (m1, m2, m3) = (1, 0.3, 0.2).
-    LossSpec(
-      "combined_margin",
-      _cosine_margins.combined_margin_loss,
-      "features",
-      "cosine",
-      typical={"scale": 64.0, "m1": 1.0, "m2": 0.3, "m3": 0.2},
-      paper="insightface's combined margin (ArcFace, Deng et al., CVPR 2019; eq not checked)",
-    ),
-    LossSpec(
-      "subcenter_arcface",
-      _subcenter.subcenter_arcface_loss,
-      "stacked",
-      "subcenter",
-      typical={"scale": 64.0, "margin": 0.5},
-      paper="Sub-center ArcFace (Deng et al., ECCV 2020); section numbers not checked",
-    ),
-    LossSpec(
-      "adaface",
-      _face_margins.adaface_loss,
-      "features",
-      "cosine",
-      typical={"scale": 64.0, "margin": 0.4, "h": 0.333, "norm_mean": 20.0, "norm_std": 100.0},
-      state=("norm_mean", "norm_std"),
-      update_state=lambda x, w, y, state, **kw: dict(
-        zip(
-          ("norm_mean", "norm_std"),
-          _face_margins.adaface_norm_stats(x, state["norm_mean"], state["norm_std"], **kw),
-        )
-      ),
-      paper="AdaFace (Kim et al., CVPR 2022) Sec 3; eq numbers not checked",
-    ),
-    LossSpec(
-      "magface",
-      _face_margins.magface_loss,
-      "features",
-      "cosine",
-      typical={
-        "scale": 64.0,
-        "lower_margin": 0.45,
-        "upper_margin": 0.8,
-        "lower_norm": 10.0,
-        "upper_norm": 110.0,
-        "lambda_g": 35.0,
-      },
-      paper="MagFace (Meng et al., CVPR 2021) Sec 3-4; eq numbers not checked",
-    ),
-    LossSpec(
-      "curricularface",
-      _face_margins.curricularface_loss,
-      "features",
-      "cosine",
-      typical={"scale": 64.0, "margin": 0.5, "t": 0.0},
-      state=("t",),
-      update_state=lambda x, w, y, state, **kw: {
-        "t": _face_margins.curricularface_t(x, w, y, state["t"], **kw)
-      },
-      paper="CurricularFace (Huang et al., CVPR 2020) Sec 3; eq numbers not checked",
-    ),
-    # ElasticFace-Arc; ElasticFace-Cos is kind="cos" with margin 0.35.
-    LossSpec(
-      "elasticface",
-      _face_margins.elasticface_loss,
-      "features",
-      "cosine",
-      typical={"scale": 64.0, "margin": 0.5, "sigma": 0.05},
-      needs_key=True,
-      paper="ElasticFace (Boutros et al., CVPRW 2022) eqs 6-7",
-    ),
-    # Trained jointly with softmax: softmax + center_weight * center loss
-    # (Wen et al., ECCV 2016, eq 5); `BoundLoss` forms the sum, weighted by its
-    # center_weight= (Wen et al. use 0.003-0.1).
-    LossSpec(
-      "center",
-      _centers.center_loss,
-      "centers",
-      paper="Center loss (Wen et al., ECCV 2016) eqs 2, 5",
-    ),
-  )
-}
+def _declaration_of(fn: Callable) -> LossSpec | None:
+  return next((spec for spec in TABLE.values() if spec.fn is fn), None)
+
+
+def _check_chunk_size(chunk_size) -> None:
+  if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+    raise ValueError(f"chunk_size={chunk_size!r} must be a Python int >= 1.")
+
+
+def chunked(fn: Callable[..., jax.Array], *, chunk_size: int) -> Callable[..., jax.Array]:
+  r"""``fn`` streamed over blocks of ``chunk_size`` classes: the [B, C] logits never exist.
+
+  For a feature loss the result has ``fn``'s signature and values; a logit
+  loss becomes fused linear + loss,
+  ``(features, weights, labels, *, <fn's keywords>, bias=None, where=None)``
+  equal to ``fn(features @ weights + bias, labels, ...)``. Values and
+  ``jax.grad`` w.r.t. features, weights and bias equal the materialised
+  loss's to float32 rounding, for any number of classes. Memory beyond the
+  inputs and W's gradient: a few [B, chunk_size] blocks and [B]-sized
+  statistics (EM-Softmax's HSIC term, when its weight is not 0, keeps its
+  materialised [V, d, C] unit columns). Inside
+  `margin_jax.parallel.shard_classes`, ``chunk_size`` counts the device's
+  local classes. Reverse mode only (a ``jax.custom_vjp``): ``jax.jvp`` and
+  ``jacfwd`` raise a TypeError saying so; use the materialised loss for
+  forward mode (``jax.hessian``, reverse over reverse, works).
+
+  Streams every loss of `TABLE` that declares a ``streamed`` form: all the
+  built-in ones, with the center row's softmax through `BoundLoss.streamed`
+  (the center term itself is a [B, d] gather). Sub-center ArcFace's gradient
+  goes to the first of exactly tied sub-centres (the materialised max splits
+  it); Noisy Softmax and ElasticFace draw the same noise from the same key.
+
+  Args:
+    fn: a loss of `margin_jax.losses` (or one you `register`).
+    chunk_size: classes per block (static), >= 1; a multiple of 128 suits
+      accelerators (e.g. 8192).
+
+  Returns:
+    The streamed loss, per example ``[batch_size]``.
+
+  Raises:
+    ValueError: ``fn`` cannot be streamed (named), or a bad ``chunk_size``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from margin_jax import losses
+    >>> x, W = jax.random.normal(jax.random.key(0), (4, 8)), jax.random.normal(jax.random.key(1), (8, 50))
+    >>> y = jnp.array([0, 7, 49, 3])
+    >>> streamed = losses.chunked(losses.arcface_loss, chunk_size=16)
+    >>> bool(jnp.allclose(streamed(x, W, y, scale=16.0, margin=0.5),
+    ...                   losses.arcface_loss(x, W, y, scale=16.0, margin=0.5), atol=1e-5))
+    True
+  """
+  spec = _declaration_of(fn)
+  if spec is None or spec.streamed is None:
+    name = getattr(fn, "__name__", repr(fn))
+    streamable = sorted({s.fn.__name__ for s in TABLE.values() if s.streamed is not None})
+    raise ValueError(
+      f"{name} cannot be streamed over class chunks; chunked() streams {streamable}"
+      " (a loss you register streams when its LossSpec declares streamed=)."
+    )
+  _check_chunk_size(chunk_size)
+  return _streamed.stream(spec, chunk_size=chunk_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,8 +157,10 @@ class BoundLoss:
   def streamed(self, *, chunk_size: int) -> BoundLoss:
     """This loss streamed over blocks of ``chunk_size`` classes
     (`margin_jax.losses.chunked`): logit losses become fused linear + loss, so
-    the [B, C] logits never form. Raises ValueError for a loss that cannot stream."""
-    _streamed.chunked(self.spec.fn, chunk_size=chunk_size)  # the checks
+    the [B, C] logits never form (the center row streams its softmax).
+    Raises ValueError for a loss that cannot stream."""
+    streamed = _logit_losses.softmax_loss if self.spec.inputs == "centers" else self.spec.fn
+    chunked(streamed, chunk_size=chunk_size)  # the checks
     return dataclasses.replace(self, chunk_size=chunk_size)
 
   def __call__(
@@ -317,24 +179,27 @@ class BoundLoss:
     name, inputs = self.spec.name, self.spec.inputs
     kwargs = {**self._at_step(step), **(state or {})}
     fn = self.spec.fn
-    if self.chunk_size is not None:
-      fn = _streamed.chunked(fn, chunk_size=self.chunk_size)
+    if self.chunk_size is not None and inputs != "centers":
+      fn = chunked(fn, chunk_size=self.chunk_size)
       if inputs == "logits":
         return fn(features, weights, labels, **kwargs, bias=bias, where=where)
     if where is not None:  # before the logits form, so a masked row cannot reach W
       features = _common.mask_rows(features, _common.check_where(where, features.shape[0]))
-    if inputs in ("logits", "centers"):
+    if inputs == "logits":
       logits = features @ weights if bias is None else features @ weights + bias
-      if inputs == "logits":
-        return self.spec.fn(logits, labels, **kwargs, where=where)
+      return self.spec.fn(logits, labels, **kwargs, where=where)
+    if inputs == "centers":
       if centers is None or "center_weight" not in kwargs:
         raise ValueError(
           f"{name} is softmax + center_weight * center loss: bind center_weight= and pass"
           " centers=[C, d]."
         )
-      center = self.spec.fn(features, centers, labels, where=where)
-      softmax = _logit_losses.softmax_loss(logits, labels, where=where)
-      return softmax + kwargs["center_weight"] * center
+      softmax = BoundLoss(TABLE["softmax"], {}, self.chunk_size)(
+        features, weights, labels, where=where, bias=bias
+      )
+      return softmax + kwargs["center_weight"] * self.spec.fn(
+        features, centers, labels, where=where
+      )
     if bias is not None:
       if not self.spec.takes_bias:
         raise ValueError(f"{name} takes no class bias (bias=...).")
