@@ -163,24 +163,29 @@ def gathered(value):
   return jax.sharding.reshard(value, NamedSharding(jax.typeof(value).sharding.mesh, P()))
 
 
-def accepts_explicit_axes(loss):
-  """``loss`` (a per-example loss whose first argument is batch-major) callable
-  on arrays sharded over Explicit mesh axes, as `jax.make_mesh` builds them:
-  its body then runs with those axes Auto (XLA places the gathers) and the
-  result is split over the first argument's batch axis. Arrays without
-  Explicit axes take the plain call. As for any JAX code on Explicit axes,
-  ``jax.grad`` outside ``jit`` needs ``jax.set_mesh(mesh)``."""
+def accepts_explicit_axes(fn):
+  """``fn`` (a function whose first argument is batch-major) callable on
+  arrays sharded over Explicit mesh axes, as `jax.make_mesh` builds them: its
+  body then runs with those axes Auto (XLA places the gathers); each result
+  whose leading axis is the batch is split as the first argument's batch
+  axis, any other (a scalar, a class-indexed array) replicated. Arrays
+  without Explicit axes take the plain call. As for any JAX code on Explicit
+  axes, ``jax.grad`` outside ``jit`` needs ``jax.set_mesh(mesh)``."""
 
-  @functools.wraps(loss)
+  @functools.wraps(fn)
   def wrapped(*args, **kwargs):
-    mesh = _explicit_mesh((*args, *kwargs.values()))
+    mesh = _explicit_mesh(jax.tree.leaves((args, kwargs)))
     if mesh is None:
-      return loss(*args, **kwargs)
-    batch = jax.typeof(args[0]).sharding.spec
+      return fn(*args, **kwargs)
+    batch_spec = jax.typeof(args[0]).sharding.spec
+    batch_axis = batch_spec[0] if batch_spec else None
+    batch = np.shape(args[0])[0]
+    body = functools.partial(fn, **kwargs)
+    shapes = jax.eval_shape(body, *unplaced(args))
+    out_sharding = jax.tree.map(
+      lambda v: P(batch_axis) if v.ndim and v.shape[0] == batch else P(), shapes
+    )
     with jax.sharding.use_abstract_mesh(mesh):
-      run = jax.sharding.auto_axes(
-        functools.partial(loss, **kwargs), out_sharding=P(batch[0] if batch else None)
-      )
-      return run(*args)
+      return jax.sharding.auto_axes(body, out_sharding=out_sharding)(*args)
 
   return wrapped

@@ -294,20 +294,10 @@ def test_arrays_placed_as_the_readme_places_them(name, axis_type):
         assert g.sharding.is_equivalent_to(a.sharding, g.ndim), (name, g.sharding, a.sharding)
 
 
-# The streamed head inside shard_classes: every table row chunked() streams, on
-# the guide's (Explicit) mesh, and two of them on Auto axes too.
-def _streams(spec):
-  try:
-    losses.chunked(spec.fn, chunk_size=1)
-  except ValueError:
-    return False
-  return True
-
-
-STREAMED_NAMES = [name for name, spec in sorted(losses.TABLE.items()) if _streams(spec)]
-STREAMED_CASES = [(name, AxisType.Explicit) for name in STREAMED_NAMES] + [
-  (name, AxisType.Auto) for name in ("softmax", "cosface")
-]
+# The streamed head inside shard_classes: every table row (the center row is
+# its softmax plus a [B, d] gather), on the guide's (Explicit) mesh and on Auto axes.
+STREAMED_NAMES = [name for name, spec in sorted(losses.TABLE.items()) if spec.inputs != "centers"]
+STREAMED_CASES = [(n, t) for n in STREAMED_NAMES for t in (AxisType.Explicit, AxisType.Auto)]
 
 
 @pytest.mark.parametrize(
@@ -317,7 +307,7 @@ def test_streamed_head_inside_shard_classes(name, axis_type):
   # W placed over "model" (40 classes: 10 local ones in blocks of 3, the last
   # block 1), the batch over "data"; then 37 classes (padded).
   spec = losses.TABLE[name]
-  assert len(STREAMED_NAMES) == 14  # the list, EM-Softmax and the face margins aside
+  assert len(STREAMED_NAMES) == 20
   mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(axis_type,) * 2)
   sharded = parallel.shard_classes(
     losses.chunked(spec.fn, chunk_size=3), mesh, class_axis="model", batch_axis="data"
@@ -343,3 +333,78 @@ def test_streamed_head_inside_shard_classes(name, axis_type):
     if num_classes == 40:
       w = differentiated[1]
       assert got_grads[1].sharding.is_equivalent_to(w.sharding, w.ndim), got_grads[1].sharding
+
+
+# The public helpers that read W, features or embeddings, on arrays placed as
+# the guides place them, eagerly and under jit; every public name of
+# margin_jax.losses is a loss of the table, one of these, or takes no arrays.
+def _helper_calls(x, w, stacked, y):
+  bound = losses.by_name("curricularface")
+  return {
+    "target_cosine": lambda: losses.target_cosine(x, w, y),
+    "curricularface_t": lambda: losses.curricularface_t(x, w, y, 0.3),
+    "adaface_norm_stats": lambda: losses.adaface_norm_stats(x, 20.0, 100.0),
+    "adacos_dynamic_scale": lambda: losses.adacos_dynamic_scale(x, w, y, scale=10.0),
+    "dominant_subcenters": lambda: losses.dominant_subcenters(x, stacked, y),
+    "far_from_dominant_subcenter": lambda: losses.far_from_dominant_subcenter(
+      x, stacked, y, jnp.zeros(w.shape[1], jnp.int32)
+    ),
+    "inference_logits": lambda: losses.inference_logits(x, w, cosine=True),
+    "subcenter_cosines": lambda: losses.subcenter_cosines(x, stacked),
+    "ensemble_weights": lambda: losses.ensemble_weights(stacked),
+    "hsic_diversity": lambda: losses.hsic_diversity(stacked),
+    "predicted_class": lambda: losses.predicted_class(x @ w),
+    "take_target": lambda: losses.take_target(x @ w, y),
+    "rho_hat": lambda: losses.rho_hat(x @ w, y),
+    "psi": lambda: losses.psi(losses.target_cosine(x, w, y), margin=2),
+    "BoundLoss.update_state": lambda: bound.update_state(x, w, y, bound.initial_state),
+    "BoundLoss.test_logits": lambda: bound.test_logits(x, w),
+    "BoundLoss.top_k": lambda: bound.top_k(x, w, k=2),
+    "BoundLoss.top_k streamed": lambda: bound.streamed(chunk_size=3).top_k(x, w, k=2),
+    "BoundLoss.predicted_class streamed": lambda: bound.streamed(chunk_size=3).predicted_class(
+      x, w
+    ),
+  }
+
+
+TAKES_NO_ARRAYS = {
+  "BoundLoss",
+  "LossSpec",
+  "PUBLISHED_LAMBDA",
+  "StreamedHead",
+  "TABLE",
+  "adacos_fixed_scale",
+  "by_name",
+  "chunked",
+  "declare_cosine_margin",
+  "lambda_schedule",
+  "register",
+}
+
+
+def test_every_public_name_is_covered():
+  (x, w), (y,) = inputs(losses.TABLE["cosface"], 16)
+  covered = {spec.fn.__name__ for spec in losses.TABLE.values()} | TAKES_NO_ARRAYS
+  covered |= {name.split(".")[0] for name in _helper_calls(x, w, jnp.stack([w, w]), y)}
+  assert set(losses.__all__) <= covered, set(losses.__all__) - covered
+
+
+@pytest.mark.parametrize("axis_type", [AxisType.Explicit, AxisType.Auto], ids=lambda t: t.name)
+def test_helpers_on_placed_arrays(axis_type):
+  mesh = jax.make_mesh((2, 4), ("data", "model"), axis_types=(axis_type,) * 2)
+  (x, w), (y,) = inputs(losses.TABLE["cosface"], 16)
+  stacked = jnp.stack([w, 0.5 * w + 0.1])
+  want = {name: call() for name, call in _helper_calls(x, w, stacked, y).items()}
+  placed = [
+    jax.device_put(a, NamedSharding(mesh, p))
+    for a, p in ((x, P("data")), (w, P(None, "model")), (stacked, P(None, None, "model")))
+  ]
+  y_placed = jax.device_put(y, NamedSharding(mesh, P("data")))
+  for name, call in _helper_calls(*placed, y_placed).items():
+    eager = call()
+    jitted = jax.jit(lambda x, w, stacked, y, name=name: _helper_calls(x, w, stacked, y)[name]())(
+      *placed, y_placed
+    )
+    for got in (eager, jitted):
+      for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want[name])):
+        np.testing.assert_allclose(g, h, rtol=1e-5, atol=1e-6, err_msg=name)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import ArrayLike
 
+from margin_jax import sharding
 from margin_jax.losses import _common
 
 
@@ -59,6 +60,7 @@ def adacos_fixed_scale(num_classes: int) -> float:
   return math.sqrt(2.0) * math.log(num_classes - 1)
 
 
+@sharding.accepts_explicit_axes
 def adacos_dynamic_scale(
   features: ArrayLike,
   weights: ArrayLike,

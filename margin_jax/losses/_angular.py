@@ -25,6 +25,7 @@ from margin_jax.numerics import norm_from_squared
 from margin_jax.numerics import safe_norm
 
 
+@sharding.accepts_explicit_axes
 def target_cosine(features: ArrayLike, weights: ArrayLike, labels: ArrayLike) -> jax.Array:
   r"""cos(theta_y) between each feature and its target classifier, shape ``[batch_size]``.
 

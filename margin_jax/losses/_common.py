@@ -90,6 +90,7 @@ def max_classes(values: jax.Array) -> jax.Array:
   return lax.pmax(jnp.max(mask_padding(values, -jnp.inf), axis=-1), shard.axis_name)
 
 
+@sharding.accepts_explicit_axes
 def predicted_class(logits: jax.Array) -> jax.Array:
   """``argmax`` over the classes of ``logits`` [B, C] (the first maximum);
   class-sharded, the owner of the global maximum's lowest index."""
@@ -381,6 +382,7 @@ def _take_target_jvp(primals, tangents):
   return _take_target(values, labels), jnp.sum(jnp.where(is_target, d_values, 0.0), axis=-1)
 
 
+@sharding.accepts_explicit_axes
 def take_target(values: jax.Array, labels: jax.Array) -> jax.Array:
   """values[i, labels[i]] for [B, C] values (NaN for an out-of-range label); inside a
   class-sharded loss, from the shard that owns the label."""

@@ -13,6 +13,7 @@ from margin_jax.losses._logit_losses import soft_margin_softmax_loss
 from margin_jax.losses._spec import LossSpec
 
 
+@sharding.accepts_explicit_axes
 def hsic_diversity(weights: ArrayLike) -> jax.Array:
   r"""HSIC between every ordered pair of weak classifiers, inner-product kernel.
 

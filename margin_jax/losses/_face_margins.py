@@ -54,6 +54,7 @@ def _batch_mean(values, where, axis_name):
   return total / jnp.maximum(count, 1.0), count
 
 
+@sharding.accepts_explicit_axes
 def adaface_norm_stats(
   features: ArrayLike,
   norm_mean: ArrayLike,
@@ -313,6 +314,7 @@ def _magface_terms(features, *, lower_margin, upper_margin, lower_norm, upper_no
   return m, lambda_g * (1.0 / a + a / upper_norm**2)
 
 
+@sharding.accepts_explicit_axes
 def curricularface_t(
   features: ArrayLike,
   weights: ArrayLike,

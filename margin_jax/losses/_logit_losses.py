@@ -168,6 +168,7 @@ _uniformity_terms = _common.custom_jvp_in_shard(
 )
 
 
+@sharding.accepts_explicit_axes
 def rho_hat(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   r"""Kobayashi's bias rho-hat, the margin softmax implicitly adds.
 

@@ -144,6 +144,7 @@ def _target_subcenter_cosines(features, weights, labels):
   return jnp.clip(cosine, -1.0, 1.0)
 
 
+@sharding.accepts_explicit_axes
 def dominant_subcenters(
   features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
 ) -> tuple[jax.Array, jax.Array]:
@@ -193,6 +194,7 @@ def dominant_subcenters(
   return jnp.argmax(counts, axis=1).astype(jnp.int32), counts
 
 
+@sharding.accepts_explicit_axes
 def far_from_dominant_subcenter(
   features: ArrayLike,
   weights: ArrayLike,

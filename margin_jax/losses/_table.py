@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 
+from margin_jax import sharding
 from margin_jax.losses import _angular
 from margin_jax.losses import _centers
 from margin_jax.losses import _common
@@ -242,9 +243,14 @@ class BoundLoss:
     best first, and those logits [B, k]; over blocks of ``chunk_size``
     classes when it is set, so no [B, C] array forms (`_streamed.top_classes`)."""
     chunk_size = self.chunk_size or weights.shape[-1]
-    return _streamed.top_classes(
-      self.test_logits, features, weights, k=k, chunk_size=chunk_size, bias=bias
-    )
+
+    @sharding.accepts_explicit_axes
+    def top_k(features, weights, bias):
+      return _streamed.top_classes(
+        self.test_logits, features, weights, k=k, chunk_size=chunk_size, bias=bias
+      )
+
+    return top_k(features, weights, bias)
 
   def predicted_class(self, features, weights, *, bias=None):
     """The class [B] with the largest `test_logits` (+ ``bias``), the first
