@@ -85,7 +85,10 @@ def test_sharded_example_runs_on_eight_devices():
   assert result.returncode == 0, result.stderr[-4000:]
 
 
-@pytest.mark.parametrize("page", ["index.md", "guides/by_name.md", "guides/face_recognition.md"])
+@pytest.mark.parametrize(
+  "page",
+  ["index.md", "guides/by_name.md", "guides/face_recognition.md", "guides/adding_a_loss.md"],
+)
 def test_guide_blocks_run_top_to_bottom(page):
   blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), re.DOTALL)
   assert blocks

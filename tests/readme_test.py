@@ -2,6 +2,7 @@
 block runs as written top to bottom in one fresh interpreter, every local
 link (and its anchor) resolves."""
 
+import os
 import pathlib
 import re
 import subprocess
@@ -31,6 +32,38 @@ def test_readme_python_blocks_run_top_to_bottom():
   assert blocks, "README.md has no Python block"
   result = subprocess.run(
     [sys.executable, "-c", "\n".join(blocks)], cwd=ROOT, capture_output=True, text=True
+  )
+  assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_own_loss_block_runs_in_every_engine_on_4_devices():
+  block = re.search(r"<!-- custom-loss-example -->\n```python\n(.*?)```", README, re.DOTALL)
+  assert block and len(block.group(1).strip().splitlines()) <= 22
+  check = """
+import numpy as np
+assert jax.device_count() == 4 and losses.TABLE["my_margin"] is spec
+want = losses.cosface_loss(x, W, y, scale=16.0, margin=0.2)
+for got in (
+  loss(x, W, y),
+  loss.streamed(chunk_size=256)(x, W, y),
+  sharded(x, W, y, scale=16.0, margin=0.2),
+  sharded_streamed(x, W, y, scale=16.0, margin=0.2),
+):
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+grads = [
+  jax.grad(lambda W: f(x, W, y, scale=16.0, margin=0.2).sum())(W)
+  for f in (spec.fn, losses.chunked(spec.fn, chunk_size=128), sharded, sharded_streamed)
+]
+for g in grads[1:]:
+  np.testing.assert_allclose(g, grads[0], rtol=1e-4, atol=1e-6)
+"""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  result = subprocess.run(
+    [sys.executable, "-c", "\n".join(python_blocks(README)) + check],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
   )
   assert result.returncode == 0, result.stderr[-4000:]
 

@@ -74,6 +74,10 @@ def loss_cases():
     "l_softmax_m4": (None, losses.large_margin_softmax_loss, {"margin": 4, "lam": 0.0}),
     "cosface": (None, losses.cosface_loss, {"scale": 64.0, "margin": 0.35}),
     "arcface": (None, losses.arcface_loss, {"scale": 64.0, "margin": 0.5}),
+    # Streamed since issue 33 (time part: --time-losses adaface ...).
+    "adaface": (None, losses.adaface_loss, dict(losses.TABLE["adaface"].typical)),
+    "magface": (None, losses.magface_loss, dict(losses.TABLE["magface"].typical)),
+    "curricularface": (None, losses.curricularface_loss, {"scale": 64.0, "margin": 0.5, "t": 0.3}),
   }
 
 

@@ -93,8 +93,7 @@ def get_config():
   config.mesh_shape = ()
   # > 0: the loss, the accuracy and the evaluation run over blocks of this many
   # classes (per device on a mesh; `margin_jax.losses.chunked`), so the [B, C]
-  # logits never form; 0: materialised. Every loss but EM-/E-Softmax, the center
-  # loss and the AdaFace/MagFace/CurricularFace/ElasticFace margins streams.
+  # logits never form; 0: materialised. Every loss of the table streams.
   config.class_chunk_size = 0
   config.learning_rate = 0.1
   config.lr_schedule = "piecewise"  # piecewise|log
