@@ -1619,3 +1619,71 @@ def test_face_state_through_by_name():
   assert t == losses.curricularface_t(x, w, y, 0.0)
   cosface = losses.by_name("cosface")
   assert cosface.initial_state == {} and cosface.update_state(x, w, y, {}) == {}
+
+
+# One out-of-range value per hyperparameter-checking row of the table.
+OUT_OF_RANGE = {
+  "m_softmax": {"margin": -0.5},
+  "uniformity": {"lam": -1.0},
+  "hinge": {"margin": -1.0},
+  "lsr": {"smoothing": 1.5},
+  "l_softmax": {"lam": -1.0},
+  "a_softmax": {"lam": -1.0},
+  "noisy_softmax": {"alpha": -1.0},
+  "e_softmax": {"diversity": -1.0},
+  "em_softmax": {"margin": -1.0},
+  "normface": {"scale": -16.0},
+  "cosface": {"margin": 2.5},
+  "arcface": {"margin": 28.6},  # degrees passed as radians
+  "combined_margin": {"m2": 3.5},
+  "subcenter_arcface": {"margin": 4.0},
+  "adaface": {"norm_std": -1.0},
+  "magface": {"upper_norm": 5.0},  # below lower_norm 10
+  "curricularface": {"margin": 3.2},
+  "elasticface": {"sigma": -0.1},
+}
+
+
+@pytest.mark.parametrize("name", sorted(OUT_OF_RANGE))
+def test_traced_out_of_range_hyperparameter_is_nan_in_every_engine(name):
+  spec = losses.TABLE[name]
+  ((key_name, bad),) = OUT_OF_RANGE[name].items()
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(6, 5)), jnp.float32)
+  shape = (2, 5, 12) if spec.inputs == "stacked" else (5, 12)
+  w = jnp.asarray(rng.normal(size=shape), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 12, size=6), jnp.int32)
+  good = spec.typical[key_name] if key_name in spec.typical else {"upper_norm": 110.0}[key_name]
+  with pytest.raises(ValueError, match=key_name):  # a known value: a clear error
+    losses.by_name(name, **{key_name: bad})(x, w, y, key=jax.random.key(0))
+  for chunk_size in (None, 5):
+
+    def loss(value, chunk_size=chunk_size):
+      bound = losses.by_name(name, **{key_name: value})
+      bound = bound if chunk_size is None else bound.streamed(chunk_size=chunk_size)
+      return bound(x, w, y, key=jax.random.key(0))
+
+    eager = loss(good)
+    np.testing.assert_allclose(jax.jit(loss)(good), eager, rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(eager)) and np.all(np.isnan(jax.jit(loss)(bad))), chunk_size
+
+
+def test_every_checking_row_has_an_out_of_range_case():
+  checking = {name for name, spec in losses.TABLE.items() if spec.checks is not None}
+  assert checking == set(OUT_OF_RANGE)
+
+
+def test_state_updates_skip_out_of_range_labels():
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(6, 5)) * 3.0, jnp.float32)
+  w = jnp.asarray(rng.normal(size=(5, 12)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 12, size=6), jnp.int32)
+  bad = y.at[1].set(-1).at[4].set(12)
+  kept = jnp.array([True, False, True, True, False, True])
+  for name in ("adaface", "curricularface"):
+    bound = losses.by_name(name)
+    got = bound.update_state(x, w, bad, bound.initial_state)
+    want = bound.update_state(x, w, y, bound.initial_state, where=kept)
+    for k in got:
+      assert np.isfinite(got[k]), (name, k)
+      np.testing.assert_allclose(got[k], want[k], rtol=1e-6)

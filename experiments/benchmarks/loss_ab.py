@@ -11,6 +11,11 @@ percent where two `loss_overhead` runs minutes apart on a loaded machine do not.
 
   git archive ff441df margin_jax | tar -x -C /tmp/base
   .venv/bin/python -m experiments.benchmarks.loss_ab --base /tmp/base --classes 10000
+
+``--equal-float64`` times nothing: it checks that every case's value and
+gradients (the batch mean's, w.r.t. features and weights) are equal at both
+versions in float64, up to ``--rtol``, prints each case's largest relative
+difference and exits 1 if one exceeds it (a refactoring's before/after check).
 """
 
 from __future__ import annotations
@@ -60,14 +65,37 @@ def step(case: _cases.Case, module):
   return _cases.value_and_grad(case._replace(fn=fn))
 
 
+def equal_in_float64(base, classes, batch, dim, rtol) -> bool:
+  """Every case's float64 value and gradients at both versions, compared."""
+  equal = True
+  with jax.enable_x64(True):
+    for case in _cases.CASES:
+      if case.spec_name not in base.TABLE:
+        continue
+      inputs = _cases.make_inputs(case, batch, dim, classes, dtype="float64")
+      (want, want_grads), (got, got_grads) = (step(case, m)(*inputs) for m in (base, losses))
+      worst = 0.0
+      for a, b in zip(jax.tree.leaves((got, got_grads)), jax.tree.leaves((want, want_grads))):
+        scale = max(float(abs(b).max()), 1e-300)
+        worst = max(worst, float(abs(a - b).max()) / scale)
+      equal &= worst <= rtol
+      print(f"{case.name:20s} C={classes}: largest difference / largest value {worst:.1e}")
+  return equal
+
+
 def main(argv=None):
   _harness.pin_allocator()
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--base", required=True, help="a directory holding the other margin_jax")
   _harness.add_loss_timing_args(parser, max_reps=30)
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  parser.add_argument("--equal-float64", action="store_true", help="check equality, no timing")
+  parser.add_argument("--rtol", type=float, default=1e-12, help="of --equal-float64")
   args = parser.parse_args(argv)
   base = import_base(args.base)
+  if args.equal_float64:
+    ok = all(equal_in_float64(base, c, args.batch, args.dim, args.rtol) for c in args.classes)
+    sys.exit(0 if ok else 1)
   info = _harness.machine_info()
   results = []
   for classes in args.classes:

@@ -3,7 +3,8 @@
 Every loss returns the per-example loss ``[batch_size]`` (no reduction);
 hyperparameters are keyword-only; float hyperparameters may be traced scalars.
 Out-of-range label values cannot be checked inside ``jit``: the target gather
-then fills NaN, so the loss is NaN (a trainer's non-finite check stops there).
+then fills NaN, so the loss is NaN (a trainer's non-finite check stops there);
+so is a traced hyperparameter out of its range (a known one raises ValueError).
 """
 
 from margin_jax.losses._adacos import adacos_dynamic_scale

@@ -120,7 +120,7 @@ def adacos_dynamic_scale(
     Learning Deep Face Representations, CVPR 2019, Algorithm 1 (the
     dynamic scale; equation numbers not checked against the paper's text).
   """
-  _common.check_static("scale", scale, low=0.0, low_open=True)
+  _common.check_range("scale", scale, low=0.0, low_open=True)
   features, weights, labels, where, _ = _common.prepare_features(
     features, weights, labels, where=where
   )

@@ -123,7 +123,7 @@ def large_margin_softmax_loss(
     ICML 2016, eqs. 4-13 and Sec. 5.1.
   """
   margin = _common.check_integer_margin(margin)
-  _common.check_static("lam", lam, low=0.0)
+  valid = _lambda_checks(lam=lam)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
@@ -137,7 +137,12 @@ def large_margin_softmax_loss(
     ),
     where,
     out_dtype,
+    valid,
   )
+
+
+def _lambda_checks(*, lam, **_):
+  return _common.check_range("lam", lam, low=0.0)
 
 
 def _large_margin(logits, norm_product, labels, *, margin, lam):
@@ -202,7 +207,7 @@ def a_softmax_loss(
     CVPR 2017, eq. 6 (psi as L-Softmax eq. 6).
   """
   margin = _common.check_integer_margin(margin)
-  _common.check_static("lam", lam, low=0.0)
+  valid = _lambda_checks(lam=lam)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
@@ -219,7 +224,7 @@ def a_softmax_loss(
     unit_targets, axis=1
   )  # ||x|| ||W_y / ||W_y|| ||
   return _common.apply_where(
-    _large_margin(logits, norm_product, labels, margin=margin, lam=lam), where, out_dtype
+    _large_margin(logits, norm_product, labels, margin=margin, lam=lam), where, out_dtype, valid
   )
 
 
@@ -250,6 +255,7 @@ SPECS = (
     lambda_schedule=True,
     paper="L-Softmax (Liu et al., ICML 2016) eqs 4-13, Sec 5.1",
     streamed=_large_margin_streamed,
+    checks=_lambda_checks,
   ),
   LossSpec(
     "a_softmax",
@@ -260,5 +266,6 @@ SPECS = (
     lambda_schedule=True,
     paper="SphereFace (Liu et al., CVPR 2017) eq 7 (L-Softmax 6 with unit W)",
     streamed=_a_softmax_streamed,
+    checks=_lambda_checks,
   ),
 )

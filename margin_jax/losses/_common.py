@@ -141,8 +141,11 @@ def mask_rows(values: jax.Array, where) -> jax.Array:
   return jnp.where(where.reshape((-1,) + (1,) * (values.ndim - 1)), values, 0)
 
 
-def apply_where(loss: jax.Array, where, out_dtype) -> jax.Array:
-  """The per-example loss in ``out_dtype``, 0 (and no gradient) where masked out."""
+def apply_where(loss: jax.Array, where, out_dtype, valid=True) -> jax.Array:
+  """The per-example loss in ``out_dtype``, 0 (and no gradient) where masked
+  out, NaN where ``valid`` (`check_range` of a traced hyperparameter) is False."""
+  if valid is not True:
+    loss = jnp.where(valid, loss, jnp.nan)
   if where is not None:
     loss = jnp.where(where, loss, 0.0)
   return loss.astype(out_dtype)
@@ -161,18 +164,31 @@ def concrete_number(value) -> float | int | None:
   return None
 
 
-def check_static(name: str, value, *, low=None, high=None, low_open=False, hint="") -> None:
-  """Range check of a hyperparameter whose value is known (a Python, NumPy or
-  concrete JAX scalar); a traced value is not checked (inside ``jit`` it has no
-  value to check)."""
-  value = concrete_number(value)
-  if value is None:
-    return
-  too_low = low is not None and (value <= low if low_open else value < low)
-  if too_low or (high is not None and value >= high) or value != value:
-    lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
-    hi = "" if high is None else f"< {high}"
-    raise ValueError(f"{name}={value!r} must be {' and '.join(b for b in (lo, hi) if b)}.{hint}")
+def check_range(name: str, value, *, low=None, high=None, low_open=False, hint=""):
+  """Range check of a hyperparameter (``low`` and ``high`` may be other
+  hyperparameters). A known value (a Python, NumPy or concrete JAX scalar)
+  out of range raises ValueError naming it; a traced one, which has no value
+  to check inside ``jit``, gives a traced bool, False out of range (or NaN),
+  that the loss turns into NaN (`apply_where`'s ``valid``), as an
+  out-of-range label. Returns True for a known value in range."""
+  known = [concrete_number(v) for v in (value, low, high)]
+  if known[0] is not None and all(
+    k is not None or b is None for k, b in zip(known[1:], (low, high))
+  ):
+    value, low, high = known
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or (high is not None and value >= high) or value != value:
+      lo = "" if low is None else f"{'>' if low_open else '>='} {low}"
+      hi = "" if high is None else f"< {high}"
+      raise ValueError(f"{name}={value!r} must be {' and '.join(b for b in (lo, hi) if b)}.{hint}")
+    return True
+  value = jnp.asarray(value)
+  valid = ~jnp.isnan(value)
+  if low is not None:
+    valid = valid & (value > low if low_open else value >= low)
+  if high is not None:
+    valid = valid & (value < high)
+  return valid
 
 
 def prepare_logits(logits, labels, *, min_classes: int = 1, where=None):

@@ -26,7 +26,8 @@ from margin_jax.losses._spec import LossSpec
 THETA_OVERFLOW = ("plain", "insightface", "easy")
 
 
-def _check_arc_margin(margin, name: str = "margin") -> None:
+def _check_arc_margin(margin, name: str = "margin"):
+  """An angular margin in radians, in [0, pi) (`_common.check_range`)."""
   hint = ""
   value = _common.concrete_number(margin)
   if value is not None and value >= math.pi:
@@ -34,7 +35,37 @@ def _check_arc_margin(margin, name: str = "margin") -> None:
       f" The margin is in radians; {value} looks like degrees:"
       f" math.radians({value}) = {math.radians(value):.4f}."
     )
-  _common.check_static(name, margin, low=0.0, high=math.pi, hint=hint)
+  return _common.check_range(name, margin, low=0.0, high=math.pi, hint=hint)
+
+
+def check_scale(scale):
+  """The scale s > 0 of the cosines (`_common.check_range`)."""
+  return _common.check_range("scale", scale, low=0.0, low_open=True)
+
+
+def _check_cos_margin(margin):
+  # An additive margin on a cosine in [-1, 1]: at 2 or more no target can win.
+  return _common.check_range("margin", margin, low=0.0, high=2.0)
+
+
+def _normface_checks(*, scale, **_):
+  return check_scale(scale)
+
+
+def _cosface_checks(*, scale, margin, **_):
+  return check_scale(scale) & _check_cos_margin(margin)
+
+
+def arcface_checks(*, scale, margin, **_):
+  """ArcFace's ranges: s > 0, m in [0, pi)."""
+  return check_scale(scale) & _check_arc_margin(margin)
+
+
+def _combined_checks(*, scale, m1=1.0, m2=0.0, m3=0.0, **_):
+  # m1 < 1 stays a margin where m2 outweighs it: insightface's (0.9, 0.4, 0.15).
+  m1_valid = _common.check_range("m1", m1, low=0.0, low_open=True)
+  m3_valid = _common.check_range("m3", m3, low=0.0, high=2.0)
+  return check_scale(scale) & m1_valid & _check_arc_margin(m2, "m2") & m3_valid
 
 
 @sharding.accepts_explicit_axes
@@ -75,12 +106,12 @@ def normface_loss(
     Wang et al., NormFace: L2 Hypersphere Embedding for Face Verification,
     ACM MM 2017, eq. 6 (the N-Softmax compared in the EM and Virtual papers).
   """
-  _common.check_static("scale", scale, low=0.0, low_open=True)
+  valid = _normface_checks(scale=scale)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
   return _common.apply_where(
-    softmax_loss(scale * _common.cosine_logits(features, weights), labels), where, out_dtype
+    softmax_loss(scale * _common.cosine_logits(features, weights), labels), where, out_dtype, valid
   )
 
 
@@ -123,9 +154,7 @@ def cosface_loss(
   References:
     Wang et al., CosFace: Large Margin Cosine Loss, CVPR 2018, eq. 4.
   """
-  _common.check_static("scale", scale, low=0.0, low_open=True)
-  # An additive margin on a cosine in [-1, 1]: at 2 or more no target can win.
-  _common.check_static("margin", margin, low=0.0, high=2.0)
+  valid = _cosface_checks(scale=scale, margin=margin)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
@@ -133,7 +162,7 @@ def cosface_loss(
   logits = scale * cosine
   target = cosface_target(_common.take_target(cosine, labels), scale=scale, margin=margin)
   return _common.apply_where(
-    _common.cross_entropy_with_target(logits, labels, target), where, out_dtype
+    _common.cross_entropy_with_target(logits, labels, target), where, out_dtype, valid
   )
 
 
@@ -272,8 +301,7 @@ def arcface_loss(
     Recognition, CVPR 2019, eq. 3; the fallbacks are insightface's
     (``easy_margin`` and the ``th``/``mm`` rule of its ArcFace heads).
   """
-  _common.check_static("scale", scale, low=0.0, low_open=True)
-  _check_arc_margin(margin)
+  valid = arcface_checks(scale=scale, margin=margin)
   _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
@@ -287,7 +315,7 @@ def arcface_loss(
     m3=0.0,
     theta_overflow=theta_overflow,
   )
-  return _common.apply_where(loss, where, out_dtype)
+  return _common.apply_where(loss, where, out_dtype, valid)
 
 
 @sharding.accepts_explicit_axes
@@ -377,11 +405,7 @@ def combined_margin_loss(
     m1 = 1, m3 = 0); the ``insightface`` and ``easy`` fallbacks follow
     insightface's ArcFace heads.
   """
-  _common.check_static("scale", scale, low=0.0, low_open=True)
-  # m1 < 1 stays a margin where m2 outweighs it: insightface's (0.9, 0.4, 0.15).
-  _common.check_static("m1", m1, low=0.0, low_open=True)
-  _check_arc_margin(m2, "m2")
-  _common.check_static("m3", m3, low=0.0, high=2.0)
+  valid = _combined_checks(scale=scale, m1=m1, m2=m2, m3=m3)
   _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
@@ -395,7 +419,7 @@ def combined_margin_loss(
     m3=m3,
     theta_overflow=theta_overflow,
   )
-  return _common.apply_where(loss, where, out_dtype)
+  return _common.apply_where(loss, where, out_dtype, valid)
 
 
 def cosine_margin_streamed(target: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
@@ -466,14 +490,14 @@ def declare_cosine_margin(
   def loss(features, weights, labels, *, where=None, **hyperparameters):
     signature.bind(features, weights, labels, where=where, **hyperparameters)  # names the keyword
     scale = hyperparameters["scale"]
-    _common.check_static("scale", scale, low=0.0, low_open=True)
+    valid = check_scale(scale)
     features, weights, labels, where, out_dtype = _common.prepare_features(
       features, weights, labels, where=where
     )
     cosine = _common.cosine_logits(features, weights)
     target_logit = target(_common.take_target(cosine, labels), **hyperparameters)
     loss = _common.cross_entropy_with_target(scale * cosine, labels, target_logit)
-    return _common.apply_where(loss, where, out_dtype)
+    return _common.apply_where(loss, where, out_dtype, valid)
 
   loss.__signature__ = signature
   loss.__name__ = loss.__qualname__ = f"{name}_loss"
@@ -486,6 +510,7 @@ def declare_cosine_margin(
     typical=dict(typical or {}),
     paper=paper,
     streamed=cosine_margin_streamed(target),
+    checks=lambda *, scale, **_: check_scale(scale),
   )
 
 
@@ -513,6 +538,7 @@ SPECS = (
     typical={"scale": 16.0},
     paper="NormFace (Wang et al., ACM MM 2017) eq 6",
     streamed=cosine_margin_streamed(_normface_target),
+    checks=_normface_checks,
   ),
   LossSpec(
     "cosface",
@@ -522,6 +548,7 @@ SPECS = (
     typical={"scale": 64.0, "margin": 0.35},
     paper="CosFace (Wang et al., CVPR 2018) eq 4",
     streamed=cosine_margin_streamed(cosface_target),
+    checks=_cosface_checks,
   ),
   LossSpec(
     "arcface",
@@ -531,6 +558,7 @@ SPECS = (
     typical={"scale": 64.0, "margin": 0.5},
     paper="ArcFace (Deng et al., CVPR 2019) eq 3",
     streamed=cosine_margin_streamed(arcface_target),
+    checks=arcface_checks,
   ),
   # insightface's combined (m1, m2, m3) = (1, 0.3, 0.2).
   LossSpec(
@@ -541,5 +569,6 @@ SPECS = (
     typical={"scale": 64.0, "m1": 1.0, "m2": 0.3, "m3": 0.2},
     paper="insightface's combined margin (ArcFace, Deng et al., CVPR 2019; eq not checked)",
     streamed=cosine_margin_streamed(_combined_target),
+    checks=_combined_checks,
   ),
 )

@@ -141,8 +141,7 @@ def ensemble_soft_margin_softmax_loss(
     Wang et al., Ensemble Soft-Margin Softmax Loss for Image Classification,
     IJCAI 2018, eqs. 4, 6 and the EM-Softmax objective of Sec. 3.2.
   """
-  _common.check_static("margin", margin, low=0.0)
-  _common.check_static("diversity", diversity, low=0.0)
+  valid = _ensemble_checks(margin=margin, diversity=diversity)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, kind="stacked", where=where
   )
@@ -161,7 +160,13 @@ def ensemble_soft_margin_softmax_loss(
   )
   loss = loss.reshape(num_classifiers, -1).sum(0)
   loss = loss + diversity * hsic_diversity(weights)
-  return _common.apply_where(loss, where, out_dtype)
+  return _common.apply_where(loss, where, out_dtype, valid)
+
+
+def _ensemble_checks(*, margin, diversity, **_):
+  return _common.check_range("margin", margin, low=0.0) & _common.check_range(
+    "diversity", diversity, low=0.0
+  )
 
 
 def _ensemble_streamed(head, *, margin, diversity):
@@ -184,6 +189,7 @@ SPECS = (
     typical={"margin": 0.0, "diversity": 0.1},
     paper="EM-Softmax (Wang et al., IJCAI 2018) eq 7",
     streamed=_ensemble_streamed,
+    checks=_ensemble_checks,
   ),
   LossSpec(
     "em_softmax",
@@ -193,5 +199,6 @@ SPECS = (
     typical={"margin": 0.5, "diversity": 0.1},
     paper="EM-Softmax (Wang et al., IJCAI 2018) eqs 4, 6-8",
     streamed=_ensemble_streamed,
+    checks=_ensemble_checks,
   ),
 )

@@ -23,6 +23,8 @@ from margin_jax.losses import _streamed
 from margin_jax.losses._cosine_margins import THETA_OVERFLOW as _ARC_OVERFLOW
 from margin_jax.losses._cosine_margins import _angular_margin_loss
 from margin_jax.losses._cosine_margins import _check_arc_margin
+from margin_jax.losses._cosine_margins import arcface_checks
+from margin_jax.losses._cosine_margins import check_scale
 from margin_jax.losses._cosine_margins import _margin_target
 from margin_jax.losses._cosine_margins import angular_margin_target
 from margin_jax.losses._spec import LossSpec
@@ -38,9 +40,40 @@ ELASTIC_KINDS = ("arc", "cos")
 ADAFACE_EPS = 1e-3
 
 
-def _check_common(scale, theta_overflow) -> None:
-  _common.check_static("scale", scale, low=0.0, low_open=True)
+def _check_overflow(theta_overflow) -> None:
   _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
+
+
+# The hyperparameters' ranges (`margin_jax.losses._common.check_range`), each
+# loss's in one function that its materialised and streamed forms both run.
+def _adaface_checks(*, scale, margin, h=0.333, norm_std, **_):
+  return (
+    check_scale(scale)
+    & _check_arc_margin(margin)
+    & _common.check_range("h", h, low=0.0)
+    & _common.check_range("norm_std", norm_std, low=0.0)
+  )
+
+
+def _magface_checks(
+  *, scale, lower_margin, upper_margin, lower_norm=10.0, upper_norm=110.0, lambda_g, **_
+):
+  return (
+    check_scale(scale)
+    & _check_arc_margin(lower_margin, "lower_margin")
+    & _check_arc_margin(upper_margin, "upper_margin")
+    & _common.check_range("lower_norm", lower_norm, low=0.0, low_open=True)
+    & _common.check_range("upper_norm", upper_norm, low=lower_norm, low_open=True)
+    & _common.check_range("lambda_g", lambda_g, low=0.0)
+  )
+
+
+def _elasticface_checks(*, scale, margin, sigma, kind="arc", **_):
+  if kind == "arc":
+    margin_valid = _check_arc_margin(margin)
+  else:
+    margin_valid = _common.check_range("margin", margin, low=0.0, high=2.0)
+  return check_scale(scale) & margin_valid & _common.check_range("sigma", sigma, low=0.0)
 
 
 def _batch_mean(values, where, axis_name):
@@ -181,10 +214,8 @@ def adaface_loss(
     was not reachable here: the signs of g_angle and g_add follow a
     transcription of it and the authors' ``head.py``).
   """
-  _check_common(scale, theta_overflow)
-  _check_arc_margin(margin)
-  _common.check_static("h", h, low=0.0)
-  _common.check_static("norm_std", norm_std, low=0.0)
+  _check_overflow(theta_overflow)
+  valid = _adaface_checks(scale=scale, margin=margin, h=h, norm_std=norm_std)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
@@ -198,7 +229,7 @@ def adaface_loss(
     m3=m3,
     theta_overflow=theta_overflow,
   )
-  return _common.apply_where(loss, where, out_dtype)
+  return _common.apply_where(loss, where, out_dtype, valid)
 
 
 def _adaface_margins(features, *, margin, h, norm_mean, norm_std):
@@ -277,13 +308,15 @@ def magface_loss(
     the paper's text, which was not reachable here. The margin and g follow
     the authors' ``MagLinear`` and ``MagLoss``.
   """
-  _check_common(scale, theta_overflow)
-  _check_arc_margin(lower_margin, "lower_margin")
-  _check_arc_margin(upper_margin, "upper_margin")
-  _common.check_static("lower_norm", lower_norm, low=0.0, low_open=True)
-  low = _common.concrete_number(lower_norm)
-  _common.check_static("upper_norm", upper_norm, low=low, low_open=True)
-  _common.check_static("lambda_g", lambda_g, low=0.0)
+  _check_overflow(theta_overflow)
+  valid = _magface_checks(
+    scale=scale,
+    lower_margin=lower_margin,
+    upper_margin=upper_margin,
+    lower_norm=lower_norm,
+    upper_norm=upper_norm,
+    lambda_g=lambda_g,
+  )
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
@@ -304,7 +337,7 @@ def magface_loss(
     m3=0.0,
     theta_overflow=theta_overflow,
   )
-  return _common.apply_where(loss + regulariser, where, out_dtype)
+  return _common.apply_where(loss + regulariser, where, out_dtype, valid)
 
 
 def _magface_terms(features, *, lower_margin, upper_margin, lower_norm, upper_norm, lambda_g):
@@ -436,8 +469,8 @@ def curricularface_loss(
     N(t, cos theta_j) of the negatives; equation numbers not checked against
     the paper's text, which was not reachable here).
   """
-  _check_common(scale, theta_overflow)
-  _check_arc_margin(margin)
+  _check_overflow(theta_overflow)
+  valid = arcface_checks(scale=scale, margin=margin)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
@@ -447,7 +480,7 @@ def curricularface_loss(
   negatives = scale * _curricular_negatives(cosine, threshold, lax.stop_gradient(t))
   target = scale * _margin_target(cos_y, m1=1, m2=margin, m3=0.0, theta_overflow=theta_overflow)
   loss = _common.cross_entropy_with_target(negatives, labels, target)
-  return _common.apply_where(loss, where, out_dtype)
+  return _common.apply_where(loss, where, out_dtype, valid)
 
 
 def _hardness_threshold(cos_y, margin):
@@ -523,15 +556,11 @@ def elasticface_loss(
     not reachable here); the authors' code draws with ``torch.normal`` per
     example and uses the plain target past pi.
   """
-  _check_common(scale, theta_overflow)
+  _check_overflow(theta_overflow)
   _common.check_choice("kind", kind, ELASTIC_KINDS)
   if kind == "cos" and theta_overflow != "plain":
     raise ValueError("theta_overflow applies to kind='arc' only.")
-  if kind == "arc":
-    _check_arc_margin(margin)
-  else:
-    _common.check_static("margin", margin, low=0.0, high=2.0)
-  _common.check_static("sigma", sigma, low=0.0)
+  valid = _elasticface_checks(scale=scale, margin=margin, sigma=sigma, kind=kind)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
@@ -545,7 +574,7 @@ def elasticface_loss(
     m3=m3,
     theta_overflow=theta_overflow,
   )
-  return _common.apply_where(loss, where, out_dtype)
+  return _common.apply_where(loss, where, out_dtype, valid)
 
 
 def _elastic_margins(key, labels, dtype, *, margin, sigma, kind):
@@ -622,6 +651,7 @@ SPECS = (
     ),
     paper="AdaFace (Kim et al., CVPR 2022) Sec 3; eq numbers not checked",
     streamed=_adaface_streamed,
+    checks=_adaface_checks,
   ),
   LossSpec(
     "magface",
@@ -638,6 +668,7 @@ SPECS = (
     },
     paper="MagFace (Meng et al., CVPR 2021) Sec 3-4; eq numbers not checked",
     streamed=_magface_streamed,
+    checks=_magface_checks,
   ),
   LossSpec(
     "curricularface",
@@ -649,6 +680,7 @@ SPECS = (
     update_state=lambda x, w, y, state, **kw: {"t": curricularface_t(x, w, y, state["t"], **kw)},
     paper="CurricularFace (Huang et al., CVPR 2020) Sec 3; eq numbers not checked",
     streamed=_curricularface_streamed,
+    checks=arcface_checks,
   ),
   # ElasticFace-Arc; ElasticFace-Cos is kind="cos" with margin 0.35.
   LossSpec(
@@ -660,5 +692,6 @@ SPECS = (
     needs_key=True,
     paper="ElasticFace (Boutros et al., CVPRW 2022) eqs 6-7",
     streamed=_elasticface_streamed,
+    checks=_elasticface_checks,
   ),
 )

@@ -92,12 +92,16 @@ def soft_margin_softmax_loss(
     IJCAI 2018, eq. 4; Kobayashi, Large Margin In Softmax Cross-Entropy Loss,
     BMVC 2019, eq. 15.
   """
-  _common.check_static("margin", margin, low=0.0)
+  valid = _margin_checks(margin=margin)
   logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
   target = _common.take_target(logits, labels) - margin
   return _common.apply_where(
-    _common.cross_entropy_with_target(logits, labels, target), where, out_dtype
+    _common.cross_entropy_with_target(logits, labels, target), where, out_dtype, valid
   )
+
+
+def _margin_checks(*, margin, **_):
+  return _common.check_range("margin", margin, low=0.0)
 
 
 def _uniformity_forward(divergence, logits, labels):
@@ -244,13 +248,17 @@ def uniformity_regularized_softmax_loss(
     Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019,
     eqs. 8, 10, 11, 12 and Table 1.
   """
-  _common.check_static("lam", lam, low=0.0)
+  valid = _uniformity_checks(lam=lam)
   _common.check_choice("divergence", divergence, DIVERGENCES)
   logits, labels, where, out_dtype = _common.prepare_logits(
     logits, labels, min_classes=3, where=where
   )
   cross_entropy, penalty = _uniformity_terms(divergence, logits, labels)
-  return _common.apply_where(cross_entropy + lam * penalty, where, out_dtype)
+  return _common.apply_where(cross_entropy + lam * penalty, where, out_dtype, valid)
+
+
+def _uniformity_checks(*, lam=0.3, **_):
+  return _common.check_range("lam", lam, low=0.0)
 
 
 @sharding.accepts_explicit_axes
@@ -282,7 +290,7 @@ def multiclass_hinge_loss(
   References:
     Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019, eq. 14.
   """
-  _common.check_static("margin", margin, low=0.0)
+  valid = _margin_checks(margin=margin)
   logits, labels, where, out_dtype = _common.prepare_logits(
     logits, labels, min_classes=2, where=where
   )
@@ -290,7 +298,7 @@ def multiclass_hinge_loss(
   hinge = jnp.maximum(0.0, logits - target[:, None] + margin)
   hinge = jnp.where(_common.target_mask(labels, logits.shape[1]), 0.0, hinge)
   num_others = sharding.class_count(logits.shape[1]) - 1
-  return _common.apply_where(_common.sum_classes(hinge) / num_others, where, out_dtype)
+  return _common.apply_where(_common.sum_classes(hinge) / num_others, where, out_dtype, valid)
 
 
 @sharding.accepts_explicit_axes
@@ -323,12 +331,16 @@ def label_smoothing_loss(
     Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019, eq. 13;
     Szegedy et al., Rethinking the Inception Architecture, CVPR 2016.
   """
-  _common.check_static("smoothing", smoothing, low=0.0, high=1.0)
+  valid = _smoothing_checks(smoothing=smoothing)
   logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
   lse = _common.logsumexp_classes(logits)
   mean_logit = _common.sum_classes(logits) / sharding.class_count(logits.shape[1])
   loss = smoothed_cross_entropy(lse, _common.take_target(logits, labels), mean_logit, smoothing)
-  return _common.apply_where(loss, where, out_dtype)
+  return _common.apply_where(loss, where, out_dtype, valid)
+
+
+def _smoothing_checks(*, smoothing, **_):
+  return _common.check_range("smoothing", smoothing, low=0.0, high=1.0)
 
 
 def smoothed_cross_entropy(lse, target_logit, mean_logit, smoothing):
@@ -393,6 +405,7 @@ SPECS = (
     typical={"margin": 0.5},
     paper="EM-Softmax (Wang et al., IJCAI 2018) eq 4",
     streamed=_soft_margin_streamed,
+    checks=_margin_checks,
   ),
   LossSpec(
     "uniformity",
@@ -401,6 +414,7 @@ SPECS = (
     typical={"lam": 0.3},
     paper="Kobayashi, BMVC 2019, eqs 8-12",
     streamed=_uniformity_streamed,
+    checks=_uniformity_checks,
   ),
   LossSpec(
     "hinge",
@@ -409,6 +423,7 @@ SPECS = (
     typical={"margin": 1.0},
     paper="Kobayashi, BMVC 2019, eq 14",
     streamed=_hinge_streamed,
+    checks=_margin_checks,
   ),
   LossSpec(
     "lsr",
@@ -417,5 +432,6 @@ SPECS = (
     typical={"smoothing": 0.1},
     paper="Kobayashi, BMVC 2019, eq 13",
     streamed=_label_smoothing_streamed,
+    checks=_smoothing_checks,
   ),
 )

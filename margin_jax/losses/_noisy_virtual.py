@@ -85,7 +85,7 @@ def noisy_softmax_loss(
     Sec. 5.2-5.3.
   """
   _common.check_choice("noise", noise, NOISE_TYPES)
-  _common.check_static("alpha", alpha, low=0.0)
+  valid = _noisy_checks(alpha=alpha)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, where=where
   )
@@ -98,8 +98,15 @@ def noisy_softmax_loss(
     logits = logits + bias
     target_logit = target_logit + _common.take_classes(bias, labels, axis=0)
   return _common.apply_where(
-    _common.cross_entropy_with_target(logits, labels, target_logit - subtracted), where, out_dtype
+    _common.cross_entropy_with_target(logits, labels, target_logit - subtracted),
+    where,
+    out_dtype,
+    valid,
   )
+
+
+def _noisy_checks(*, alpha, **_):
+  return _common.check_range("alpha", alpha, low=0.0)
 
 
 def noise_subtracted(target_logit, norm_product, key, *, alpha, noise: str):
@@ -184,6 +191,7 @@ SPECS = (
     needs_key=True,
     paper="Noisy Softmax (Chen et al., CVPR 2017) eqs 5-8",
     streamed=_noisy_streamed,
+    checks=_noisy_checks,
   ),
   LossSpec(
     "virtual_softmax",

@@ -49,6 +49,10 @@ class LossSpec:
       ``(head, [key,] **hyperparameters) -> [B]`` from the statistics of
       ``head`` (a `margin_jax.losses.StreamedHead`): what `chunked` and
       `BoundLoss.streamed` run. ``None``: it does not stream.
+    checks: ``(**hyperparameters) -> valid``, the hyperparameters' range
+      checks its materialised function runs (`_common.check_range`: a known
+      value out of range raises, a traced one makes the loss NaN); the
+      streamed engine runs them too. ``None``: nothing to check.
   """
 
   name: str
@@ -62,6 +66,7 @@ class LossSpec:
   update_state: Callable[..., dict] | None = None
   paper: str = ""
   streamed: Callable[..., Any] | None = None
+  checks: Callable[..., Any] | None = None
 
   @property
   def takes_bias(self) -> bool:

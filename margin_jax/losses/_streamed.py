@@ -533,6 +533,7 @@ def stream(spec, *, chunk_size: int) -> Callable[..., jax.Array]:
       chunk_size,
     )
     keys = (arguments.pop("key"),) if "key" in arguments else ()
+    valid = True if spec.checks is None else spec.checks(**arguments)
     try:
       loss = spec.streamed(head, *keys, **arguments)
     except TypeError as error:  # jax.jvp / jacfwd reaching the custom_vjp
@@ -542,7 +543,7 @@ def stream(spec, *, chunk_size: int) -> Callable[..., jax.Array]:
         f"{name} streamed over class chunks is reverse mode only (jax.grad, jax.vjp, "
         f"jax.hessian); for jax.jvp or jax.jacfwd call the materialised {name}."
       ) from error
-    return _common.apply_where(loss, where, out_dtype)
+    return _common.apply_where(loss, where, out_dtype, valid)
 
   streamed.__signature__ = signature
   streamed.__name__ = f"chunked_{name}"

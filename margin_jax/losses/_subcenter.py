@@ -12,7 +12,7 @@ from margin_jax import sharding
 from margin_jax.losses import _common
 from margin_jax.losses._cosine_margins import THETA_OVERFLOW
 from margin_jax.losses._cosine_margins import _angular_margin_loss
-from margin_jax.losses._cosine_margins import _check_arc_margin
+from margin_jax.losses._cosine_margins import arcface_checks
 from margin_jax.losses._cosine_margins import arcface_target
 from margin_jax.losses._cosine_margins import cosine_margin_streamed
 from margin_jax.losses._spec import LossSpec
@@ -118,8 +118,7 @@ def subcenter_arcface_loss(
     against the paper's text, which is not in this repository) (ArcFace, its eq. 1,
     on the max over sub-centres).
   """
-  _common.check_static("scale", scale, low=0.0, low_open=True)
-  _check_arc_margin(margin)
+  valid = arcface_checks(scale=scale, margin=margin)
   _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
   features, weights, labels, where, out_dtype = _common.prepare_features(
     features, weights, labels, kind="stacked", where=where
@@ -133,7 +132,7 @@ def subcenter_arcface_loss(
     m3=0.0,
     theta_overflow=theta_overflow,
   )
-  return _common.apply_where(loss, where, out_dtype)
+  return _common.apply_where(loss, where, out_dtype, valid)
 
 
 def _target_subcenter_cosines(features, weights, labels):
@@ -237,7 +236,7 @@ def far_from_dominant_subcenter(
     Large-scale Noisy Web Faces, ECCV 2020 (section numbers not checked
     against the paper's text, which is not in this repository) (75 degrees).
   """
-  _common.check_static("threshold_degrees", threshold_degrees, low=0.0, high=180.0)
+  _common.check_range("threshold_degrees", threshold_degrees, low=0.0, high=180.0)
   features, weights, labels, _, out_dtype = _common.prepare_features(
     features, weights, labels, kind="stacked"
   )
@@ -265,5 +264,6 @@ SPECS = (
     paper="Sub-center ArcFace (Deng et al., ECCV 2020); section numbers not checked",
     # The streamed statistics take each class's closest sub-centre (K rows).
     streamed=cosine_margin_streamed(arcface_target),
+    checks=arcface_checks,
   ),
 )

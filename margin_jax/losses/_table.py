@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from margin_jax import sharding
 from margin_jax.losses import _angular
@@ -228,6 +229,10 @@ class BoundLoss:
     update it; no gradient), global over the mapped ``axis_name``."""
     if self.spec.update_state is None:
       return state
+    # A row whose label is out of range is skipped, as if masked (the state stays finite).
+    labels = jnp.asarray(labels)
+    known = (labels >= 0) & (labels < sharding.class_count(weights.shape[-1]))
+    where = known if where is None else known & jnp.asarray(where, bool)
     return self.spec.update_state(
       features, weights, labels, state, where=where, axis_name=axis_name
     )
