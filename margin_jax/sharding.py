@@ -180,12 +180,18 @@ def accepts_explicit_axes(fn):
     batch_spec = jax.typeof(args[0]).sharding.spec
     batch_axis = batch_spec[0] if batch_spec else None
     batch = np.shape(args[0])[0]
-    body = functools.partial(fn, **kwargs)
-    shapes = jax.eval_shape(body, *unplaced(args))
+    # Array keywords (``where``, ``bias``) enter as operands, so they too run Auto.
+    arrays = {k: v for k, v in kwargs.items() if is_array(v)}
+    static = {k: v for k, v in kwargs.items() if k not in arrays}
+
+    def body(args, arrays):
+      return fn(*args, **arrays, **static)
+
+    shapes = jax.eval_shape(body, unplaced(args), unplaced(arrays))
     out_sharding = jax.tree.map(
       lambda v: P(batch_axis) if v.ndim and v.shape[0] == batch else P(), shapes
     )
     with jax.sharding.use_abstract_mesh(mesh):
-      return jax.sharding.auto_axes(body, out_sharding=out_sharding)(*args)
+      return jax.sharding.auto_axes(body, out_sharding=out_sharding)(args, arrays)
 
   return wrapped
