@@ -312,7 +312,8 @@ def test_streamed_head_inside_shard_classes(name, axis_type):
   sharded = parallel.shard_classes(
     losses.chunked(spec.fn, chunk_size=3), mesh, class_axis="model", batch_axis="data"
   )
-  for num_classes in (40, 37):
+  # Auto axes: the placed case only (the padded one does not depend on the axis type).
+  for num_classes in (40, 37) if axis_type == AxisType.Explicit else (40,):
     if spec.inputs == "logits":
       differentiated, rest = inputs(losses.TABLE["cosface"], num_classes)
       want_fn = lambda x, w, *rest: spec.fn(x @ w, *rest, **spec.typical)  # noqa: E731
