@@ -47,8 +47,11 @@ TABLE: dict[str, LossSpec] = {spec.name: spec for family in _FAMILIES for spec i
 
 def register(spec: LossSpec) -> LossSpec:
   """Adds your own loss to `TABLE`: `by_name`, `chunked` (if it declares a
-  ``streamed`` form), `margin_jax.parallel.shard_classes` and the trainer
-  (``--config.loss=NAME``) then take it as they take the built-in ones.
+  ``streamed`` form) and `margin_jax.parallel.shard_classes` then take it as
+  they take the built-in ones, and so does the trainer's objective
+  (`margin_jax.training.objectives.get_objective` with ``config.loss`` its
+  name) in the process that registered it, with its ``typical``
+  hyperparameters.
 
   Args:
     spec: its declaration, e.g. from `declare_cosine_margin`, or a
