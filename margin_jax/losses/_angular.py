@@ -33,9 +33,7 @@ def target_cosine(features: ArrayLike, weights: ArrayLike, labels: ArrayLike) ->
   through ``arccos``).
   """
   features, weights, labels, _, out_dtype = _common.prepare_features(features, weights, labels)
-  target_logit = jnp.sum(features * _common.target_columns(weights, labels), axis=1)
-  norm_product = _common.target_norm_product(features, weights, labels)
-  return _common.clip_cosine(target_logit, norm_product).astype(out_dtype)
+  return _common.target_cosines(features, weights, labels).astype(out_dtype)
 
 
 def psi(cosine: ArrayLike, *, margin: int) -> jax.Array:

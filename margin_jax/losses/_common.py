@@ -457,6 +457,14 @@ def clip_cosine(target_logit, norm_product):
   return jnp.clip(target_logit / norm_product, -1.0, 1.0)
 
 
+def target_cosines(features, weights, labels):
+  """cos(theta_y) [B] from the target columns alone (one gather of W_y), clipped
+  to [-1, 1]; NaN for an out-of-range label."""
+  target = target_columns(weights, labels).astype(features.dtype)
+  norm_product = safe_norm(features, axis=1) * safe_norm(target, axis=1)
+  return clip_cosine(jnp.sum(features * target, axis=1), norm_product)
+
+
 def cosine_logits(features, weights):
   """cos(theta_j) for every class, [B, C]: unit features times unit class columns.
 

@@ -29,7 +29,6 @@ from margin_jax.losses._cosine_margins import _margin_target
 from margin_jax.losses._cosine_margins import angular_margin_target
 from margin_jax.losses._spec import LossSpec
 from margin_jax.numerics import compute_dtype
-from margin_jax.numerics import normalize
 from margin_jax.numerics import safe_norm
 
 # arcface_loss's rules for theta + m > pi, and "clip" (AdaFace's code): the
@@ -401,9 +400,7 @@ def curricularface_t(
   features, weights, labels, where, _ = _common.prepare_features(
     features, weights, labels, where=where
   )
-  target_logit = jnp.sum(features * _common.target_columns(weights, labels), axis=1)
-  norm_product = _common.target_norm_product(features, weights, labels)
-  cos_y = lax.stop_gradient(_common.clip_cosine(target_logit, norm_product))
+  cos_y = lax.stop_gradient(_common.target_cosines(features, weights, labels))
   # A label outside [0, C) gives a NaN target: that row is skipped, as if masked.
   known = jnp.isfinite(cos_y) if where is None else where & jnp.isfinite(cos_y)
   mean, count = _batch_mean(cos_y, known, axis_name)
@@ -587,7 +584,7 @@ def _elastic_margins(key, labels, dtype, *, margin, sigma, kind):
 # Their streamed forms (margin_jax.losses._streamed): the margins above on the
 # streamed target cosine, and CurricularFace's hard negatives as the map of
 # the non-target cosines, against the target's no-gradient threshold.
-def _arc_target_streamed(head, stats, *, scale, m2, m3, theta_overflow):
+def _arc_cross_entropy(stats, *, scale, m2, m3, theta_overflow):
   target = angular_margin_target(
     _streamed.cosine_y(stats), scale=scale, m1=1, m2=m2, m3=m3, theta_overflow=theta_overflow
   )
@@ -599,15 +596,13 @@ def _adaface_streamed(head, *, scale, margin, h=0.333, norm_mean, norm_std, thet
     head.features, margin=margin, h=h, norm_mean=norm_mean, norm_std=norm_std
   )
   stats = head.stats(cosine=True, scale=scale)
-  return _arc_target_streamed(head, stats, scale=scale, m2=m2, m3=m3, theta_overflow=theta_overflow)
+  return _arc_cross_entropy(stats, scale=scale, m2=m2, m3=m3, theta_overflow=theta_overflow)
 
 
 def _magface_streamed(head, *, scale, theta_overflow="plain", **norm_terms):
   margins, regulariser = _magface_terms(head.features, **norm_terms)
   stats = head.stats(cosine=True, scale=scale)
-  loss = _arc_target_streamed(
-    head, stats, scale=scale, m2=margins, m3=0.0, theta_overflow=theta_overflow
-  )
+  loss = _arc_cross_entropy(stats, scale=scale, m2=margins, m3=0.0, theta_overflow=theta_overflow)
   return loss + regulariser
 
 
@@ -616,19 +611,16 @@ def _elasticface_streamed(head, key, *, scale, margin, sigma, kind="arc", theta_
     key, head.labels, head.features.dtype, margin=margin, sigma=sigma, kind=kind
   )
   stats = head.stats(cosine=True, scale=scale)
-  return _arc_target_streamed(head, stats, scale=scale, m2=m2, m3=m3, theta_overflow=theta_overflow)
+  return _arc_cross_entropy(stats, scale=scale, m2=m2, m3=m3, theta_overflow=theta_overflow)
 
 
 def _curricularface_streamed(head, *, scale, margin, t, theta_overflow="plain"):
-  unit = normalize(head.features, axis=1)
-  target_columns = _common.take_classes(head.weights[0], head.labels, axis=1).T  # [B, d]
-  cos_y = jnp.sum(unit * normalize(target_columns.astype(unit.dtype), axis=1), axis=1)
-  threshold = _hardness_threshold(jnp.clip(cos_y, -1.0, 1.0), margin)
+  cos_y = _common.target_cosines(head.features, head.weights[0], head.labels)
   stats = head.stats(
     cosine=True,
     scale=scale,
     negatives=_curricular_negatives,
-    context=(threshold, jnp.asarray(t, unit.dtype)),
+    context=(_hardness_threshold(cos_y, margin), jnp.asarray(t, cos_y.dtype)),
   )
   cos_y = jnp.clip(_streamed.cosine_y(stats), -1.0, 1.0)
   target = scale * _margin_target(cos_y, m1=1, m2=margin, m3=0.0, theta_overflow=theta_overflow)
