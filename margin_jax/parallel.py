@@ -9,10 +9,11 @@ every other sum over classes are completed with ``pmax``/``psum`` of [B]-sized
 target logit gathered from the shard that owns the label. Nothing of size
 [B, C] or [d, C] is gathered onto one device.
 
-The losses themselves are not rewritten: their class-axis reductions
-(``logsumexp_classes``, ``sum_classes``, ``take_target``, ...) switch to
-collectives while a loss is traced inside `shard_classes`
-(`margin_jax.sharding.class_sharding`).
+The losses themselves are not rewritten: each takes the class shard it runs
+on as its ``shard=`` argument (a `margin_jax.sharding.ClassShard`), which
+`shard_classes` passes inside ``shard_map``, and its class-axis reductions
+(``logsumexp_classes``, ``sum_classes``, ``take_target``, ...) then use
+collectives.
 
 Example:
   >>> import jax, jax.numpy as jnp
@@ -132,7 +133,9 @@ def shard_classes(
 
   Args:
     loss_fn: a loss of `margin_jax.losses` with a class axis (or
-      `margin_jax.losses.hsic_diversity`).
+      `margin_jax.losses.hsic_diversity`), or any function with a ``weights``,
+      ``logits`` or ``centers`` argument and a ``shard`` keyword that it
+      passes on to the loss helpers (a loss you declare gets one).
     mesh: the device mesh.
     class_axis: the mesh axis the classes are split over.
     batch_axis: the mesh axis the batch is split over, or ``None``.
@@ -148,10 +151,14 @@ def shard_classes(
     The sharded loss; call it inside or outside ``jax.jit``.
   """
   signature = inspect.signature(loss_fn)
+  name = getattr(loss_fn, "__name__", loss_fn)
   if not {"weights", "logits", "centers"} & set(signature.parameters):
+    raise ValueError(f"{name} has no class axis: expected a weights, logits or centers argument.")
+  if "shard" not in signature.parameters:
     raise ValueError(
-      f"{getattr(loss_fn, '__name__', loss_fn)} has no class axis: "
-      "expected a weights, logits or centers argument."
+      f"{name} takes no shard= argument: shard_classes passes each shard's ClassShard"
+      " to the loss; declare the loss with margin_jax.losses.declare_cosine_margin, or give"
+      " it a shard keyword that it passes on to the margin_jax.losses functions it calls."
     )
   for name in (class_axis, batch_axis):
     if name is not None and name not in mesh.shape:
@@ -220,8 +227,7 @@ def shard_classes(
         local, shard = sample(local, shard, operands[-1])
       elif local_count * num_shards == num_classes:
         shard = sharding.ClassShard(class_axis, None, num_classes, batch_axis)
-      with sharding.class_sharding(shard):
-        return loss_fn(**static, **local)
+      return loss_fn(**static, **local, shard=shard)
 
     def sample(local, shard, key):
       """This shard's kept classes (`sample_classes` on the global batch's

@@ -2,17 +2,17 @@
 the class shard a loss runs on inside `margin_jax.parallel.shard_classes`.
 
 Every mesh of margin_jax has the axes ``("data", "model")``: the batch is split
-over ``"data"``, the classes of the classifier over ``"model"``. The loss
-library's class-axis reductions read `current_shard` (set by `class_sharding`
-while a loss is traced inside ``shard_map``) and switch to collectives; outside
-it they are plain reductions. This module imports nothing of margin_jax, so
-both `margin_jax.losses` and `margin_jax.parallel` build on it.
+over ``"data"``, the classes of the classifier over ``"model"``. Every loss
+and helper of `margin_jax.losses` takes the class shard it runs on as an
+argument, ``shard=`` (a `ClassShard`, which `margin_jax.parallel.shard_classes`
+and the mesh trainer pass inside ``shard_map``): its class-axis reductions
+then use collectives; with ``shard=None`` they are plain reductions. This
+module imports nothing of margin_jax, so both `margin_jax.losses` and
+`margin_jax.parallel` build on it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
 import functools
 import math
@@ -57,12 +57,16 @@ def auto_axes(mesh: Mesh) -> Mesh:
   return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
 
 
+@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
 class ClassShard:
   """The slice of the class axis a loss sees inside `margin_jax.parallel.shard_classes`.
 
   Local column j is class ``axis_index(axis_name) * C_local + j`` of all
-  shards' columns taken together; labels count in that numbering.
+  shards' columns taken together; labels count in that numbering. A pytree:
+  the axis names and a static class count are its structure, the padding
+  mask and a traced class count its leaves, so it passes through ``jit`` and
+  custom derivative rules as an operand.
 
   Attributes:
     axis_name: the mesh axis the classes are split over.
@@ -77,40 +81,21 @@ class ClassShard:
   num_classes: int | jax.Array
   batch_axis: str | None = None
 
+  def tree_flatten(self):
+    static = self.num_classes if isinstance(self.num_classes, int) else None
+    traced = None if static is not None else self.num_classes
+    return (self.valid, traced), (self.axis_name, self.batch_axis, static)
 
-_CLASS_SHARD: contextvars.ContextVar[ClassShard | None] = contextvars.ContextVar(
-  "margin_jax_class_shard", default=None
-)
-
-
-@contextlib.contextmanager
-def class_sharding(shard: ClassShard | None):
-  """Losses traced inside this block reduce over ``shard``'s class axis with
-  collectives (`margin_jax.parallel` and the mesh trainer set it inside
-  ``shard_map``); ``None``: unsharded."""
-  token = _CLASS_SHARD.set(shard)
-  try:
-    yield
-  finally:
-    _CLASS_SHARD.reset(token)
+  @classmethod
+  def tree_unflatten(cls, aux, leaves):
+    axis_name, batch_axis, static = aux
+    valid, traced = leaves
+    return cls(axis_name, valid, traced if static is None else static, batch_axis)
 
 
-def current_shard() -> ClassShard | None:
-  """The class shard of the enclosing `class_sharding` block, else ``None``."""
-  return _CLASS_SHARD.get()
-
-
-def class_count(local_count: int) -> int | jax.Array:
+def class_count(local_count: int, shard: ClassShard | None) -> int | jax.Array:
   """The number of classes a loss runs over: ``local_count`` unless sharded."""
-  shard = current_shard()
   return local_count if shard is None else shard.num_classes
-
-
-def local_class_count(num_classes: int) -> int:
-  """How many of ``num_classes`` classes this shard holds (all, unsharded);
-  a model's class-indexed parameters have this size inside the shard."""
-  shard = current_shard()
-  return num_classes if shard is None else num_classes // lax.axis_size(shard.axis_name)
 
 
 def class_ids(shard: ClassShard, local_count: int) -> jax.Array:

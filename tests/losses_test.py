@@ -665,14 +665,13 @@ def test_check_grads_float64(name):
 def use_plain_formulas(patch):
   """Replaces every custom JVP of the losses by its primal formula, which JAX
   then differentiates by plain autodiff."""
-  for module, name in ((_common, "_take_target"), (_common, "_matmul_unit_columns")):
+  for module, name in (
+    (_common, "_take_target"),
+    (_common, "_matmul_unit_columns"),
+    (_logit_losses, "_uniformity_terms"),
+    (_ensemble, "_hsic"),
+  ):
     patch.setattr(module, name, getattr(module, name).fun)
-  patch.setattr(
-    _logit_losses,
-    "_uniformity_terms",
-    lambda divergence, f, y: _logit_losses._uniformity_forward(divergence, f, y)[0],
-  )
-  patch.setattr(_ensemble, "_hsic", lambda _, w: _ensemble._hsic_forward(w)[0])
 
 
 @pytest.mark.parametrize("name", sorted(losses.TABLE))

@@ -96,8 +96,8 @@ def test_face_states_are_global_over_the_batch_shards():
   np.testing.assert_allclose(stats, want, rtol=1e-6)
 
   def sharded_t(x, w, y, where):
-    with sharding.class_sharding(sharding.ClassShard("model", None, 16, "data")):
-      return losses.curricularface_t(x, w, y, 0.3, where=where, axis_name="data")
+    shard = sharding.ClassShard("model", None, 16, "data")
+    return losses.curricularface_t(x, w, y, 0.3, where=where, axis_name="data", shard=shard)
 
   batch, classes = P("data"), P(None, "model")
   t = jax.shard_map(sharded_t, mesh=mesh, in_specs=(batch, classes, batch, batch), out_specs=P())(

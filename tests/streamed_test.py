@@ -246,7 +246,15 @@ def test_logit_loss_signature():
   import inspect
 
   signature = inspect.signature(losses.chunked(losses.multiclass_hinge_loss, chunk_size=4))
-  assert list(signature.parameters) == ["features", "weights", "labels", "margin", "bias", "where"]
+  assert list(signature.parameters) == [
+    "features",
+    "weights",
+    "labels",
+    "margin",
+    "bias",
+    "where",
+    "shard",
+  ]
   assert signature.parameters["margin"].kind is inspect.Parameter.KEYWORD_ONLY
 
 

@@ -68,6 +68,7 @@ def adacos_dynamic_scale(
   *,
   scale: ArrayLike,
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""AdaCos's dynamic scale for this batch, from the previous step's scale.
 
@@ -100,6 +101,8 @@ def adacos_dynamic_scale(
     scale: the previous scale :math:`\tilde s_d^{(t-1)}` > 0 (may be traced).
     where: optional boolean mask ``[batch_size]``: only these examples enter
       :math:`B_{avg}` and the median. With none kept the scale is returned unchanged.
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     The new scale, a scalar in the compute dtype (float32 for bf16/f16
@@ -122,17 +125,17 @@ def adacos_dynamic_scale(
   """
   _common.check_range("scale", scale, low=0.0, low_open=True)
   features, weights, labels, where, _ = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   cosine = lax.stop_gradient(_common.cosine_logits(features, weights))
   scale = lax.stop_gradient(jnp.asarray(scale, cosine.dtype))
   batch_size, num_classes = cosine.shape
   keep = jnp.ones(batch_size, bool) if where is None else where
   # B_avg as a logsumexp over the kept examples' non-target classes.
-  others = ~_common.target_mask(labels, num_classes) & keep[:, None]
+  others = ~_common.target_mask(labels, num_classes, shard=shard) & keep[:, None]
   count = jnp.sum(keep)
   log_b_avg = jax.nn.logsumexp(jnp.where(others, scale * cosine, -jnp.inf)) - jnp.log(count)
-  theta_y = jnp.arccos(jnp.clip(_common.take_target(cosine, labels), -1.0, 1.0))
+  theta_y = jnp.arccos(jnp.clip(_common.take_target(cosine, labels, shard=shard), -1.0, 1.0))
   theta_med = jnp.nanmedian(jnp.where(keep, theta_y, jnp.nan))
   theta_med = jnp.where(jnp.any(keep & jnp.isnan(theta_y)), jnp.nan, theta_med)
   new_scale = log_b_avg / jnp.cos(jnp.minimum(math.pi / 4, theta_med))  # the dynamic scale

@@ -26,14 +26,22 @@ from margin_jax.numerics import safe_norm
 
 
 @sharding.accepts_explicit_axes
-def target_cosine(features: ArrayLike, weights: ArrayLike, labels: ArrayLike) -> jax.Array:
+def target_cosine(
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  shard: sharding.ClassShard | None = None,
+) -> jax.Array:
   r"""cos(theta_y) between each feature and its target classifier, shape ``[batch_size]``.
 
   A diagnostic: the mean target angle is ``arccos`` of it (never differentiate
   through ``arccos``).
   """
-  features, weights, labels, _, out_dtype = _common.prepare_features(features, weights, labels)
-  return _common.target_cosines(features, weights, labels).astype(out_dtype)
+  features, weights, labels, _, out_dtype = _common.prepare_features(
+    features, weights, labels, shard=shard
+  )
+  return _common.target_cosines(features, weights, labels, shard=shard).astype(out_dtype)
 
 
 def psi(cosine: ArrayLike, *, margin: int) -> jax.Array:
@@ -78,6 +86,7 @@ def large_margin_softmax_loss(
   margin: int,
   lam: ArrayLike,
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""L-Softmax: an angular margin m on the target class.
 
@@ -104,6 +113,8 @@ def large_margin_softmax_loss(
       authors' schedule stretched to an N-step run) or pass 0.0 explicitly.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -123,15 +134,16 @@ def large_margin_softmax_loss(
   margin = _common.check_integer_margin(margin)
   valid = _lambda_checks(lam=lam)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   return _common.apply_where(
     _large_margin(
       features @ weights,
-      _common.target_norm_product(features, weights, labels),
+      _common.target_norm_product(features, weights, labels, shard=shard),
       labels,
       margin=margin,
       lam=lam,
+      shard=shard,
     ),
     where,
     out_dtype,
@@ -143,13 +155,13 @@ def _lambda_checks(*, lam, **_):
   return _common.check_range("lam", lam, low=0.0)
 
 
-def _large_margin(logits, norm_product, labels, *, margin, lam):
+def _large_margin(logits, norm_product, labels, *, margin, lam, shard):
   """L-Softmax from the logits [B, C] and ||W_y|| ||x|| [B] (eqs. 4-8)."""
   if margin == 1:  # psi(theta) = cos(theta): the target logit is W_y^T x itself.
-    return softmax_loss(logits, labels)
-  target_logit = _common.take_target(logits, labels)
+    return softmax_loss(logits, labels, shard=shard)
+  target_logit = _common.take_target(logits, labels, shard=shard)
   new_target = large_margin_target(target_logit, norm_product, margin=margin, lam=lam)
-  return _common.cross_entropy_with_target(logits, labels, new_target)
+  return _common.cross_entropy_with_target(logits, labels, new_target, shard=shard)
 
 
 def large_margin_target(target_logit, norm_product, *, margin: int, lam):
@@ -170,6 +182,7 @@ def a_softmax_loss(
   margin: int,
   lam: ArrayLike,
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""A-Softmax (SphereFace): L-Softmax with unit-norm class weights.
 
@@ -188,6 +201,8 @@ def a_softmax_loss(
       authors' schedule stretched to an N-step run) or pass 0.0 explicitly.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -207,7 +222,7 @@ def a_softmax_loss(
   margin = _common.check_integer_margin(margin)
   valid = _lambda_checks(lam=lam)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   # x @ normalize(W) computed as (x @ W) / ||W_j||: no normalised [d, C] copy of
   # W and no [d, C] passes for its gradient (the cost at many classes).
@@ -216,13 +231,16 @@ def a_softmax_loss(
   # flows back through the gather (its scatter into a [d, C] zero array cost
   # ~7% of softmax at C = 10^3).
   unit_targets = _common.normalize(
-    jax.lax.stop_gradient(_common.target_columns(weights, labels)), axis=1
+    jax.lax.stop_gradient(_common.target_columns(weights, labels, shard=shard)), axis=1
   )
   norm_product = _common.safe_norm(features, axis=1) * _common.safe_norm(
     unit_targets, axis=1
   )  # ||x|| ||W_y / ||W_y|| ||
   return _common.apply_where(
-    _large_margin(logits, norm_product, labels, margin=margin, lam=lam), where, out_dtype, valid
+    _large_margin(logits, norm_product, labels, margin=margin, lam=lam, shard=shard),
+    where,
+    out_dtype,
+    valid,
   )
 
 

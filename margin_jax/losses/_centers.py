@@ -13,7 +13,12 @@ from margin_jax.losses._spec import LossSpec
 
 @sharding.accepts_explicit_axes
 def center_loss(
-  features: ArrayLike, centers: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
+  features: ArrayLike,
+  centers: ArrayLike,
+  labels: ArrayLike,
+  *,
+  where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""Center loss: half the squared distance of each feature to its class centre.
 
@@ -28,6 +33,8 @@ def center_loss(
     labels: ``[batch_size]`` integers.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -46,9 +53,9 @@ def center_loss(
     Recognition, ECCV 2016, eq. 2.
   """
   features, centers, labels, where, out_dtype = _common.prepare_features(
-    features, centers, labels, kind="centers", where=where
+    features, centers, labels, kind="centers", where=where, shard=shard
   )
-  diff = features - _common.take_classes(centers, labels, axis=0)
+  diff = features - _common.take_classes(centers, labels, axis=0, shard=shard)
   return _common.apply_where(0.5 * jnp.sum(diff * diff, axis=1), where, out_dtype)
 
 

@@ -3,13 +3,12 @@
 Every loss calls `prepare_logits` or `prepare_features` first: they check the
 static shapes, compute in float32 when the inputs are bf16/f16 (float64 stays
 float64, `margin_jax.numerics`) and return the dtype the result is cast back
-to. The class-axis reductions switch to collectives inside a class shard
-(`margin_jax.sharding`).
+to. The class-axis reductions take the class shard they run on, ``shard``
+(a `margin_jax.sharding.ClassShard`, or ``None``), and use collectives inside one.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -52,21 +51,19 @@ def check_where(where, batch_size: int) -> jax.Array | None:
   return where.astype(bool)
 
 
-def mask_padding(values: jax.Array, fill) -> jax.Array:
+def mask_padding(values: jax.Array, fill, *, shard) -> jax.Array:
   """``values`` [..., C_local] with ``fill`` on padded class columns (a no-op unsharded)."""
-  shard = sharding.current_shard()
   if shard is None or shard.valid is None:
     return values
   return jnp.where(shard.valid, values, fill)
 
 
-def logsumexp_classes(values: jax.Array, keepdims: bool = False) -> jax.Array:
+def logsumexp_classes(values: jax.Array, *, shard, keepdims: bool = False) -> jax.Array:
   """log-sum-exp over the class (last) axis; sharded, a max and a sum of
   exponentials combined across shards (``pmax``, ``psum``)."""
-  shard = sharding.current_shard()
   if shard is None:
     return jax.nn.logsumexp(values, axis=-1, keepdims=keepdims)
-  values = mask_padding(values, -jnp.inf)
+  values = mask_padding(values, -jnp.inf, shard=shard)
   peak = lax.pmax(lax.stop_gradient(jnp.max(values, axis=-1, keepdims=True)), shard.axis_name)
   peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
   total = lax.psum(jnp.sum(jnp.exp(values - peak), axis=-1, keepdims=True), shard.axis_name)
@@ -74,47 +71,43 @@ def logsumexp_classes(values: jax.Array, keepdims: bool = False) -> jax.Array:
   return out if keepdims else out[..., 0]
 
 
-def sum_classes(values: jax.Array) -> jax.Array:
+def sum_classes(values: jax.Array, *, shard) -> jax.Array:
   """Sum over the class (last) axis, padded columns excluded, across shards."""
-  shard = sharding.current_shard()
   if shard is None:
     return jnp.sum(values, axis=-1)
-  return lax.psum(jnp.sum(mask_padding(values, 0.0), axis=-1), shard.axis_name)
+  return lax.psum(jnp.sum(mask_padding(values, 0.0, shard=shard), axis=-1), shard.axis_name)
 
 
-def max_classes(values: jax.Array) -> jax.Array:
+def max_classes(values: jax.Array, *, shard) -> jax.Array:
   """Max over the class (last) axis across shards (not differentiable sharded)."""
-  shard = sharding.current_shard()
   if shard is None:
     return jnp.max(values, axis=-1)
-  return lax.pmax(jnp.max(mask_padding(values, -jnp.inf), axis=-1), shard.axis_name)
+  return lax.pmax(jnp.max(mask_padding(values, -jnp.inf, shard=shard), axis=-1), shard.axis_name)
 
 
 @sharding.accepts_explicit_axes
-def predicted_class(logits: jax.Array) -> jax.Array:
+def predicted_class(logits: jax.Array, *, shard: sharding.ClassShard | None = None) -> jax.Array:
   """``argmax`` over the classes of ``logits`` [B, C] (the first maximum);
-  class-sharded, the owner of the global maximum's lowest index."""
-  shard = sharding.current_shard()
+  class-sharded (``shard``, inside `margin_jax.parallel.shard_classes`), the
+  owner of the global maximum's lowest index."""
   if shard is None:
     return jnp.argmax(logits, axis=-1)
-  logits = mask_padding(logits, -jnp.inf)
+  logits = mask_padding(logits, -jnp.inf, shard=shard)
   local_max = jnp.max(logits, axis=-1)
   best = lax.pmax(local_max, shard.axis_name)
   index = sharding.class_ids(shard, logits.shape[-1])[jnp.argmax(logits, axis=-1)]
   return lax.pmin(jnp.where(local_max == best, index, jnp.iinfo(index.dtype).max), shard.axis_name)
 
 
-def psum_classes(value: jax.Array) -> jax.Array:
+def psum_classes(value: jax.Array, *, shard) -> jax.Array:
   """A partial sum over the local classes completed across shards."""
-  shard = sharding.current_shard()
   return value if shard is None else lax.psum(value, shard.axis_name)
 
 
-def example_normal(key: jax.Array, shape: tuple[int], dtype) -> jax.Array:
+def example_normal(key: jax.Array, shape: tuple[int], dtype, *, shard) -> jax.Array:
   """Standard normal noise, one per example; with the batch split over a mesh
   axis, each shard gets its slice of the draw for the whole batch (so a key
   gives the same noise sharded or not)."""
-  shard = sharding.current_shard()
   if shard is None or shard.batch_axis is None:
     return jax.random.normal(key, shape, dtype=dtype)
   num_shards = lax.axis_size(shard.batch_axis)
@@ -122,12 +115,12 @@ def example_normal(key: jax.Array, shape: tuple[int], dtype) -> jax.Array:
   return lax.dynamic_slice_in_dim(noise, lax.axis_index(shard.batch_axis) * shape[0], shape[0])
 
 
-def safe_labels(labels: jax.Array, num_classes: int, where) -> jax.Array:
+def safe_labels(labels: jax.Array, num_classes: int, where, *, shard) -> jax.Array:
   """Labels for the target gathers: an out-of-range label (negative included)
   becomes ``num_classes``, which every gather fills with NaN, so its loss is
   NaN and never another class's; a masked-out example gets label 0, so it
   computes finite values that `apply_where` then drops."""
-  num_classes = sharding.class_count(num_classes)
+  num_classes = sharding.class_count(num_classes, shard)
   labels = jnp.where((labels >= 0) & (labels < num_classes), labels, num_classes)
   return labels if where is None else jnp.where(where, labels, 0)
 
@@ -191,7 +184,7 @@ def check_range(name: str, value, *, low=None, high=None, low_open=False, hint="
   return valid
 
 
-def prepare_logits(logits, labels, *, min_classes: int = 1, where=None):
+def prepare_logits(logits, labels, *, shard, min_classes: int = 1, where=None):
   """Checks ``logits`` [B, C], ``labels`` [B] and the mask ``where`` [B].
 
   Returns (logits, labels, where, out_dtype): logits in the compute dtype,
@@ -200,12 +193,12 @@ def prepare_logits(logits, labels, *, min_classes: int = 1, where=None):
   logits = jnp.asarray(logits)
   if logits.ndim != 2:
     raise ValueError(f"logits must have shape [batch_size, num_classes], got {logits.shape}.")
-  num_classes = sharding.class_count(logits.shape[1])
+  num_classes = sharding.class_count(logits.shape[1], shard)
   if isinstance(num_classes, int) and num_classes < min_classes:
     raise ValueError(f"this loss needs at least {min_classes} classes, got logits {logits.shape}.")
   labels = check_labels(labels, logits.shape[0])
   where = check_where(where, logits.shape[0])
-  labels = safe_labels(labels, logits.shape[1], where)
+  labels = safe_labels(labels, logits.shape[1], where, shard=shard)
   out_dtype = result_dtype(logits)
   return mask_rows(logits.astype(compute_dtype(out_dtype)), where), labels, where, out_dtype
 
@@ -244,7 +237,7 @@ def prepare_arrays(features, weights, *, kind: str = "classifier"):
   return features.astype(dtype), weights.astype(dtype), out_dtype
 
 
-def prepare_features(features, weights, labels, *, kind: str = "classifier", where=None):
+def prepare_features(features, weights, labels, *, shard, kind: str = "classifier", where=None):
   """Checks ``features`` [B, d], class weights of ``kind``, ``labels`` [B] and
   the mask ``where`` [B].
 
@@ -257,7 +250,7 @@ def prepare_features(features, weights, labels, *, kind: str = "classifier", whe
   labels = check_labels(labels, features.shape[0])
   where = check_where(where, features.shape[0])
   num_classes = weights.shape[0] if kind == "centers" else weights.shape[-1]
-  labels = safe_labels(labels, num_classes, where)
+  labels = safe_labels(labels, num_classes, where, shard=shard)
   return mask_rows(features, where), weights, labels, where, out_dtype
 
 
@@ -284,49 +277,6 @@ def cast_to_common_vma(*arrays):
     lax.pcast(a, tuple(sorted(axes - v)), to="varying") if axes - v else a
     for a, v in zip(arrays, varying)
   )
-
-
-def _split_shard(shard: sharding.ClassShard | None):
-  """A class shard as (hashable part, arrays): names and a static class count, then
-  the padding mask and a traced class count (``None`` where absent)."""
-  if shard is None:
-    return None, None
-  count = shard.num_classes if isinstance(shard.num_classes, int) else None
-  traced = None if count is not None else shard.num_classes
-  return (shard.axis_name, shard.batch_axis, count), (shard.valid, traced)
-
-
-def _join_shard(static, arrays) -> sharding.ClassShard | None:
-  if static is None:
-    return None
-  axis_name, batch_axis, count = static
-  valid, traced = arrays
-  return sharding.ClassShard(axis_name, valid, traced if count is None else count, batch_axis)
-
-
-def custom_jvp_in_shard(fun, jvp):
-  """``jax.custom_jvp`` for a function that reduces over the classes:
-  ``fun(static, *args)`` and its rule ``jvp(static, primals, tangents)``
-  (``static`` hashable) both run in the class shard of the call. JAX may trace
-  the rule after the `sharding.class_sharding` block has closed (a jitted or
-  ``shard_map``-ped loss differentiated from outside), so the shard travels
-  with the call: its names and static class count as a non-differentiable
-  argument, its arrays as operands."""
-
-  @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-  def call(static, shard_static, shard_arrays, *args):
-    with sharding.class_sharding(_join_shard(shard_static, shard_arrays)):
-      return fun(static, *args)
-
-  @call.defjvp
-  def call_jvp(static, shard_static, primals, tangents):
-    with sharding.class_sharding(_join_shard(shard_static, primals[0])):
-      return jvp(static, primals[1:], tangents[1:])
-
-  def wrapped(static, *args):
-    return call(static, *_split_shard(sharding.current_shard()), *args)
-
-  return wrapped
 
 
 @jax.custom_jvp
@@ -365,11 +315,10 @@ def divide_columns(a: jax.Array, v: jax.Array) -> jax.Array:
 
 
 def _owned_gather(
-  gather, local_count: int, labels: jax.Array, batch_axis_of_result: int, ndim: int
+  gather, local_count: int, labels: jax.Array, batch_axis_of_result: int, ndim: int, shard
 ):
   """``gather(local labels)`` on the shard that owns each label, summed across
   shards (NaN where no shard owns it: an out-of-range label)."""
-  shard = sharding.current_shard()
   local = labels - lax.axis_index(shard.axis_name) * local_count
   inside = (local >= 0) & (local < local_count)
   local = jnp.clip(local, 0, local_count - 1)
@@ -399,10 +348,12 @@ def _take_target_jvp(primals, tangents):
 
 
 @sharding.accepts_explicit_axes
-def take_target(values: jax.Array, labels: jax.Array) -> jax.Array:
-  """values[i, labels[i]] for [B, C] values (NaN for an out-of-range label); inside a
-  class-sharded loss, from the shard that owns the label."""
-  if sharding.current_shard() is None:
+def take_target(
+  values: jax.Array, labels: jax.Array, *, shard: sharding.ClassShard | None = None
+) -> jax.Array:
+  """values[i, labels[i]] for [B, C] values (NaN for an out-of-range label); class-sharded
+  (``shard``, inside `margin_jax.parallel.shard_classes`), from the shard that owns the label."""
+  if shard is None:
     return _take_target(values, labels)
   return _owned_gather(
     lambda local: jnp.take_along_axis(values, local[:, None], axis=-1)[:, 0],
@@ -410,46 +361,53 @@ def take_target(values: jax.Array, labels: jax.Array) -> jax.Array:
     labels,
     0,
     1,
+    shard,
   )
 
 
-def take_classes(values: jax.Array, labels: jax.Array, axis: int) -> jax.Array:
+def take_classes(values: jax.Array, labels: jax.Array, axis: int, *, shard) -> jax.Array:
   """``jnp.take(values, labels, axis)`` along the class ``axis`` (NaN for an
   out-of-range label): W [d, C] -> [d, B], centres [C, d] -> [B, d]."""
-  if sharding.current_shard() is None:
+  if shard is None:
     return jnp.take(values, labels, axis=axis, mode="fill")
   return _owned_gather(
-    lambda local: jnp.take(values, local, axis=axis), values.shape[axis], labels, axis, values.ndim
+    lambda local: jnp.take(values, local, axis=axis),
+    values.shape[axis],
+    labels,
+    axis,
+    values.ndim,
+    shard,
   )
 
 
-def target_mask(labels: jax.Array, num_classes: int) -> jax.Array:
+def target_mask(labels: jax.Array, num_classes: int, *, shard) -> jax.Array:
   """Boolean [B, C] mask of each example's target class (fuses, no one-hot
   matmul); ``num_classes`` is the local column count when sharded."""
-  shard = sharding.current_shard()
   ids = jnp.arange(num_classes) if shard is None else sharding.class_ids(shard, num_classes)
   return labels[:, None] == ids[None, :]
 
 
-def target_columns(weights: jax.Array, labels: jax.Array) -> jax.Array:
+def target_columns(weights: jax.Array, labels: jax.Array, *, shard) -> jax.Array:
   """The target classifiers W_{y_i} as rows, [B, d], from weights [d, C]."""
-  return take_classes(weights, labels, axis=1).T
+  return take_classes(weights, labels, axis=1, shard=shard).T
 
 
 def cross_entropy_with_target(
-  logits: jax.Array, labels: jax.Array, target_logit: jax.Array
+  logits: jax.Array, labels: jax.Array, target_logit: jax.Array, *, shard
 ) -> jax.Array:
   """-log softmax with the target logit replaced by ``target_logit`` [B].
 
   The replacement is a fused select, so no [B, C] one-hot or scatter is built.
   """
-  replaced = jnp.where(target_mask(labels, logits.shape[1]), target_logit[:, None], logits)
-  return logsumexp_classes(replaced) - target_logit
+  is_target = target_mask(labels, logits.shape[1], shard=shard)
+  replaced = jnp.where(is_target, target_logit[:, None], logits)
+  return logsumexp_classes(replaced, shard=shard) - target_logit
 
 
-def target_norm_product(features, weights, labels):
+def target_norm_product(features, weights, labels, *, shard):
   """||W_y|| ||x|| per example, shape [B]."""
-  return safe_norm(features, axis=1) * safe_norm(target_columns(weights, labels), axis=1)
+  target = target_columns(weights, labels, shard=shard)
+  return safe_norm(features, axis=1) * safe_norm(target, axis=1)
 
 
 def clip_cosine(target_logit, norm_product):
@@ -457,10 +415,10 @@ def clip_cosine(target_logit, norm_product):
   return jnp.clip(target_logit / norm_product, -1.0, 1.0)
 
 
-def target_cosines(features, weights, labels):
+def target_cosines(features, weights, labels, *, shard):
   """cos(theta_y) [B] from the target columns alone (one gather of W_y), clipped
   to [-1, 1]; NaN for an out-of-range label."""
-  target = target_columns(weights, labels).astype(features.dtype)
+  target = target_columns(weights, labels, shard=shard).astype(features.dtype)
   norm_product = safe_norm(features, axis=1) * safe_norm(target, axis=1)
   return clip_cosine(jnp.sum(features * target, axis=1), norm_product)
 

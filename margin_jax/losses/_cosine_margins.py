@@ -76,6 +76,7 @@ def normface_loss(
   *,
   scale: ArrayLike,
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""NormFace / N-Softmax: softmax over scaled cosines.
 
@@ -90,6 +91,8 @@ def normface_loss(
       nets; face recognition uses 30-64).
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -108,10 +111,13 @@ def normface_loss(
   """
   valid = _normface_checks(scale=scale)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   return _common.apply_where(
-    softmax_loss(scale * _common.cosine_logits(features, weights), labels), where, out_dtype, valid
+    softmax_loss(scale * _common.cosine_logits(features, weights), labels, shard=shard),
+    where,
+    out_dtype,
+    valid,
   )
 
 
@@ -124,6 +130,7 @@ def cosface_loss(
   scale: ArrayLike,
   margin: ArrayLike,
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""CosFace / AM-Softmax: an additive cosine margin.
 
@@ -139,6 +146,8 @@ def cosface_loss(
     margin: m in ``[0, 2)`` (may be traced); the paper uses 0.35 (0.25-0.45).
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -156,13 +165,15 @@ def cosface_loss(
   """
   valid = _cosface_checks(scale=scale, margin=margin)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   cosine = _common.cosine_logits(features, weights)
   logits = scale * cosine
-  target = cosface_target(_common.take_target(cosine, labels), scale=scale, margin=margin)
+  target = cosface_target(
+    _common.take_target(cosine, labels, shard=shard), scale=scale, margin=margin
+  )
   return _common.apply_where(
-    _common.cross_entropy_with_target(logits, labels, target), where, out_dtype, valid
+    _common.cross_entropy_with_target(logits, labels, target, shard=shard), where, out_dtype, valid
   )
 
 
@@ -227,17 +238,17 @@ def angular_margin_target(cos_y, *, scale, m1, m2, m3, theta_overflow):
   return scale * _margin_target(cos_y, m1=m1, m2=m2, m3=m3, theta_overflow=theta_overflow)
 
 
-def _angular_margin_loss(cosine, labels, *, scale, m1, m2, m3, theta_overflow):
+def _angular_margin_loss(cosine, labels, *, scale, m1, m2, m3, theta_overflow, shard):
   """Cross-entropy of s cos(theta_j) with the target s (cos(m1 theta_y + m2) - m3)."""
   target = angular_margin_target(
-    _common.take_target(cosine, labels),
+    _common.take_target(cosine, labels, shard=shard),
     scale=scale,
     m1=m1,
     m2=m2,
     m3=m3,
     theta_overflow=theta_overflow,
   )
-  return _common.cross_entropy_with_target(scale * cosine, labels, target)
+  return _common.cross_entropy_with_target(scale * cosine, labels, target, shard=shard)
 
 
 @sharding.accepts_explicit_axes
@@ -250,6 +261,7 @@ def arcface_loss(
   margin: ArrayLike,
   theta_overflow: str = "plain",
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""ArcFace: an additive angular margin, in radians.
 
@@ -284,6 +296,8 @@ def arcface_loss(
     theta_overflow: ``"plain"`` (default), ``"insightface"`` or ``"easy"`` (static).
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -304,7 +318,7 @@ def arcface_loss(
   valid = arcface_checks(scale=scale, margin=margin)
   _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   loss = _angular_margin_loss(
     _common.cosine_logits(features, weights),
@@ -314,6 +328,7 @@ def arcface_loss(
     m2=margin,
     m3=0.0,
     theta_overflow=theta_overflow,
+    shard=shard,
   )
   return _common.apply_where(loss, where, out_dtype, valid)
 
@@ -330,6 +345,7 @@ def combined_margin_loss(
   m3: ArrayLike = 0.0,
   theta_overflow: str = "plain",
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""The combined margin of insightface: SphereFace's, ArcFace's and CosFace's at once.
 
@@ -386,6 +402,8 @@ def combined_margin_loss(
     theta_overflow: ``"plain"`` (default), ``"insightface"`` or ``"easy"`` (static).
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -408,7 +426,7 @@ def combined_margin_loss(
   valid = _combined_checks(scale=scale, m1=m1, m2=m2, m3=m3)
   _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   loss = _angular_margin_loss(
     _common.cosine_logits(features, weights),
@@ -418,6 +436,7 @@ def combined_margin_loss(
     m2=m2,
     m3=m3,
     theta_overflow=theta_overflow,
+    shard=shard,
   )
   return _common.apply_where(loss, where, out_dtype, valid)
 
@@ -484,19 +503,21 @@ def declare_cosine_margin(
     inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     for n in ("features", "weights", "labels")
   ]
-  where = inspect.Parameter("where", inspect.Parameter.KEYWORD_ONLY, default=None)
-  signature = inspect.Signature([*positional, *keywords, where])
+  where, shard = (
+    inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in ("where", "shard")
+  )
+  signature = inspect.Signature([*positional, *keywords, where, shard])
 
-  def loss(features, weights, labels, *, where=None, **hyperparameters):
+  def loss(features, weights, labels, *, where=None, shard=None, **hyperparameters):
     signature.bind(features, weights, labels, where=where, **hyperparameters)  # names the keyword
     scale = hyperparameters["scale"]
     valid = check_scale(scale)
     features, weights, labels, where, out_dtype = _common.prepare_features(
-      features, weights, labels, where=where
+      features, weights, labels, where=where, shard=shard
     )
     cosine = _common.cosine_logits(features, weights)
-    target_logit = target(_common.take_target(cosine, labels), **hyperparameters)
-    loss = _common.cross_entropy_with_target(scale * cosine, labels, target_logit)
+    target_logit = target(_common.take_target(cosine, labels, shard=shard), **hyperparameters)
+    loss = _common.cross_entropy_with_target(scale * cosine, labels, target_logit, shard=shard)
     return _common.apply_where(loss, where, out_dtype, valid)
 
   loss.__signature__ = signature

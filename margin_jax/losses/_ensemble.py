@@ -14,7 +14,7 @@ from margin_jax.losses._spec import LossSpec
 
 
 @sharding.accepts_explicit_axes
-def hsic_diversity(weights: ArrayLike) -> jax.Array:
+def hsic_diversity(weights: ArrayLike, *, shard: sharding.ClassShard | None = None) -> jax.Array:
   r"""HSIC between every ordered pair of weak classifiers, inner-product kernel.
 
   .. math::
@@ -34,6 +34,8 @@ def hsic_diversity(weights: ArrayLike) -> jax.Array:
 
   Args:
     weights: stacked weak classifiers, ``[num_classifiers, dim, num_classes]``.
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     A scalar (0 for a single classifier).
@@ -45,53 +47,56 @@ def hsic_diversity(weights: ArrayLike) -> jax.Array:
   weights = _common.check_weights(weights, "stacked")
   out_dtype = _common.result_dtype(weights)
   weights = weights.astype(_common.compute_dtype(out_dtype))
-  return _hsic(None, weights).astype(out_dtype)
+  return _hsic(shard, weights).astype(out_dtype)
 
 
 def _pairs(num_classifiers: int):
   return [(v, u) for v in range(num_classifiers) for u in range(v + 1, num_classifiers)]
 
 
-def _hsic_forward(weights):
+def _hsic_forward(shard, weights):
   # With unit columns U_v and their class mean mu_v, the centred product is
   # (U_v H)(U_u H)^T = U_v U_u^T - C mu_v mu_u^T: no centred [d, C] copy.
   norms = _common.safe_norm(weights, axis=1)  # [V, C]
   unit = weights / _common.expand_to(norms, 1, weights.shape[1])
-  num_classes = sharding.class_count(weights.shape[2])
-  mean = _common.sum_classes(unit) / num_classes  # [V, d]
+  num_classes = sharding.class_count(weights.shape[2], shard)
+  mean = _common.sum_classes(unit, shard=shard) / num_classes  # [V, d]
   cross = {}
   for v, u in _pairs(weights.shape[0]):
-    raw = _common.psum_classes(unit[v] @ unit[u].T)
+    raw = _common.psum_classes(unit[v] @ unit[u].T, shard=shard)
     cross[v, u] = raw - num_classes * jnp.outer(mean[v], mean[u])  # [d, d]
   total = sum((2.0 * jnp.sum(k * k) for k in cross.values()), jnp.zeros((), weights.dtype))
   return total, (unit, norms, mean, cross, num_classes)
 
 
-def _hsic_jvp(_, primals, tangents):
+@jax.custom_jvp
+def _hsic(shard, weights):
+  return _hsic_forward(shard, weights)[0]
+
+
+@_hsic.defjvp
+def _hsic_jvp(primals, tangents):
   # d total = 4 sum_{v<u} <K_vu, dK_vu> with K_vu the centred product and
   # dK_vu = dU_v U_u^T + U_v dU_u^T - C (dmu_v mu_u^T + mu_v dmu_u^T), through the
   # normalisation dU_v = (dW_v - U_v colsum(U_v * dW_v)) / n_v (the projection
   # dropped where the norm is floored). Transposed, it is the closed-form
   # gradient 4 sum_{u != v} K_vu (U_u H), projected: only d x d products with
   # the kept unit columns, no centred [d, C] copy.
-  ((weights,), (d_weights,)) = primals, tangents
-  total, (unit, norms, mean, cross, num_classes) = _hsic_forward(weights)
+  (shard, weights), (_, d_weights) = primals, tangents
+  total, (unit, norms, mean, cross, num_classes) = _hsic_forward(shard, weights)
   d_units = []
   for v, d_w in enumerate(jnp.unstack(d_weights)):  # transposed: one stack
     radial = jnp.sum(unit[v] * d_w, axis=0)
     radial = jnp.where(norms[v] ** 2 > _common.NORM_FLOOR_SQ, radial, 0.0)
     d_unit = d_w - unit[v] * _common.expand_tangent(radial, 0, d_w.shape[0])
-    d_units.append(_common.mask_padding(_common.divide_columns(d_unit, norms[v]), 0.0))
-  d_mean = [_common.sum_classes(d_unit) / num_classes for d_unit in d_units]
+    d_units.append(_common.mask_padding(_common.divide_columns(d_unit, norms[v]), 0.0, shard=shard))
+  d_mean = [_common.sum_classes(d_unit, shard=shard) / num_classes for d_unit in d_units]
   d_total = jnp.zeros((), weights.dtype)
   for v, u in _pairs(weights.shape[0]):
-    d_raw = _common.psum_classes(d_units[v] @ unit[u].T + unit[v] @ d_units[u].T)
+    d_raw = _common.psum_classes(d_units[v] @ unit[u].T + unit[v] @ d_units[u].T, shard=shard)
     d_cross = d_raw - num_classes * (jnp.outer(d_mean[v], mean[u]) + jnp.outer(mean[v], d_mean[u]))
     d_total = d_total + 4.0 * jnp.sum(cross[v, u] * d_cross)
   return total, d_total
-
-
-_hsic = _common.custom_jvp_in_shard(lambda _, weights: _hsic_forward(weights)[0], _hsic_jvp)
 
 
 @sharding.accepts_explicit_axes
@@ -103,6 +108,7 @@ def ensemble_soft_margin_softmax_loss(
   margin: ArrayLike,
   diversity: ArrayLike,
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""EM-Softmax: summed soft-margin losses of V weak classifiers plus HSIC diversity.
 
@@ -124,6 +130,8 @@ def ensemble_soft_margin_softmax_loss(
     diversity: the HSIC weight lambda >= 0 (may be traced).
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -143,7 +151,7 @@ def ensemble_soft_margin_softmax_loss(
   """
   valid = _ensemble_checks(margin=margin, diversity=diversity)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, kind="stacked", where=where
+    features, weights, labels, kind="stacked", where=where, shard=shard
   )
   # All V classifier matmuls as one dot batched over V, the leading axis of both
   # operands and of the [V, B, C] logits. Per-classifier matmuls on W[v] copy
@@ -156,10 +164,13 @@ def ensemble_soft_margin_softmax_loss(
     (((2,), (1,)), ((0,), (0,))),
   )
   loss = soft_margin_softmax_loss(
-    logits.reshape(-1, logits.shape[2]), jnp.tile(labels, num_classifiers), margin=margin
+    logits.reshape(-1, logits.shape[2]),
+    jnp.tile(labels, num_classifiers),
+    margin=margin,
+    shard=shard,
   )
   loss = loss.reshape(num_classifiers, -1).sum(0)
-  loss = loss + diversity * hsic_diversity(weights)
+  loss = loss + diversity * hsic_diversity(weights, shard=shard)
   return _common.apply_where(loss, where, out_dtype, valid)
 
 
@@ -177,7 +188,7 @@ def _ensemble_streamed(head, *, margin, diversity):
   loss = _streamed.cross_entropy(stats.lse, stats.dot_y.T - margin).sum(0)
   if _common.concrete_number(diversity) == 0:
     return loss
-  return loss + diversity * hsic_diversity(head.weights)
+  return loss + diversity * hsic_diversity(head.weights, shard=head.shard)
 
 
 SPECS = (

@@ -160,6 +160,7 @@ def adaface_loss(
   norm_std: ArrayLike,
   theta_overflow: str = "plain",
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""AdaFace: an angular and an additive margin set by the feature norm.
 
@@ -194,6 +195,8 @@ def adaface_loss(
       or ``"clip"``: the angle theta + m clipped to [0, pi].
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -216,7 +219,7 @@ def adaface_loss(
   _check_overflow(theta_overflow)
   valid = _adaface_checks(scale=scale, margin=margin, h=h, norm_std=norm_std)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   m2, m3 = _adaface_margins(features, margin=margin, h=h, norm_mean=norm_mean, norm_std=norm_std)
   loss = _angular_margin_loss(
@@ -227,6 +230,7 @@ def adaface_loss(
     m2=m2,
     m3=m3,
     theta_overflow=theta_overflow,
+    shard=shard,
   )
   return _common.apply_where(loss, where, out_dtype, valid)
 
@@ -253,6 +257,7 @@ def magface_loss(
   lambda_g: ArrayLike,
   theta_overflow: str = "plain",
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""MagFace: ArcFace whose margin grows with the feature norm, plus a norm regulariser.
 
@@ -287,6 +292,8 @@ def magface_loss(
       or ``"clip"``: the angle theta + m clipped to [0, pi].
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -317,7 +324,7 @@ def magface_loss(
     lambda_g=lambda_g,
   )
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   margins, regulariser = _magface_terms(
     features,
@@ -335,6 +342,7 @@ def magface_loss(
     m2=margins,
     m3=0.0,
     theta_overflow=theta_overflow,
+    shard=shard,
   )
   return _common.apply_where(loss + regulariser, where, out_dtype, valid)
 
@@ -356,6 +364,7 @@ def curricularface_t(
   momentum: float = 0.01,
   where: ArrayLike | None = None,
   axis_name: str | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""CurricularFace's t, updated with this batch's mean target cosine.
 
@@ -366,9 +375,8 @@ def curricularface_t(
   from t = 0. Call it before the step's loss and feed the result to
   `curricularface_loss`; no gradient flows through it. With ``axis_name``
   (a ``pmap``/``shard_map`` batch axis) the mean is over the global batch;
-  with the classes split too (`margin_jax.sharding.class_sharding`, as the
-  mesh trainer runs it) the target cosine comes from the shard that owns
-  the label.
+  with the classes split too (``shard``, as the mesh trainer runs it) the
+  target cosine comes from the shard that owns the label.
 
   Args:
     features: ``[batch_size, dim]``.
@@ -379,6 +387,8 @@ def curricularface_t(
     where: optional boolean mask ``[batch_size]``: only these examples count;
       a row whose label is out of range is skipped too (t stays finite).
     axis_name: the mapped axis the batch is split over, or ``None``.
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     The new t, a scalar in the compute dtype; unchanged when no example is
@@ -398,9 +408,9 @@ def curricularface_t(
     the paper's text, which was not reachable here).
   """
   features, weights, labels, where, _ = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
-  cos_y = lax.stop_gradient(_common.target_cosines(features, weights, labels))
+  cos_y = lax.stop_gradient(_common.target_cosines(features, weights, labels, shard=shard))
   # A label outside [0, C) gives a NaN target: that row is skipped, as if masked.
   known = jnp.isfinite(cos_y) if where is None else where & jnp.isfinite(cos_y)
   mean, count = _batch_mean(cos_y, known, axis_name)
@@ -418,6 +428,7 @@ def curricularface_loss(
   t: ArrayLike,
   theta_overflow: str = "plain",
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""CurricularFace: ArcFace whose hard negatives weigh more as training advances.
 
@@ -446,6 +457,8 @@ def curricularface_loss(
       or ``"clip"``: the angle theta + m clipped to [0, pi].
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -469,14 +482,14 @@ def curricularface_loss(
   _check_overflow(theta_overflow)
   valid = arcface_checks(scale=scale, margin=margin)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   cosine = _common.cosine_logits(features, weights)
-  cos_y = jnp.clip(_common.take_target(cosine, labels), -1.0, 1.0)
+  cos_y = jnp.clip(_common.take_target(cosine, labels, shard=shard), -1.0, 1.0)
   threshold = lax.stop_gradient(_hardness_threshold(cos_y, margin))
   negatives = scale * _curricular_negatives(cosine, threshold, lax.stop_gradient(t))
   target = scale * _margin_target(cos_y, m1=1, m2=margin, m3=0.0, theta_overflow=theta_overflow)
-  loss = _common.cross_entropy_with_target(negatives, labels, target)
+  loss = _common.cross_entropy_with_target(negatives, labels, target, shard=shard)
   return _common.apply_where(loss, where, out_dtype, valid)
 
 
@@ -505,6 +518,7 @@ def elasticface_loss(
   kind: str = "arc",
   theta_overflow: str = "plain",
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""ElasticFace: ArcFace's or CosFace's margin drawn anew for every example.
 
@@ -534,6 +548,8 @@ def elasticface_loss(
       or ``"clip"``: the angle theta + m clipped to [0, pi]. The angular form only.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -559,9 +575,11 @@ def elasticface_loss(
     raise ValueError("theta_overflow applies to kind='arc' only.")
   valid = _elasticface_checks(scale=scale, margin=margin, sigma=sigma, kind=kind)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
-  m2, m3 = _elastic_margins(key, labels, features.dtype, margin=margin, sigma=sigma, kind=kind)
+  m2, m3 = _elastic_margins(
+    key, labels, features.dtype, margin=margin, sigma=sigma, kind=kind, shard=shard
+  )
   loss = _angular_margin_loss(
     _common.cosine_logits(features, weights),
     labels,
@@ -570,14 +588,15 @@ def elasticface_loss(
     m2=m2,
     m3=m3,
     theta_overflow=theta_overflow,
+    shard=shard,
   )
   return _common.apply_where(loss, where, out_dtype, valid)
 
 
-def _elastic_margins(key, labels, dtype, *, margin, sigma, kind):
+def _elastic_margins(key, labels, dtype, *, margin, sigma, kind, shard):
   """ElasticFace's per-example (m2, m3): the draws as the angular (arc) or
   the cosine (cos) margin."""
-  draws = margin + sigma * _common.example_normal(key, labels.shape, dtype)
+  draws = margin + sigma * _common.example_normal(key, labels.shape, dtype, shard=shard)
   return (draws, 0.0) if kind == "arc" else (0.0, draws)
 
 
@@ -608,14 +627,14 @@ def _magface_streamed(head, *, scale, theta_overflow="plain", **norm_terms):
 
 def _elasticface_streamed(head, key, *, scale, margin, sigma, kind="arc", theta_overflow="plain"):
   m2, m3 = _elastic_margins(
-    key, head.labels, head.features.dtype, margin=margin, sigma=sigma, kind=kind
+    key, head.labels, head.features.dtype, margin=margin, sigma=sigma, kind=kind, shard=head.shard
   )
   stats = head.stats(cosine=True, scale=scale)
   return _arc_cross_entropy(stats, scale=scale, m2=m2, m3=m3, theta_overflow=theta_overflow)
 
 
 def _curricularface_streamed(head, *, scale, margin, t, theta_overflow="plain"):
-  cos_y = _common.target_cosines(head.features, head.weights[0], head.labels)
+  cos_y = _common.target_cosines(head.features, head.weights[0], head.labels, shard=head.shard)
   stats = head.stats(
     cosine=True,
     scale=scale,
@@ -635,7 +654,7 @@ SPECS = (
     "cosine",
     typical={"scale": 64.0, "margin": 0.4, "h": 0.333, "norm_mean": 20.0, "norm_std": 100.0},
     state=("norm_mean", "norm_std"),
-    update_state=lambda x, w, y, state, **kw: dict(
+    update_state=lambda x, w, y, state, *, shard, **kw: dict(
       zip(
         ("norm_mean", "norm_std"),
         adaface_norm_stats(x, state["norm_mean"], state["norm_std"], **kw),

@@ -13,6 +13,8 @@ the logits.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
@@ -27,7 +29,11 @@ DIVERGENCES = ("symmetric", "q_u", "u_q")
 
 @sharding.accepts_explicit_axes
 def softmax_loss(
-  logits: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""Softmax cross-entropy with integer labels.
 
@@ -40,6 +46,8 @@ def softmax_loss(
     labels: integer targets, shape ``[batch_size]``.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -52,14 +60,23 @@ def softmax_loss(
   References:
     Liu et al., Large-Margin Softmax Loss for CNNs, ICML 2016, eq. 1-2.
   """
-  logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
-  loss = _common.logsumexp_classes(logits) - _common.take_target(logits, labels)
+  logits, labels, where, out_dtype = _common.prepare_logits(
+    logits, labels, where=where, shard=shard
+  )
+  loss = _common.logsumexp_classes(logits, shard=shard) - _common.take_target(
+    logits, labels, shard=shard
+  )
   return _common.apply_where(loss, where, out_dtype)
 
 
 @sharding.accepts_explicit_axes
 def soft_margin_softmax_loss(
-  logits: ArrayLike, labels: ArrayLike, *, margin: ArrayLike, where: ArrayLike | None = None
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  margin: ArrayLike,
+  where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""Soft-margin softmax (M-Softmax): an additive margin on the target logit.
 
@@ -76,6 +93,8 @@ def soft_margin_softmax_loss(
       EM paper picks it from {0.1, 0.5, 1, 5, 10} per dataset.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -93,10 +112,12 @@ def soft_margin_softmax_loss(
     BMVC 2019, eq. 15.
   """
   valid = _margin_checks(margin=margin)
-  logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
-  target = _common.take_target(logits, labels) - margin
+  logits, labels, where, out_dtype = _common.prepare_logits(
+    logits, labels, where=where, shard=shard
+  )
+  target = _common.take_target(logits, labels, shard=shard) - margin
   return _common.apply_where(
-    _common.cross_entropy_with_target(logits, labels, target), where, out_dtype, valid
+    _common.cross_entropy_with_target(logits, labels, target, shard=shard), where, out_dtype, valid
   )
 
 
@@ -104,16 +125,18 @@ def _margin_checks(*, margin, **_):
   return _common.check_range("margin", margin, low=0.0)
 
 
-def _uniformity_forward(divergence, logits, labels):
+def _uniformity_forward(divergence, shard, logits, labels):
   # Per example, from one max and three sums over the classes (softmax
   # needs a max and a sum). With s_c = f_c - max_{d != y} f_d and
   # S = sum_{c != y} e^{s_c}: log q_c = s_c - log S, so
   # sum q log q = sum e^s s / S - log S and sum log q = sum s - (C-1) log S,
   # and -log p_y = log(1 + sum_{c != y} e^{f_c - f_y}) = softplus(LSE_{c != y} f - f_y).
   # The terms do not depend on the shift, so it carries no derivative.
-  is_target = _common.target_mask(labels, logits.shape[1])
-  target = _common.take_target(logits, labels)
-  peak = _common.max_classes(jnp.where(is_target, -jnp.inf, jax.lax.stop_gradient(logits)))
+  is_target = _common.target_mask(labels, logits.shape[1], shard=shard)
+  target = _common.take_target(logits, labels, shard=shard)
+  peak = _common.max_classes(
+    jnp.where(is_target, -jnp.inf, jax.lax.stop_gradient(logits)), shard=shard
+  )
   peak = jnp.where(jnp.isfinite(peak), peak, 0.0)
   shifted = jnp.where(is_target, 0.0, logits - peak[:, None])
   exp_shifted = jnp.where(is_target, 0.0, jnp.exp(shifted))
@@ -121,12 +144,12 @@ def _uniformity_forward(divergence, logits, labels):
   # variadic reduce would keep one [B, C] buffer fewer but is not vectorised
   # (1.23x softmax against 1.08x, C = 10^4).
   total, moment, shifted_sum = (
-    _common.sum_classes(v) for v in (exp_shifted, exp_shifted * shifted, shifted)
+    _common.sum_classes(v, shard=shard) for v in (exp_shifted, exp_shifted * shifted, shifted)
   )
   log_total = jnp.log(total)
   lse = peak + log_total  # LSE_{c != y} f
   q_log_q = moment / total - log_total
-  num_others = sharding.class_count(logits.shape[1]) - 1
+  num_others = sharding.class_count(logits.shape[1], shard) - 1
   u_log_q = shifted_sum / num_others - log_total
   penalty = uniformity_penalty(divergence, q_log_q, u_log_q, num_others)
   cross_entropy = jax.nn.softplus(lse - target)
@@ -144,6 +167,13 @@ def uniformity_penalty(divergence, q_log_q, u_log_q, num_others):
   return -u_log_q - log_others
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _uniformity_terms(divergence, shard, logits, labels):
+  """Per-example softmax cross-entropy and Kobayashi's D(q), one custom JVP."""
+  return _uniformity_forward(divergence, shard, logits, labels)[0]
+
+
+@_uniformity_terms.defjvp
 def _uniformity_jvp(divergence, primals, tangents):
   # For c != y, with p_c = q_c (1 - p_y) and m = sum_{d != y} q_d f_d (eq. 12
   # for the symmetric case): dCE/df_c = p_c, dCE/df_y = p_y - 1;
@@ -151,8 +181,10 @@ def _uniformity_jvp(divergence, primals, tangents):
   # mean, 0 for the target. The tangents are class sums of these times df,
   # with q recomputed from the logits: their transpose is one elementwise pass
   # over the logits, and no [B, C] array of the forward pass is kept for it.
-  (logits, labels), (d_logits, _) = primals, tangents
-  terms, (is_target, lse, q_log_q, num_others) = _uniformity_forward(divergence, logits, labels)
+  (shard, logits, labels), (_, d_logits, _) = primals, tangents
+  terms, (is_target, lse, q_log_q, num_others) = _uniformity_forward(
+    divergence, shard, logits, labels
+  )
   # q and the coefficients are 0 for the target (where e^{f_y - LSE} may overflow).
   log_q = jnp.where(is_target, 0.0, logits - lse[:, None])
   q = jnp.where(is_target, 0.0, jnp.exp(log_q))
@@ -161,19 +193,14 @@ def _uniformity_jvp(divergence, primals, tangents):
   d_penalty = {"symmetric": 0.5 * (q_u + u_q), "q_u": q_u, "u_q": u_q}[divergence]
   not_target_mass = -jnp.expm1(-terms[0])  # 1 - p_y
   d_target = jnp.where(is_target, d_logits, 0.0)
-  d_cross_entropy = not_target_mass * _common.sum_classes(q * d_logits - d_target)
-  return terms, (d_cross_entropy, _common.sum_classes(d_penalty * d_logits))
-
-
-# Per-example softmax cross-entropy and Kobayashi's D(q), one custom JVP.
-_uniformity_terms = _common.custom_jvp_in_shard(
-  lambda divergence, logits, labels: _uniformity_forward(divergence, logits, labels)[0],
-  _uniformity_jvp,
-)
+  d_cross_entropy = not_target_mass * _common.sum_classes(q * d_logits - d_target, shard=shard)
+  return terms, (d_cross_entropy, _common.sum_classes(d_penalty * d_logits, shard=shard))
 
 
 @sharding.accepts_explicit_axes
-def rho_hat(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
+def rho_hat(
+  logits: ArrayLike, labels: ArrayLike, *, shard: sharding.ClassShard | None = None
+) -> jax.Array:
   r"""Kobayashi's bias rho-hat, the margin softmax implicitly adds.
 
   .. math::
@@ -186,6 +213,8 @@ def rho_hat(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   Args:
     logits: ``[batch_size, num_classes]`` with ``num_classes >= 2``.
     labels: ``[batch_size]`` integers.
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example bias, shape ``[batch_size]``.
@@ -193,10 +222,10 @@ def rho_hat(logits: ArrayLike, labels: ArrayLike) -> jax.Array:
   References:
     Kobayashi, Large Margin In Softmax Cross-Entropy Loss, BMVC 2019, eq. 7.
   """
-  logits, labels, _, out_dtype = _common.prepare_logits(logits, labels, min_classes=2)
-  masked = jnp.where(_common.target_mask(labels, logits.shape[1]), -jnp.inf, logits)
-  lse = _common.logsumexp_classes(masked)
-  return (lse - _common.max_classes(masked)).astype(out_dtype)
+  logits, labels, _, out_dtype = _common.prepare_logits(logits, labels, min_classes=2, shard=shard)
+  masked = jnp.where(_common.target_mask(labels, logits.shape[1], shard=shard), -jnp.inf, logits)
+  lse = _common.logsumexp_classes(masked, shard=shard)
+  return (lse - _common.max_classes(masked, shard=shard)).astype(out_dtype)
 
 
 @sharding.accepts_explicit_axes
@@ -207,6 +236,7 @@ def uniformity_regularized_softmax_loss(
   lam: ArrayLike = 0.3,
   divergence: str = "symmetric",
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""Softmax loss plus Kobayashi's uniformity regulariser on non-target logits.
 
@@ -233,6 +263,8 @@ def uniformity_regularized_softmax_loss(
     divergence: ``"symmetric"``, ``"q_u"`` or ``"u_q"`` (Table 1), static.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -251,9 +283,9 @@ def uniformity_regularized_softmax_loss(
   valid = _uniformity_checks(lam=lam)
   _common.check_choice("divergence", divergence, DIVERGENCES)
   logits, labels, where, out_dtype = _common.prepare_logits(
-    logits, labels, min_classes=3, where=where
+    logits, labels, min_classes=3, where=where, shard=shard
   )
-  cross_entropy, penalty = _uniformity_terms(divergence, logits, labels)
+  cross_entropy, penalty = _uniformity_terms(divergence, shard, logits, labels)
   return _common.apply_where(cross_entropy + lam * penalty, where, out_dtype, valid)
 
 
@@ -263,7 +295,12 @@ def _uniformity_checks(*, lam=0.3, **_):
 
 @sharding.accepts_explicit_axes
 def multiclass_hinge_loss(
-  logits: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, where: ArrayLike | None = None
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  margin: ArrayLike = 1.0,
+  where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""Multiclass hinge loss averaged over the non-target classes.
 
@@ -276,6 +313,8 @@ def multiclass_hinge_loss(
     margin: the constant bias rho (paper: 1); may be traced.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -292,18 +331,25 @@ def multiclass_hinge_loss(
   """
   valid = _margin_checks(margin=margin)
   logits, labels, where, out_dtype = _common.prepare_logits(
-    logits, labels, min_classes=2, where=where
+    logits, labels, min_classes=2, where=where, shard=shard
   )
-  target = _common.take_target(logits, labels)
+  target = _common.take_target(logits, labels, shard=shard)
   hinge = jnp.maximum(0.0, logits - target[:, None] + margin)
-  hinge = jnp.where(_common.target_mask(labels, logits.shape[1]), 0.0, hinge)
-  num_others = sharding.class_count(logits.shape[1]) - 1
-  return _common.apply_where(_common.sum_classes(hinge) / num_others, where, out_dtype, valid)
+  hinge = jnp.where(_common.target_mask(labels, logits.shape[1], shard=shard), 0.0, hinge)
+  num_others = sharding.class_count(logits.shape[1], shard) - 1
+  return _common.apply_where(
+    _common.sum_classes(hinge, shard=shard) / num_others, where, out_dtype, valid
+  )
 
 
 @sharding.accepts_explicit_axes
 def label_smoothing_loss(
-  logits: ArrayLike, labels: ArrayLike, *, smoothing: ArrayLike, where: ArrayLike | None = None
+  logits: ArrayLike,
+  labels: ArrayLike,
+  *,
+  smoothing: ArrayLike,
+  where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""Cross-entropy against labels smoothed toward the uniform distribution (LSR).
 
@@ -316,6 +362,8 @@ def label_smoothing_loss(
     smoothing: lambda in ``[0, 1)`` (usually 0.1); may be traced.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -332,10 +380,16 @@ def label_smoothing_loss(
     Szegedy et al., Rethinking the Inception Architecture, CVPR 2016.
   """
   valid = _smoothing_checks(smoothing=smoothing)
-  logits, labels, where, out_dtype = _common.prepare_logits(logits, labels, where=where)
-  lse = _common.logsumexp_classes(logits)
-  mean_logit = _common.sum_classes(logits) / sharding.class_count(logits.shape[1])
-  loss = smoothed_cross_entropy(lse, _common.take_target(logits, labels), mean_logit, smoothing)
+  logits, labels, where, out_dtype = _common.prepare_logits(
+    logits, labels, where=where, shard=shard
+  )
+  lse = _common.logsumexp_classes(logits, shard=shard)
+  mean_logit = _common.sum_classes(logits, shard=shard) / sharding.class_count(
+    logits.shape[1], shard
+  )
+  loss = smoothed_cross_entropy(
+    lse, _common.take_target(logits, labels, shard=shard), mean_logit, smoothing
+  )
   return _common.apply_where(loss, where, out_dtype, valid)
 
 

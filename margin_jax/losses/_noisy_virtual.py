@@ -31,6 +31,7 @@ def noisy_softmax_loss(
   noise: str = "annealed",
   bias: ArrayLike | None = None,
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""Noisy Softmax: subtract non-negative annealed noise from the target logit.
 
@@ -66,6 +67,8 @@ def noisy_softmax_loss(
     bias: optional class bias ``[num_classes]`` added to the logits.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -87,18 +90,20 @@ def noisy_softmax_loss(
   _common.check_choice("noise", noise, NOISE_TYPES)
   valid = _noisy_checks(alpha=alpha)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   logits = features @ weights
-  target_logit = _common.take_target(logits, labels)
-  norm_product = _common.target_norm_product(features, weights, labels)
-  subtracted = noise_subtracted(target_logit, norm_product, key, alpha=alpha, noise=noise)
+  target_logit = _common.take_target(logits, labels, shard=shard)
+  norm_product = _common.target_norm_product(features, weights, labels, shard=shard)
+  subtracted = noise_subtracted(
+    target_logit, norm_product, key, alpha=alpha, noise=noise, shard=shard
+  )
   if bias is not None:
     bias = _common.check_bias(bias, logits.shape[1], logits.dtype)
     logits = logits + bias
-    target_logit = target_logit + _common.take_classes(bias, labels, axis=0)
+    target_logit = target_logit + _common.take_classes(bias, labels, axis=0, shard=shard)
   return _common.apply_where(
-    _common.cross_entropy_with_target(logits, labels, target_logit - subtracted),
+    _common.cross_entropy_with_target(logits, labels, target_logit - subtracted, shard=shard),
     where,
     out_dtype,
     valid,
@@ -109,10 +114,10 @@ def _noisy_checks(*, alpha, **_):
   return _common.check_range("alpha", alpha, low=0.0)
 
 
-def noise_subtracted(target_logit, norm_product, key, *, alpha, noise: str):
+def noise_subtracted(target_logit, norm_product, key, *, alpha, noise: str, shard):
   """What Noisy Softmax subtracts from the target logit [B] (eq. 5 and the
   ablations of `noisy_softmax_loss`), from W_y^T x and ||W_y|| ||x|| [B]."""
-  xi = _common.example_normal(key, target_logit.shape, target_logit.dtype)
+  xi = _common.example_normal(key, target_logit.shape, target_logit.dtype, shard=shard)
   sigma = alpha * (norm_product - target_logit)  # alpha ||W_y|| ||x|| (1 - cos theta_y)
   return {
     "annealed": lambda: sigma * jnp.abs(xi),
@@ -125,7 +130,12 @@ def noise_subtracted(target_logit, norm_product, key, *, alpha, noise: str):
 
 @sharding.accepts_explicit_axes
 def virtual_softmax_loss(
-  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""Virtual Softmax: one extra negative class placed on the feature itself.
 
@@ -142,6 +152,8 @@ def virtual_softmax_loss(
     labels: ``[batch_size]`` integers.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -159,12 +171,12 @@ def virtual_softmax_loss(
     Learning, NeurIPS 2018, eqs. 3-5.
   """
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, where=where
+    features, weights, labels, where=where, shard=shard
   )
   logits = features @ weights
-  target_logit = _common.take_target(logits, labels)
-  virtual_logit = _common.target_norm_product(features, weights, labels)
-  lse = jnp.logaddexp(_common.logsumexp_classes(logits), virtual_logit)
+  target_logit = _common.take_target(logits, labels, shard=shard)
+  virtual_logit = _common.target_norm_product(features, weights, labels, shard=shard)
+  lse = jnp.logaddexp(_common.logsumexp_classes(logits, shard=shard), virtual_logit)
   return _common.apply_where(lse - target_logit, where, out_dtype)
 
 
@@ -172,7 +184,7 @@ def _noisy_streamed(head, key, *, alpha, noise="annealed"):
   stats = head.stats()
   target_logit = stats.dot_y[:, 0]
   subtracted = noise_subtracted(
-    target_logit, head.norm_product(stats), key, alpha=alpha, noise=noise
+    target_logit, head.norm_product(stats), key, alpha=alpha, noise=noise, shard=head.shard
   )
   return _streamed.cross_entropy(stats.lse, target_logit + head.target_bias() - subtracted)
 

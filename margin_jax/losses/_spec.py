@@ -42,8 +42,9 @@ class LossSpec:
     state: the keywords that are training state (AdaFace's norm statistics,
       CurricularFace's t): their initial values are in ``typical``, and
       ``update_state`` updates them before each step's loss.
-    update_state: ``(features, weights, labels, state, *, where, axis_name) ->
-      state``, the ``state`` keywords' new values (`BoundLoss.update_state`).
+    update_state: ``(features, weights, labels, state, *, where, axis_name,
+      shard) -> state``, the ``state`` keywords' new values
+      (`BoundLoss.update_state`).
     paper: where its equations are.
     streamed: its form in the streamed engine,
       ``(head, [key,] **hyperparameters) -> [B]`` from the statistics of

@@ -301,10 +301,9 @@ def _class_stats_bwd(config, residuals, cotangents):
 _class_stats.defvjp(_class_stats_fwd, _class_stats_bwd)
 
 
-def _combine(stats: Stats, inside: jax.Array) -> Stats:
+def _combine(stats: Stats, inside: jax.Array, shard) -> Stats:
   """The statistics over all classes from each shard's (a no-op unsharded);
   the target's terms NaN where no shard owns the label."""
-  shard = sharding.current_shard()
   if shard is None:
     owned = inside
   else:
@@ -335,14 +334,16 @@ class StreamedHead(NamedTuple):
   """What a loss's streamed form (`margin_jax.losses.LossSpec.streamed`)
   reads: the checked features [B, d] in the compute dtype (masked rows
   zeroed), the weights [K, d, C] in their own dtype (K = 1 but for stacked
-  weights), the safe labels [B] and the bias [C] or ``None``; `stats`
-  streams the classes."""
+  weights), the safe labels [B], the bias [C] or ``None`` and the class
+  shard (`margin_jax.sharding.ClassShard`) or ``None``; `stats` streams the
+  classes."""
 
   features: jax.Array
   weights: jax.Array
   labels: jax.Array
   bias: jax.Array | None
   chunk_size: int
+  shard: sharding.ClassShard | None
 
   def stats(
     self,
@@ -372,7 +373,7 @@ class StreamedHead(NamedTuple):
       self.chunk_size, cosine or unit_columns, tuple(moments), None, negatives, each_row
     )
     local_count = self.weights.shape[2]
-    shard = sharding.current_shard()
+    shard = self.shard
     if shard is None:
       local, valid = self.labels, None
     else:
@@ -391,20 +392,26 @@ class StreamedHead(NamedTuple):
     bias = None if self.bias is None else next(cast)
     context = tuple(lax.stop_gradient(c) for c in context)
     stats = _class_stats(config, a, weights, bias, scale, local, inside, valid, pivot, context)
-    return _combine(stats, inside)
+    return _combine(stats, inside, shard)
 
   @property
   def num_classes(self) -> int | jax.Array:
     """C, over all class shards."""
-    return sharding.class_count(self.weights.shape[2])
+    return sharding.class_count(self.weights.shape[2], self.shard)
 
   def target_bias(self) -> jax.Array | float:
     """b_y [B] (0 without a bias)."""
-    return 0.0 if self.bias is None else _common.take_classes(self.bias, self.labels, axis=0)
+    return (
+      0.0
+      if self.bias is None
+      else _common.take_classes(self.bias, self.labels, axis=0, shard=self.shard)
+    )
 
   def target_logit(self) -> jax.Array:
     """x^T W_y + b_y [B] with no gradient (the hinge's pivot)."""
-    w = lax.stop_gradient(_common.take_classes(self.weights[0], self.labels, axis=1)).T
+    w = lax.stop_gradient(
+      _common.take_classes(self.weights[0], self.labels, axis=1, shard=self.shard)
+    ).T
     return jnp.sum(lax.stop_gradient(self.features) * w.astype(self.features.dtype), axis=1) + (
       lax.stop_gradient(self.target_bias())
     )
@@ -425,16 +432,15 @@ def cosine_y(stats: Stats) -> jax.Array:
   return jnp.max(stats.dot_y / norm_from_squared(stats.squared_norm_y), axis=1)
 
 
-def top_classes(score_fn, features, weights, *, k: int, chunk_size: int, bias=None):
+def top_classes(score_fn, features, weights, *, k: int, chunk_size: int, bias=None, shard=None):
   """The ``k`` best classes [B, k] and their scores [B, k], best first (ties:
   the lower class first), from ``score_fn(features, weights_block)`` [B, c]
   over blocks of ``chunk_size`` classes of ``weights`` (class axis last;
   ``bias`` [C] added): prediction at any class count without [B, C] scores.
-  Class-sharded, the local best of every shard merged (global class ids)."""
+  Class-sharded (``shard``), the local best of every shard merged (global class ids)."""
   num_classes = weights.shape[-1]
   if not 1 <= k <= num_classes:
     raise ValueError(f"k={k} must be in [1, num_classes={num_classes}].")
-  shard = sharding.current_shard()
   offset = 0 if shard is None else lax.axis_index(shard.axis_name) * num_classes
 
   def step(start, size, carry):
@@ -454,7 +460,8 @@ def top_classes(score_fn, features, weights, *, k: int, chunk_size: int, bias=No
   best, best_ids = _over_blocks(step, num_classes, chunk_size, init)
   if shard is None:
     return best_ids, best
-  return _merge_top(_gather_shards(best), _gather_shards(best_ids), k)[::-1]
+  gathered = (_gather_shards(v, shard.axis_name) for v in (best, best_ids))
+  return _merge_top(*gathered, k)[::-1]
 
 
 def _merge_top(scores, ids, k):
@@ -462,11 +469,10 @@ def _merge_top(scores, ids, k):
   return best, jnp.take_along_axis(ids, position, axis=1)
 
 
-def _gather_shards(values):
+def _gather_shards(values, axis):
   """Every class shard's ``values`` [B, k] side by side, [B, n k], typed
   invariant across the shards (a psum of each shard's slot; ``all_gather``'s
   result would stay typed as varying)."""
-  axis = sharding.current_shard().axis_name
   slots = jnp.zeros((values.shape[0], lax.axis_size(axis), values.shape[1]), values.dtype)
   slots = lax.dynamic_update_index_in_dim(slots, values, lax.axis_index(axis), axis=1)
   return lax.psum(slots, axis).reshape(values.shape[0], -1)
@@ -504,9 +510,10 @@ def stream(spec, *, chunk_size: int) -> Callable[..., jax.Array]:
     feature_params = [
       inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in ("features", "weights")
     ]
-    keywords = [p for p in params[2:] if p.name != "where"]
+    keywords = [p for p in params[2:] if p.name not in ("where", "shard")]
     extra = [
-      inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None) for n in ("bias", "where")
+      inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None)
+      for n in ("bias", "where", "shard")
     ]
     signature = signature.replace(parameters=[*feature_params, params[1], *keywords, *extra])
   stacked = spec.inputs == "stacked"
@@ -514,7 +521,8 @@ def stream(spec, *, chunk_size: int) -> Callable[..., jax.Array]:
   @sharding.accepts_explicit_axes
   def streamed(*args, **kwargs):
     arguments = signature.bind(*args, **kwargs).arguments
-    if sharding.current_shard() is None:  # inside shard_classes, checked on the global shapes
+    shard = arguments.pop("shard", None)
+    if shard is None:  # inside shard_classes, checked on the global shapes
       _check_like_materialised(fn, takes_logits, arguments)
     features, weights, labels = (arguments.pop(k) for k in ("features", "weights", "labels"))
     where, bias = arguments.pop("where", None), arguments.pop("bias", None)
@@ -523,7 +531,7 @@ def stream(spec, *, chunk_size: int) -> Callable[..., jax.Array]:
     features = features.astype(compute_dtype(out_dtype))
     where = _common.check_where(where, features.shape[0])
     labels = _common.safe_labels(
-      _common.check_labels(labels, features.shape[0]), weights.shape[-1], where
+      _common.check_labels(labels, features.shape[0]), weights.shape[-1], where, shard=shard
     )
     head = StreamedHead(
       _common.mask_rows(features, where),
@@ -531,6 +539,7 @@ def stream(spec, *, chunk_size: int) -> Callable[..., jax.Array]:
       labels,
       None if bias is None else jnp.asarray(bias),
       chunk_size,
+      shard,
     )
     keys = (arguments.pop("key"),) if "key" in arguments else ()
     valid = True if spec.checks is None else spec.checks(**arguments)

@@ -73,6 +73,7 @@ def subcenter_arcface_loss(
   margin: ArrayLike,
   theta_overflow: str = "plain",
   where: ArrayLike | None = None,
+  shard: sharding.ClassShard | None = None,
 ) -> jax.Array:
   r"""Sub-center ArcFace: ArcFace on each class's closest of K sub-centres.
 
@@ -99,6 +100,8 @@ def subcenter_arcface_loss(
       (static), as in `arcface_loss`.
     where: optional boolean mask ``[batch_size]``; examples where it is False
       get loss 0 and no gradient (optax's ``where``).
+    shard: the class shard the call runs on (`margin_jax.sharding.ClassShard`),
+      passed by `margin_jax.parallel.shard_classes`; ``None``: every class here.
 
   Returns:
     Per-example loss, shape ``[batch_size]``.
@@ -121,7 +124,7 @@ def subcenter_arcface_loss(
   valid = arcface_checks(scale=scale, margin=margin)
   _common.check_choice("theta_overflow", theta_overflow, THETA_OVERFLOW)
   features, weights, labels, where, out_dtype = _common.prepare_features(
-    features, weights, labels, kind="stacked", where=where
+    features, weights, labels, kind="stacked", where=where, shard=shard
   )
   loss = _angular_margin_loss(
     _subcenter_cosines(features, weights),
@@ -131,6 +134,7 @@ def subcenter_arcface_loss(
     m2=margin,
     m3=0.0,
     theta_overflow=theta_overflow,
+    shard=shard,
   )
   return _common.apply_where(loss, where, out_dtype, valid)
 
@@ -145,7 +149,11 @@ def _target_subcenter_cosines(features, weights, labels):
 
 @sharding.accepts_explicit_axes
 def dominant_subcenters(
-  features: ArrayLike, weights: ArrayLike, labels: ArrayLike, *, where: ArrayLike | None = None
+  features: ArrayLike,
+  weights: ArrayLike,
+  labels: ArrayLike,
+  *,
+  where: ArrayLike | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   r"""Each class's dominant sub-centre: the one most of its examples are closest to.
 
@@ -181,7 +189,7 @@ def dominant_subcenters(
     sub-class holds the majority of the clean faces).
   """
   features, weights, labels, where, _ = _common.prepare_features(
-    features, weights, labels, kind="stacked", where=where
+    features, weights, labels, kind="stacked", where=where, shard=None
   )
   num_subcenters, num_classes = weights.shape[0], weights.shape[2]
   nearest = jnp.argmax(_target_subcenter_cosines(features, weights, labels), axis=1)
@@ -238,7 +246,7 @@ def far_from_dominant_subcenter(
   """
   _common.check_range("threshold_degrees", threshold_degrees, low=0.0, high=180.0)
   features, weights, labels, _, out_dtype = _common.prepare_features(
-    features, weights, labels, kind="stacked"
+    features, weights, labels, kind="stacked", shard=None
   )
   num_classes = weights.shape[2]
   dominant = jnp.asarray(dominant)

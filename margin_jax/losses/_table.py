@@ -85,7 +85,7 @@ def chunked(fn: Callable[..., jax.Array], *, chunk_size: int) -> Callable[..., j
 
   For a feature loss the result has ``fn``'s signature and values; a logit
   loss becomes fused linear + loss,
-  ``(features, weights, labels, *, <fn's keywords>, bias=None, where=None)``
+  ``(features, weights, labels, *, <fn's keywords>, bias=None, where=None, shard=None)``
   equal to ``fn(features @ weights + bias, labels, ...)``. Values and
   ``jax.grad`` w.r.t. features, weights and bias equal the materialised
   loss's to float32 rounding, for any number of classes. Memory beyond the
@@ -141,7 +141,7 @@ class BoundLoss:
   """A loss of `TABLE` with its hyperparameters bound: the one path from a
   name to a call,
   ``loss(features, weights, labels, *, key=None, where=None, bias=None, centers=None, step=None,
-  state=None) -> [B]``.
+  state=None, shard=None) -> [B]``.
 
   ``weights`` is W ``[d, C]`` (stacked ``[V, d, C]`` for EM-Softmax, the
   sub-centres ``[K, d, C]`` for Sub-center ArcFace); logit losses get
@@ -151,8 +151,10 @@ class BoundLoss:
   bound as a callable is an optax-style schedule, evaluated at ``step`` (e.g.
   L-Softmax's ``lam`` from `margin_jax.losses.lambda_schedule`). ``state``:
   the current values of the loss's training state (`initial_state`,
-  `update_state`), over the bound ones. ``chunk_size`` (see `streamed`):
-  the loss runs over blocks of that many classes, ``None`` materialised.
+  `update_state`), over the bound ones. ``shard``: the class shard the call
+  runs on (`margin_jax.sharding.ClassShard`, inside ``shard_map``; the
+  methods take it too). ``chunk_size`` (see `streamed`): the loss runs over
+  blocks of that many classes, ``None`` materialised.
   """
 
   spec: LossSpec
@@ -180,9 +182,10 @@ class BoundLoss:
     centers=None,
     step=None,
     state=None,
+    shard=None,
   ):
     name, inputs = self.spec.name, self.spec.inputs
-    kwargs = {**self._at_step(step), **(state or {})}
+    kwargs = {**self._at_step(step), **(state or {}), "shard": shard}
     fn = self.spec.fn
     if self.chunk_size is not None and inputs != "centers":
       fn = chunked(fn, chunk_size=self.chunk_size)
@@ -200,10 +203,10 @@ class BoundLoss:
           " centers=[C, d]."
         )
       softmax = BoundLoss(TABLE["softmax"], {}, self.chunk_size)(
-        features, weights, labels, where=where, bias=bias
+        features, weights, labels, where=where, bias=bias, shard=shard
       )
       return softmax + kwargs["center_weight"] * self.spec.fn(
-        features, centers, labels, where=where
+        features, centers, labels, where=where, shard=shard
       )
     if bias is not None:
       if not self.spec.takes_bias:
@@ -227,17 +230,19 @@ class BoundLoss:
     """The training state's initial values (the bound ones), ``{}`` for a stateless loss."""
     return {k: self.hyperparameters[k] for k in self.spec.state}
 
-  def update_state(self, features, weights, labels, state, *, where=None, axis_name=None):
+  def update_state(
+    self, features, weights, labels, state, *, where=None, axis_name=None, shard=None
+  ):
     """The training state after this batch (before its loss, as the authors
     update it; no gradient), global over the mapped ``axis_name``."""
     if self.spec.update_state is None:
       return state
     # A row whose label is out of range is skipped, as if masked (the state stays finite).
     labels = jnp.asarray(labels)
-    known = (labels >= 0) & (labels < sharding.class_count(weights.shape[-1]))
+    known = (labels >= 0) & (labels < sharding.class_count(weights.shape[-1], shard))
     where = known if where is None else known & jnp.asarray(where, bool)
     return self.spec.update_state(
-      features, weights, labels, state, where=where, axis_name=axis_name
+      features, weights, labels, state, where=where, axis_name=axis_name, shard=shard
     )
 
   def test_logits(self, features, weights):
@@ -246,7 +251,7 @@ class BoundLoss:
       return _subcenter.subcenter_cosines(features, weights)
     return _test_logits.inference_logits(features, weights, cosine=self.spec.classify == "cosine")
 
-  def top_k(self, features, weights, *, k: int = 1, bias=None):
+  def top_k(self, features, weights, *, k: int = 1, bias=None, shard=None):
     """The ``k`` classes [B, k] with the largest `test_logits` (+ ``bias``),
     best first, and those logits [B, k]; over blocks of ``chunk_size``
     classes when it is set, so no [B, C] array forms (`_streamed.top_classes`)."""
@@ -255,18 +260,18 @@ class BoundLoss:
     @sharding.accepts_explicit_axes
     def top_k(features, weights, bias):
       return _streamed.top_classes(
-        self.test_logits, features, weights, k=k, chunk_size=chunk_size, bias=bias
+        self.test_logits, features, weights, k=k, chunk_size=chunk_size, bias=bias, shard=shard
       )
 
     return top_k(features, weights, bias)
 
-  def predicted_class(self, features, weights, *, bias=None):
+  def predicted_class(self, features, weights, *, bias=None, shard=None):
     """The class [B] with the largest `test_logits` (+ ``bias``), the first
     of ties (`margin_jax.losses.predicted_class`); streamed as `top_k`."""
     if self.chunk_size is None:
       logits = self.test_logits(features, weights)
-      return _common.predicted_class(logits if bias is None else logits + bias)
-    return self.top_k(features, weights, bias=bias)[0][:, 0]
+      return _common.predicted_class(logits if bias is None else logits + bias, shard=shard)
+    return self.top_k(features, weights, bias=bias, shard=shard)[0][:, 0]
 
 
 def by_name(name: str, **hyperparameters) -> BoundLoss:

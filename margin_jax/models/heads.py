@@ -21,7 +21,6 @@ import flax.linen as nn
 
 from margin_jax import losses
 from margin_jax import numerics
-from margin_jax import sharding
 from margin_jax.models.cnn import conv_net
 
 # Caffe's Gaussian filler with std 0.01, the classic classifier-layer setting
@@ -41,12 +40,12 @@ def weights_shape(dim: int, num_classes: int, num_classifiers: int) -> tuple[int
   return (num_classifiers, dim, num_classes) if num_classifiers else (dim, num_classes)
 
 
-def updated_centers(centers, features, labels, *, alpha: float, axis_name=None):
+def updated_centers(centers, features, labels, *, alpha: float, axis_name=None, shard=None):
   """Wen et al. (ECCV 2016) eq 4 and Algorithm 1 step 5: each centre moves
   towards the mean of its class in the (all-device) batch,
   ``c_j <- c_j - alpha * sum_i [y_i = j](c_j - x_i) / (1 + n_j)``. In a class
-  shard (`margin_jax.sharding`) ``centers`` are the shard's classes."""
-  shard = sharding.current_shard()
+  shard (``shard``, a `margin_jax.sharding.ClassShard`) ``centers`` are the
+  shard's classes."""
   if shard is not None:  # labels in the shard's numbering; others one-hot to zero rows
     labels = labels - jax.lax.axis_index(shard.axis_name) * centers.shape[0]
   onehot = jax.nn.one_hot(labels, centers.shape[0], dtype=features.dtype)
@@ -114,7 +113,7 @@ class ClassifierHead(nn.Module):
   param_dtype: jnp.dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, features, labels=None, *, train: bool = False) -> dict:
+  def __call__(self, features, labels=None, *, train: bool = False, shard=None) -> dict:
     """Returns ``{"weights": [d, C] or [V, d, C]}`` plus ``"bias"`` ``[C]`` and
     ``"centers"`` ``[C, d]`` when enabled.
 
@@ -123,13 +122,15 @@ class ClassifierHead(nn.Module):
         themselves for the center update).
       labels: ``[batch_size]``; needed only to update center-loss centers.
       train: update the centers (with labels and ``center_alpha`` > 0).
+      shard: the class shard of a class-sharded step inside ``shard_map``
+        (`margin_jax.sharding.ClassShard`, as
+        `margin_jax.training.devices.MeshParallel` passes it): the head then
+        holds its shard of the classes.
     """
     d = features.shape[-1]
-    # Inside a class-sharded step (`margin_jax.training.devices.MeshParallel`)
-    # the head holds its shard of the classes.
-    c = (
-      self.num_classes if self.class_axis is None else sharding.local_class_count(self.num_classes)
-    )
+    c = self.num_classes
+    if shard is not None:
+      c //= jax.lax.axis_size(shard.axis_name)
     shape = weights_shape(d, c, self.num_classifiers)
     dtype = self.dtype or self.param_dtype
     kernel = self.param("kernel", self._init(self.kernel_init, len(shape)), shape, self.param_dtype)
@@ -143,7 +144,12 @@ class ClassifierHead(nn.Module):
       out["centers"] = centers.value.astype(dtype)
       if train and labels is not None and not self.is_initializing():
         centers.value = updated_centers(
-          centers.value, features, labels, alpha=self.center_alpha, axis_name=self.axis_name
+          centers.value,
+          features,
+          labels,
+          alpha=self.center_alpha,
+          axis_name=self.axis_name,
+          shard=shard,
         )
     return out
 
@@ -160,7 +166,7 @@ class MarginNet(nn.Module):
   """A backbone (a paper CNN, :class:`~margin_jax.models.cnn.ConvNet`, or a face
   network, :func:`~margin_jax.models.face_net`) plus its head.
 
-  ``__call__(images, labels=None, *, train)`` returns a dict with
+  ``__call__(images, labels=None, *, train, shard=None)`` returns a dict with
   ``"features"`` ``[B, d]``, ``"weights"`` ``[d, C]`` or ``[V, d, C]`` and,
   when enabled, ``"bias"`` ``[C]`` and ``"centers"`` ``[C, d]``. Labels are
   only needed to update center-loss centers during training.
@@ -169,9 +175,9 @@ class MarginNet(nn.Module):
   backbone: nn.Module
   head: ClassifierHead
 
-  def __call__(self, images, labels=None, *, train: bool = False):
+  def __call__(self, images, labels=None, *, train: bool = False, shard=None):
     features = self.backbone(images, train=train)
-    return {"features": features, **self.head(features, labels, train=train)}
+    return {"features": features, **self.head(features, labels, train=train, shard=shard)}
 
 
 def margin_net(

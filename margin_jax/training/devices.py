@@ -9,8 +9,9 @@ Two placements with one interface, chosen by ``config.mesh_shape``:
   process's, `margin_jax.sharding.make_mesh`); the head's class weights (and
   their optimiser state) split over ``"model"`` as their
   ``nn.with_partitioning`` annotation says, everything else replicated, the
-  batch split over ``"data"``. The losses see their class shard
-  (`margin_jax.sharding.class_sharding`).
+  batch split over ``"data"``. The step function gets its class shard as
+  ``shard=`` (a `margin_jax.sharding.ClassShard`) and passes it on to the
+  model's head and the loss.
 
 Both run the same per-shard step function; its collectives over ``"data"``
 (`margin_jax.sharding.DATA_AXIS`) average gradients, metrics and batch norm
@@ -144,8 +145,7 @@ class MeshParallel:
     shard = sharding.ClassShard(MODEL_AXIS, None, self.num_classes, DATA_AXIS)
 
     def body(state, batch):
-      with sharding.class_sharding(shard):
-        return fn(state, batch)
+      return fn(state, batch, shard=shard)
 
     batch_spec = PartitionSpec(DATA_AXIS)
     out_specs = (self.specs, PartitionSpec()) if returns_state else PartitionSpec()

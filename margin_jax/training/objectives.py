@@ -28,11 +28,13 @@ class Objective:
 
   Attributes:
     name: the config string.
-    loss: ``(outputs, labels, *, step, key, state=None) -> [B]`` per-example
-      loss; ``step`` (traced) feeds hyperparameter schedules, ``key`` the
-      Noisy Softmax noise and ElasticFace's margins, ``state`` the loss's
-      training state (``None``: its initial values).
-    update_state: ``(outputs, labels, state, *, axis_name=None) -> state``,
+    loss: ``(outputs, labels, *, step, key, state=None, shard=None) -> [B]``
+      per-example loss; ``step`` (traced) feeds hyperparameter schedules,
+      ``key`` the Noisy Softmax noise and ElasticFace's margins, ``state`` the
+      loss's training state (``None``: its initial values), ``shard`` the
+      class shard of a class-sharded step (`margin_jax.sharding.ClassShard`;
+      the methods take it too).
+    update_state: ``(outputs, labels, state, *, axis_name=None, shard=None) -> state``,
       the loss's training state after this batch (AdaFace's norm
       statistics, CurricularFace's t; ``{}`` for the others), computed before
       the loss as the authors do, global over the mapped ``axis_name``.
@@ -54,14 +56,14 @@ class Objective:
     bound = losses.by_name(self.name)
     return bound.streamed(chunk_size=self.class_chunk_size) if self.class_chunk_size else bound
 
-  def predicted_class(self, outputs) -> jax.Array:
+  def predicted_class(self, outputs, *, shard=None) -> jax.Array:
     """The test-time prediction [B] (`margin_jax.losses.BoundLoss.predicted_class`),
     over class blocks when ``class_chunk_size`` is set."""
     return self._bound.predicted_class(
-      outputs["features"], outputs["weights"], bias=outputs.get("bias")
+      outputs["features"], outputs["weights"], bias=outputs.get("bias"), shard=shard
     )
 
-  def diagnostics(self, outputs, labels, step) -> dict[str, jax.Array]:
+  def diagnostics(self, outputs, labels, step, *, shard=None) -> dict[str, jax.Array]:
     """Batch means of the papers' training statistics.
 
     ``theta_y`` (degrees): angle between x and W_y (L-Softmax Sec 3.3);
@@ -78,27 +80,27 @@ class Objective:
     classify = losses.TABLE[self.name].classify
     w_plain = losses.ensemble_weights(w) if w.ndim == 3 else w  # x @ w_plain: the plain logits
     if classify == "subcenter":  # The angle to the closest sub-centre of the class.
-      cos = losses.take_target(losses.subcenter_cosines(x, w), labels)
+      cos = losses.take_target(losses.subcenter_cosines(x, w), labels, shard=shard)
     else:
-      cos = losses.target_cosine(x, w_plain, labels)  # clipped to [-1, 1]
+      cos = losses.target_cosine(x, w_plain, labels, shard=shard)  # clipped to [-1, 1]
     bias = outputs.get("bias")
     if self.class_chunk_size:
       streamed = losses.chunked(losses.softmax_loss, chunk_size=self.class_chunk_size)
-      p_target = jnp.exp(-streamed(x, w_plain, labels, bias=bias))  # softmax(plain)[y]
+      p_target = jnp.exp(-streamed(x, w_plain, labels, bias=bias, shard=shard))  # softmax[y]
     else:
       plain = x @ w_plain if bias is None else x @ w_plain + bias
-      p_target = jnp.exp(-losses.softmax_loss(plain, labels))
+      p_target = jnp.exp(-losses.softmax_loss(plain, labels, shard=shard))
     out = {
       "theta_y": jnp.degrees(jnp.arccos(cos)).mean(),
       "p_target": p_target.mean(),
       "saturated": (p_target > self.saturation_threshold).mean(),
     }
     if not self.class_chunk_size:
-      out["rho_hat"] = losses.rho_hat(plain, labels).mean()
+      out["rho_hat"] = losses.rho_hat(plain, labels, shard=shard).mean()
     if self.lam is not None:
       out["lambda"] = self.lam(step)
     if classify == "averaged":
-      out["hsic"] = losses.hsic_diversity(w)
+      out["hsic"] = losses.hsic_diversity(w, shard=shard)
     return out
 
 
@@ -215,7 +217,7 @@ def get_objective(config) -> Objective:
   if config.use_bias and not loss.spec.takes_bias:
     raise ValueError(f"config.use_bias is not supported by {config.loss!r}")
 
-  def per_example(o, y, step, key, state=None):
+  def per_example(o, y, step, key, state=None, shard=None):
     return loss(
       o["features"],
       o["weights"],
@@ -225,10 +227,13 @@ def get_objective(config) -> Objective:
       centers=o.get("centers"),
       step=step,
       state=state,
+      shard=shard,
     )
 
-  def update_state(o, y, state, *, axis_name=None):
-    return loss.update_state(o["features"], o["weights"], y, state, axis_name=axis_name)
+  def update_state(o, y, state, *, axis_name=None, shard=None):
+    return loss.update_state(
+      o["features"], o["weights"], y, state, axis_name=axis_name, shard=shard
+    )
 
   lam = loss.hyperparameters.get("lam") if loss.spec.lambda_schedule else None
   return Objective(

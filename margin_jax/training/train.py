@@ -108,7 +108,7 @@ def create_train_state(config, model, image_shape, key) -> tuple[TrainState, Any
   return nn.meta.unbox(state), specs
 
 
-def train_step(state, batch, *, objective, preprocess, key):
+def train_step(state, batch, *, objective, preprocess, key, shard=None):
   """One SGD step on one device's shard; collectives over axis ``"data"``.
 
   Args:
@@ -119,6 +119,8 @@ def train_step(state, batch, *, objective, preprocess, key):
     key: the run's base PRNG key; folded with the step and the device index,
       so augmentation and loss noise differ across devices yet are
       reproducible.
+    shard: the class shard of a class-sharded step
+      (`margin_jax.training.devices.MeshParallel` passes it), else ``None``.
 
   Returns:
     The new state and the device-averaged metrics.
@@ -136,13 +138,16 @@ def train_step(state, batch, *, objective, preprocess, key):
       images,
       labels,
       train=True,
+      shard=shard,
       mutable=["batch_stats"],
     )
     # The loss's state first (over the whole batch of all devices), then the loss with it.
     loss_state = objective.update_state(
-      outputs, labels, state.loss_state, axis_name=sharding.DATA_AXIS
+      outputs, labels, state.loss_state, axis_name=sharding.DATA_AXIS, shard=shard
     )
-    loss = objective.loss(outputs, labels, step=state.step, key=loss_key, state=loss_state)
+    loss = objective.loss(
+      outputs, labels, step=state.step, key=loss_key, state=loss_state, shard=shard
+    )
     return loss.mean(), (outputs, new_model_state, loss_state)
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -154,9 +159,9 @@ def train_step(state, batch, *, objective, preprocess, key):
   grads = jax.lax.pmean(grads, sharding.DATA_AXIS)
   metrics = {
     "loss": loss,
-    "accuracy": (objective.predicted_class(outputs) == labels).mean(),
+    "accuracy": (objective.predicted_class(outputs, shard=shard) == labels).mean(),
     "learning_rate": state.learning_rate(state.step),
-    **objective.diagnostics(outputs, labels, state.step),
+    **objective.diagnostics(outputs, labels, state.step, shard=shard),
   }
   metrics = {**jax.lax.pmean(metrics, sharding.DATA_AXIS), **loss_state}
   state = state.apply_gradients(
@@ -165,14 +170,14 @@ def train_step(state, batch, *, objective, preprocess, key):
   return state, metrics
 
 
-def eval_step(state, batch, *, objective, preprocess):
+def eval_step(state, batch, *, objective, preprocess, shard=None):
   """Counts correct test predictions (``mask`` drops padding), summed over
   all devices."""
   images = preprocess(None, batch["image"], train=False)
   outputs = state.apply_fn(
-    {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+    {"params": state.params, "batch_stats": state.batch_stats}, images, train=False, shard=shard
   )
-  correct = objective.predicted_class(outputs) == batch["label"]
+  correct = objective.predicted_class(outputs, shard=shard) == batch["label"]
   counts = {"correct": (correct * batch["mask"]).sum(), "count": batch["mask"].sum()}
   return jax.lax.psum(counts, sharding.DATA_AXIS)
 
