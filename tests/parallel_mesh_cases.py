@@ -237,6 +237,13 @@ def test_clear_errors():
   mesh = mesh_of((2, 4))
   with pytest.raises(ValueError, match="no class axis"):
     parallel.shard_classes(losses.lambda_schedule, mesh)
+  # A function of its own that takes no class shard: named, with what to do.
+  with pytest.raises(ValueError, match="my_loss takes no shard= argument"):
+
+    def my_loss(logits, labels):
+      return losses.softmax_loss(logits, labels)
+
+    parallel.shard_classes(my_loss, mesh)
   with pytest.raises(ValueError, match="'classes' is not in the mesh"):
     parallel.shard_classes(losses.softmax_loss, mesh, class_axis="classes")
   with pytest.raises(ValueError, match="sample_rate"):
