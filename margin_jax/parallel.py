@@ -151,12 +151,14 @@ def shard_classes(
     The sharded loss; call it inside or outside ``jax.jit``.
   """
   signature = inspect.signature(loss_fn)
-  name = getattr(loss_fn, "__name__", loss_fn)
+  fn_name = getattr(loss_fn, "__name__", loss_fn)
   if not {"weights", "logits", "centers"} & set(signature.parameters):
-    raise ValueError(f"{name} has no class axis: expected a weights, logits or centers argument.")
+    raise ValueError(
+      f"{fn_name} has no class axis: expected a weights, logits or centers argument."
+    )
   if "shard" not in signature.parameters:
     raise ValueError(
-      f"{name} takes no shard= argument: shard_classes passes each shard's ClassShard"
+      f"{fn_name} takes no shard= argument: shard_classes passes each shard's ClassShard"
       " to the loss; declare the loss with margin_jax.losses.declare_cosine_margin, or give"
       " it a shard keyword that it passes on to the margin_jax.losses functions it calls."
     )

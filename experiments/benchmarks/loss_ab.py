@@ -16,12 +16,17 @@ percent where two `loss_overhead` runs minutes apart on a loaded machine do not.
 gradients (the batch mean's, w.r.t. features and weights) are equal at both
 versions in float64, up to ``--rtol``, prints each case's largest relative
 difference and exits 1 if one exceeds it (a refactoring's before/after check).
+``--same-program`` times nothing either: it compiles every case, materialised
+and streamed (``chunk_size`` 2048), at both versions and compares XLA's
+optimised programs, instruction by instruction up to the names of values;
+equal programs cost the same, so earlier timings carry over.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import importlib
 import os
 import re
@@ -54,13 +59,16 @@ def import_base(directory: str):
   return importlib.import_module("margin_jax_base.losses")
 
 
-def step(case: _cases.Case, module):
-  """`_cases.value_and_grad` of ``case`` with its loss taken from ``module``."""
+def step(case: _cases.Case, module, chunk_size=None):
+  """`_cases.value_and_grad` of ``case`` with its loss taken from ``module``
+  (streamed over ``chunk_size`` classes if given)."""
   spec = module.TABLE[case.spec_name]
   if spec.inputs == "centers":
     fn = lambda x, w, y, key: spec.fn(x, w, y)
   else:
     loss = module.by_name(spec.name, **case.overrides)
+    if chunk_size:
+      loss = loss.streamed(chunk_size=chunk_size)
     fn = lambda x, w, y, key: loss(x, w, y, key=key)
   return _cases.value_and_grad(case._replace(fn=fn))
 
@@ -83,6 +91,36 @@ def equal_in_float64(base, classes, batch, dim, rtol) -> bool:
   return equal
 
 
+def _instructions(compiled_text: str) -> str:
+  """An optimised HLO module's instructions up to value names: no metadata,
+  no debug tables (file and function names, stack frames)."""
+  debug_table = re.compile(r"^(\d+ |FileNames|FunctionNames|FileLocations|StackFrames)")
+  kept = "\n".join(line for line in compiled_text.splitlines() if not debug_table.match(line))
+  kept = re.sub(r", *(metadata=\{[^}]*\}|stack_frame_id=\d+)", "", kept)
+  kept = re.sub(r"(%[\w-]+?)\.\d+\b", r"\1", kept)
+  return re.sub(r"%region_\d+", "%region", kept)  # reducers' names
+
+
+def same_programs(base, classes, batch, dim) -> bool:
+  """Whether every case compiles to the same program at both versions,
+  materialised and streamed; prints each case's answer."""
+  same = True
+  for case in _cases.CASES:
+    if case.spec_name not in base.TABLE:
+      continue
+    inputs = _cases.make_inputs(case, batch, dim, classes)
+    engines = [("materialised", step)]
+    if case.weights != "centers":
+      engines.append(("streamed", functools.partial(step, chunk_size=2048)))
+    for engine, make in engines:
+      old, new = (
+        _instructions(make(case, m).lower(*inputs).compile().as_text()) for m in (base, losses)
+      )
+      same &= old == new
+      print(f"{case.name:20s} {engine:12s} C={classes}: {'same' if old == new else 'DIFFERENT'}")
+  return same
+
+
 def main(argv=None):
   _harness.pin_allocator()
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -91,11 +129,14 @@ def main(argv=None):
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   parser.add_argument("--equal-float64", action="store_true", help="check equality, no timing")
   parser.add_argument("--rtol", type=float, default=1e-12, help="of --equal-float64")
+  parser.add_argument("--same-program", action="store_true", help="compare programs, no timing")
   args = parser.parse_args(argv)
   base = import_base(args.base)
   if args.equal_float64:
     ok = all(equal_in_float64(base, c, args.batch, args.dim, args.rtol) for c in args.classes)
     sys.exit(0 if ok else 1)
+  if args.same_program:
+    sys.exit(0 if all(same_programs(base, c, args.batch, args.dim) for c in args.classes) else 1)
   info = _harness.machine_info()
   results = []
   for classes in args.classes:
