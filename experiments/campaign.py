@@ -30,6 +30,7 @@ import dataclasses
 import fcntl
 import importlib
 import json
+import math
 import os
 import pathlib
 import shlex
@@ -93,18 +94,25 @@ class Table:
   confirmation_seeds: tuple = ()
 
 
+def run(loss: str, **kwargs) -> dict:
+  """The overrides of a run of ``loss`` with these keyword arguments (under
+  ``loss_kwargs.<loss>``; a dotted keyword, e.g. ``lam.lambda_min``, reaches
+  into a sub-config)."""
+  return {"loss": loss, **{f"loss_kwargs.{loss}.{k}": v for k, v in kwargs.items()}}
+
+
 FMNIST = "experiments/configs/repro_fmnist.py"
-NOISY_SUBSET = {"loss": "noisy_softmax", "alpha_squared": 0.5}  # Noisy Sec 5.4's alpha^2
+NOISY_SUBSET = run("noisy_softmax", alpha=math.sqrt(0.5))  # Noisy Sec 5.4's alpha^2 = 0.5
 KOBAYASHI_TABLE3 = {
   "softmax": {"loss": "softmax"},
-  "uniformity_0.3": {"loss": "uniformity", "uniformity_lambda": 0.3},
-  "uniformity_1": {"loss": "uniformity", "uniformity_lambda": 1.0},
-  "lsr": {"loss": "lsr", "smoothing": 0.1},
+  "uniformity_0.3": run("uniformity", lam=0.3),
+  "uniformity_1": run("uniformity", lam=1.0),
+  "lsr": run("lsr", smoothing=0.1),
 }
 LSOFTMAX_TABLE = {
   "softmax": {"loss": "softmax"},
-  "l_softmax_m2": {"loss": "l_softmax", "margin": 2},
-  "l_softmax_m4": {"loss": "l_softmax", "margin": 4},
+  "l_softmax_m2": run("l_softmax", margin=2),
+  "l_softmax_m4": run("l_softmax", margin=4),
 }
 VIRTUAL_TABLE = {"softmax": {"loss": "softmax"}, "virtual_softmax": {"loss": "virtual_softmax"}}
 # The papers' main-table errors (%) against their softmax; Kobayashi's from
@@ -127,9 +135,9 @@ TABLES = {
     paper="L-Softmax Fig 2 (m = 1..4), Virtual Softmax Fig 2",
     runs={
       "softmax": {"loss": "softmax"},
-      "l_softmax_m2": {"loss": "l_softmax", "margin": 2},
-      "l_softmax_m3": {"loss": "l_softmax", "margin": 3},
-      "l_softmax_m4": {"loss": "l_softmax", "margin": 4},
+      "l_softmax_m2": run("l_softmax", margin=2),
+      "l_softmax_m3": run("l_softmax", margin=3),
+      "l_softmax_m4": run("l_softmax", margin=4),
       "virtual_softmax": {"loss": "virtual_softmax"},
     },
     features=True,
@@ -143,22 +151,22 @@ TABLES = {
     "(L-Softmax Table 2, Noisy Table 3, Virtual Table 3, EM Table 1, Kobayashi Table 2)",
     runs={
       "softmax": {"loss": "softmax"},
-      "l_softmax_m2": {"loss": "l_softmax", "margin": 2},
-      "l_softmax_m4": {"loss": "l_softmax", "margin": 4},
-      "a_softmax_m4": {"loss": "a_softmax", "margin": 4},
-      "noisy_softmax": {"loss": "noisy_softmax", "alpha_squared": 0.1},
+      "l_softmax_m2": run("l_softmax", margin=2),
+      "l_softmax_m4": run("l_softmax", margin=4),
+      "a_softmax_m4": run("a_softmax", margin=4),
+      "noisy_softmax": run("noisy_softmax", alpha=math.sqrt(0.1)),
       "virtual_softmax": {"loss": "virtual_softmax"},
-      "em_softmax_v2": {"loss": "em_softmax", "num_classifiers": 2, "diversity": 0.1},
-      "uniformity": {"loss": "uniformity", "uniformity_lambda": 0.3},
-      "cosface": {"loss": "cosface", "scale": 16.0, "cos_margin": 0.35},
-      "arcface": {"loss": "arcface", "scale": 16.0, "arc_margin": 0.5},
+      "em_softmax_v2": {**run("em_softmax", diversity=0.1), "num_classifiers": 2},
+      "uniformity": run("uniformity", lam=0.3),
+      "cosface": run("cosface", scale=16.0, margin=0.35),
+      "arcface": run("arcface", scale=16.0, margin=0.5),
       # Issue 34, fixed before their first run: Kobayashi Table 3's larger
       # lambda and its label-smoothing rival, and L-Softmax m = 4 with the
       # authors' remedy for a margin that does not train, a lambda floor of
       # 0.5 (their repository's issue #3), the published schedule otherwise.
-      "uniformity_1": {"loss": "uniformity", "uniformity_lambda": 1.0},
-      "lsr": {"loss": "lsr", "smoothing": 0.1},
-      "l_softmax_m4_floor": {"loss": "l_softmax", "margin": 4, "lambda_min": 0.5},
+      "uniformity_1": run("uniformity", lam=1.0),
+      "lsr": run("lsr", smoothing=0.1),
+      "l_softmax_m4_floor": run("l_softmax", margin=4, **{"lam.lambda_min": 0.5}),
     },
     post_hoc=("l_softmax_m4_floor",),
     paper_numbers={
@@ -179,14 +187,14 @@ TABLES = {
     "(their MNIST/CIFAR rankings; no paper reports Fashion-MNIST)",
     runs={
       "softmax": {"loss": "softmax"},
-      "l_softmax_m2": {"loss": "l_softmax", "margin": 2},
-      "l_softmax_m4": {"loss": "l_softmax", "margin": 4},
-      "a_softmax_m4": {"loss": "a_softmax", "margin": 4},
-      "noisy_softmax": {"loss": "noisy_softmax", "alpha_squared": 0.1},
+      "l_softmax_m2": run("l_softmax", margin=2),
+      "l_softmax_m4": run("l_softmax", margin=4),
+      "a_softmax_m4": run("a_softmax", margin=4),
+      "noisy_softmax": run("noisy_softmax", alpha=math.sqrt(0.1)),
       "virtual_softmax": {"loss": "virtual_softmax"},
-      "m_softmax": {"loss": "m_softmax", "soft_margin": 0.5},
-      "em_softmax_v2": {"loss": "em_softmax", "num_classifiers": 2, "diversity": 0.1},
-      "uniformity": {"loss": "uniformity", "uniformity_lambda": 0.3},
+      "m_softmax": run("m_softmax", margin=0.5),
+      "em_softmax_v2": {**run("em_softmax", diversity=0.1), "num_classifiers": 2},
+      "uniformity": run("uniformity", lam=0.3),
     },
   ),
   **{
@@ -216,9 +224,9 @@ TABLES = {
     paper="L-Softmax Fig 6 analogue: margin m = 1 (softmax) .. 4",
     runs={
       "softmax": {"loss": "softmax"},
-      "l_softmax_m2": {"loss": "l_softmax", "margin": 2},
-      "l_softmax_m3": {"loss": "l_softmax", "margin": 3},
-      "l_softmax_m4": {"loss": "l_softmax", "margin": 4},
+      "l_softmax_m2": run("l_softmax", margin=2),
+      "l_softmax_m3": run("l_softmax", margin=3),
+      "l_softmax_m4": run("l_softmax", margin=4),
     },
     curves=("test_error", "accuracy", "lambda"),
   ),
@@ -227,9 +235,9 @@ TABLES = {
     paper="Noisy Softmax Table 1 and Figs 3-4: the noise formulations at alpha^2 = 0.1",
     runs={
       "softmax": {"loss": "softmax"},
-      "noise_annealed": {"loss": "noisy_softmax", "alpha_squared": 0.1},  # the default noise
+      "noise_annealed": run("noisy_softmax", alpha=math.sqrt(0.1)),  # the default noise
       **{
-        f"noise_{noise}": {"loss": "noisy_softmax", "alpha_squared": 0.1, "noise": noise}
+        f"noise_{noise}": run("noisy_softmax", alpha=math.sqrt(0.1), noise=noise)
         for noise in ("amplitude", "free", "normal", "negative")
       },
     },
@@ -241,11 +249,11 @@ TABLES = {
     runs={
       "softmax": {"loss": "softmax"},
       **{
-        f"em_v2_lambda{lam:g}": {"loss": "em_softmax", "num_classifiers": 2, "diversity": lam}
+        f"em_v2_lambda{lam:g}": {**run("em_softmax", diversity=lam), "num_classifiers": 2}
         for lam in (0.0, 0.01, 0.1, 1.0)
       },
       **{
-        f"em_v{v}_lambda0.1": {"loss": "em_softmax", "num_classifiers": v, "diversity": 0.1}
+        f"em_v{v}_lambda0.1": {**run("em_softmax", diversity=0.1), "num_classifiers": v}
         for v in (1, 3, 4)
       },
     },

@@ -28,7 +28,7 @@ from margin_jax.data import download  # noqa: E402
 
 RUNS = (
   ("softmax", {"loss": "softmax"}),
-  ("L-Softmax (m=2)", {"loss": "l_softmax", "margin": 2}),
+  ("L-Softmax (m=2)", {"loss": "l_softmax", "loss_kwargs.l_softmax.margin": 2}),
   ("Virtual Softmax", {"loss": "virtual_softmax"}),
 )
 
@@ -73,7 +73,7 @@ def main():
   with tempfile.TemporaryDirectory() as root:
     for name, overrides in RUNS:
       config = mnist_cpu.get_config()
-      config.update(overrides)
+      config.update_from_flattened_dict(overrides)
       if args.steps:
         config.num_train_steps = args.steps
         config.lr_boundaries = (round(args.steps * 2 / 3), round(args.steps * 5 / 6))

@@ -100,11 +100,12 @@ def step_flops(config, image_shape=None, num_classes=None) -> float:
   preprocess = functools.partial(transforms.preprocess, recipe=config.preprocess, mean=mean)
   image = np.zeros((1, *image_shape), np.uint8)
   shape = jax.eval_shape(lambda: preprocess(jax.random.key(0), image, train=True)).shape
-  model = train.create_model(config, num_classes)
+  objective = objectives.get_objective(config)
+  model = train.create_model(config, num_classes, objective=objective)
 
   def init():
     variables = model.init(jax.random.key(0), jax.numpy.zeros(shape), train=False)
-    return train.new_train_state(config, model, variables)
+    return train.new_train_state(config, model, variables, objective=objective)
 
   def one_device(shape, dtype):
     return jax.ShapeDtypeStruct((1, *shape), dtype)
@@ -116,7 +117,7 @@ def step_flops(config, image_shape=None, num_classes=None) -> float:
   }
   step = functools.partial(
     train.train_step,
-    objective=objectives.get_objective(config),
+    objective=objective,
     preprocess=preprocess,
     key=jax.random.key(0),
   )

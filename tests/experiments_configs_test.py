@@ -3,9 +3,11 @@ documents its command and target."""
 
 import importlib
 import pathlib
+import re
 
 import pytest
 
+from experiments import train
 from margin_jax import models
 from margin_jax.training import objectives
 
@@ -19,5 +21,11 @@ def test_config_files_build_an_objective_and_model(path):
   module = importlib.import_module(f"experiments.configs.{path.stem}")
   config = module.get_config()
   objectives.get_objective(config)
+  assert not set(config) & set(train._OLD_FIELDS), "a loss keyword outside config.loss_kwargs"
   assert config.model in {**models.ARCHITECTURES, **models.FACE_NETS}
   assert "Command:" in module.__doc__ and "Target:" in module.__doc__
+  for flag in re.findall(r"--config\.([\w.]+)=", module.__doc__):  # the documented flags exist
+    node = config
+    for field in flag.split("."):
+      assert field in node, f"{path.name}: --config.{flag}: no field {field!r}"
+      node = node[field]

@@ -4,17 +4,21 @@ through the campaign, and the report."""
 import fcntl
 import importlib
 import json
+import math
 import shlex
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
 from experiments import campaign
 from experiments import records
 from experiments import report
 from experiments import stats
+from experiments import train
 from margin_jax.training import objectives
 
 ROOT = campaign.ROOT
@@ -82,15 +86,16 @@ def test_records_are_written_atomically_and_read_back(tmp_path):
 
 
 def test_a_campaign_run_records_a_command_that_repeats_it(tiny_mnist, tmp_path, monkeypatch):
+  noisy = campaign.run("noisy_softmax", alpha=math.sqrt(0.5))
   table = campaign.Table(
     config="experiments/configs/smoke.py",
-    runs={"softmax": {"loss": "softmax", "data_dir": tiny_mnist[1]}},
+    runs={"noisy": {**noisy, "data_dir": tiny_mnist[1]}},
     paper="none",
   )
   monkeypatch.setitem(campaign.TABLES, "smoke", table)
   monkeypatch.setenv("MARGIN_JAX_CAMPAIGN_DIR", str(tmp_path / "work"))
-  record = campaign.train_run("smoke", "softmax", 0, runs_dir=tmp_path / "runs")
-  assert record == records.load(records.path("smoke", "softmax", 0, tmp_path / "runs"))
+  record = campaign.train_run("smoke", "noisy", 0, runs_dir=tmp_path / "runs")
+  assert record == records.load(records.path("smoke", "noisy", 0, tmp_path / "runs"))
   for key in ("command", "test_error", "seed", "loss", "dataset", "curves", "train_error"):
     assert key in record
   assert set(record["retrieval"]) == {
@@ -98,8 +103,15 @@ def test_a_campaign_run_records_a_command_that_repeats_it(tiny_mnist, tmp_path, 
     "r_precision",
     "mean_average_precision_at_r",
   }
-  # The recorded command, run as it stands, gives the same test error.
-  argv = shlex.split(record["command"].replace("{workdir}", str(tmp_path / "again")))
+  # The recorded command, run as it stands, gives the same test error; written
+  # with the flat field of the configs before config.loss_kwargs, as the older
+  # records are (alpha^2, translated by experiments.train).
+  command = record["command"].replace("{workdir}", str(tmp_path / "again"))
+  old_style = command.replace(
+    f"--config.loss_kwargs.noisy_softmax.alpha={math.sqrt(0.5)}", "--config.alpha_squared=0.5"
+  )
+  assert old_style != command
+  argv = shlex.split(old_style)
   assert argv[:3] == ["python", "-m", "experiments.train"]
   subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, check=True, capture_output=True)
   with open(tmp_path / "again" / "metrics.jsonl") as f:
@@ -159,9 +171,31 @@ def test_every_table_run_is_a_valid_config(name):
   assert set(table.curves) <= set(campaign.CURVE_KEYS) & set(report.PANELS)
   for run, overrides in table.runs.items():
     config = base.copy_and_resolve_references()
-    for field, value in overrides.items():
-      assert field in config, f"{name}/{run}: no config field {field!r}"
-      config[field] = value
+    config.lock()  # a field the config lacks raises
+    config.update_from_flattened_dict(overrides)
+    objectives.get_objective(config)
+
+
+@pytest.mark.filterwarnings("ignore:the load_module")  # config_flags loads each config file
+def test_every_command_on_record_parses_with_its_loss_keywords(monkeypatch):
+  """The recorded commands use the flat loss fields of the configs before
+  config.loss_kwargs; translated, each gives its loss the keywords it set."""
+  for file in sorted(records.RUNS.glob("*.json.gz")):
+    record = records.load(file)
+    argv = train.translate_old_flags(shlex.split(record["command"]))
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=flag_values, lock_config=True)
+    flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
+    monkeypatch.setattr(sys, "argv", ["train", *argv[3:]])  # config_flags reads it
+    flag_values(sys.argv)
+    config = flag_values.config
+    keywords = config.loss_kwargs[config.loss]
+    for field, value in record["overrides"].items():
+      if field in train._OLD_FIELDS and config.loss in train._OLD_FIELDS[field][0]:
+        want = math.sqrt(value) if field == "alpha_squared" else value
+        path = train._OLD_FIELDS[field][1].split(".")
+        got = keywords[path[0]] if len(path) == 1 else keywords[path[0]][path[1]]
+        assert got == want, (record["name"], field)
     objectives.get_objective(config)
 
 

@@ -14,6 +14,7 @@ from experiments.configs import default
 from margin_jax import models
 from margin_jax import sharding
 from margin_jax.models import face_nets
+from margin_jax.training import objectives
 from margin_jax.training import train
 
 
@@ -198,13 +199,16 @@ def test_trainer_builds_face_nets_by_name():
   the pmap axis to the backbone."""
   config = default.get_config()
   config.model, config.width = "iresnet50", 0.25
-  model = train.create_model(config, num_classes=10)
+  model = train.create_model(config, num_classes=10, objective=objectives.get_objective(config))
   assert isinstance(model.backbone, face_nets.IResNet)
   assert tuple(model.backbone.layers) == (3, 4, 14, 3)
   assert (model.backbone.width, model.backbone.feature_dim) == (0.25, 512)
   assert model.backbone.bn_axis_name == sharding.DATA_AXIS
   config.model = "sphereface20"
-  assert isinstance(train.create_model(config, num_classes=10).backbone, face_nets.SphereFaceNet)
+  assert isinstance(
+    train.create_model(config, num_classes=10, objective=objectives.get_objective(config)).backbone,
+    face_nets.SphereFaceNet,
+  )
 
 
 @pytest.mark.parametrize("build", [models.conv_net, models.face_net])

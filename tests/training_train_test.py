@@ -191,8 +191,11 @@ def test_mesh_state_specs_split_the_head_and_its_momentum():
   the backbone and its momentum are replicated."""
   config = smoke.get_config()
   config.mesh_shape = (2, 2)
-  model = train_lib.create_model(config, 10)
-  _, specs = train_lib.create_train_state(config, model, (28, 28, 1), jax.random.key(0))
+  objective = objectives.get_objective(config)
+  model = train_lib.create_model(config, 10, objective=objective)
+  _, specs = train_lib.create_train_state(
+    config, model, (28, 28, 1), jax.random.key(0), objective=objective
+  )
   is_trace = lambda s: isinstance(s, optax.TraceState)
   (trace,) = [s.trace for s in jax.tree.leaves(specs.opt_state, is_leaf=is_trace) if is_trace(s)]
   for tree in (specs.params, trace):
@@ -243,13 +246,21 @@ def test_streamed_head_trains_as_the_materialised_one(tiny_mnist, tmp_path):
   assert errors[0] == errors[1] and errors[0]
 
 
-def test_every_loss_of_the_table_has_its_config_keywords():
-  assert set(objectives._KEYWORDS) == set(losses.TABLE)
+def test_every_loss_takes_its_keywords_from_its_sub_config():
   config = smoke.get_config()
-  for name in losses.TABLE:
+  assert set(config.loss_kwargs) == set(losses.TABLE)
+  for name, spec in losses.TABLE.items():
     config.loss = name
-    keywords = objectives.loss_keywords(config)
-    assert set(keywords) >= set(losses.TABLE[name].typical), name
+    config.num_classifiers = 2 if spec.inputs == "stacked" else 0
+    assert set(objectives.bound_loss(config).hyperparameters) >= set(spec.typical), name
+  config.loss, config.num_classifiers = "arcface", 0
+  config.loss_kwargs.arcface.margin = 0.3
+  assert objectives.bound_loss(config).hyperparameters["margin"] == 0.3
+  # L-Softmax's lam: its published schedule's settings, over this run's length.
+  config.loss = "l_softmax"
+  config.loss_kwargs.l_softmax.lam.lambda_min = 0.5
+  lam = objectives.get_objective(config).lam
+  assert float(lam(0)) == 1000.0 and float(lam(config.num_train_steps)) == 0.5
 
 
 def test_objective_config_errors():
@@ -322,8 +333,11 @@ def test_a_checkpoint_written_before_the_loss_state_restores(tiny_mnist, tmp_pat
   """A checkpoint without ``loss_state`` (written before the trainer carried
   one) restores its parameters (the train state's empty loss state kept)."""
   config = tiny_config(tiny_mnist[1], loss="arcface")
-  model = train_lib.create_model(config, 10)
-  state, _ = train_lib.create_train_state(config, model, (28, 28, 1), jax.random.key(0))
+  objective = objectives.get_objective(config)
+  model = train_lib.create_model(config, 10, objective=objective)
+  state, _ = train_lib.create_train_state(
+    config, model, (28, 28, 1), jax.random.key(0), objective=objective
+  )
   fields = ("step", "apply_fn", "params", "tx", "opt_state", "batch_stats")
   old = _TrainStateBeforeLossState(**{k: getattr(state, k) for k in fields})
   checkpointer = Checkpointer(str(tmp_path / "checkpoints"), config)

@@ -46,7 +46,9 @@ def mnist_data_dir(tmp_path_factory):
 def test_every_loss_learns_mnist(mnist_data_dir, tmp_path, loss, margin):
   config = mnist_cpu.get_config()
   config.data_dir = mnist_data_dir
-  config.loss, config.margin = loss, margin
+  config.loss = loss
+  if loss in MARGIN_LOSSES:
+    config.loss_kwargs[loss].margin = margin
   config.num_classifiers = 2 if losses.TABLE[loss].inputs == "stacked" else 0
   config.num_train_steps = STEPS
   config.lr_boundaries = (2 * STEPS // 3, 5 * STEPS // 6)

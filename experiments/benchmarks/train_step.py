@@ -58,8 +58,8 @@ def make_config(loss: str, width: float, batch: int):
   config.batch_size = batch
   config.loss = loss
   config.num_classifiers = 2 if losses.TABLE[loss].inputs == "stacked" else 0
-  if loss in ("l_softmax", "a_softmax"):
-    config.lambda_base = 0.0  # the pure margin (lambda is a traced scalar either way)
+  if losses.TABLE[loss].lambda_schedule:  # the pure margin (lambda is a traced scalar either way)
+    config.loss_kwargs[loss].lam.base = 0.0
   return config
 
 
@@ -68,9 +68,11 @@ def build_step(loss: str, width: float, batch: int, mean, seed: int = 0):
   config = make_config(loss, width, batch)
   objective = objectives.get_objective(config)
   preprocess = functools.partial(transforms.preprocess, recipe=config.preprocess, mean=mean)
-  model = train.create_model(config, NUM_CLASSES)
+  model = train.create_model(config, NUM_CLASSES, objective=objective)
   init_key, train_key = jax.random.split(jax.random.key(seed))
-  state, _ = train.create_train_state(config, model, IMAGE_SHAPE, init_key)
+  state, _ = train.create_train_state(
+    config, model, IMAGE_SHAPE, init_key, objective=objective
+  )
   p_train = devices.parallelize(
     functools.partial(
       train.train_step,

@@ -2,7 +2,7 @@
 
 Command:
   python -m experiments.train --config experiments/configs/cifar10_cpu.py \
-      --workdir /tmp/cifar10_cpu --config.loss=l_softmax --config.margin=2
+      --workdir /tmp/cifar10_cpu --config.loss=l_softmax --config.loss_kwargs.l_softmax.margin=2
 
 Expected time: ~30 min per loss on an idle 2-core CPU, ~1 min on a GPU.
 Target: none from the papers (1/4 width, 1/9 of the iterations); compares
@@ -20,7 +20,7 @@ def get_config():
   config.batch_size = 128
   config.num_train_steps = 2000
   config.lr_boundaries = (1333, 1667)
-  config.margin = 2
+  config.loss_kwargs.l_softmax.margin = config.loss_kwargs.a_softmax.margin = 2
   config.eval_every_steps = 500
   config.checkpoint_every_steps = 500
   return config

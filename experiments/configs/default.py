@@ -7,12 +7,13 @@ Command:
 Expected time: ~10 h on a 2-core CPU, ~15 min on one modern GPU.
 Target: L-Softmax Table 2, softmax 0.40% MNIST test error.
 
-Every other config imports this file and overrides only what differs. Loss
-hyperparameters are named as in their papers; each loss reads only its own.
+Every other config imports this file and overrides only what differs. Each
+loss reads only its own keyword arguments, ``config.loss_kwargs.<loss>``.
 """
 
 import ml_collections
-from ml_collections.config_dict import placeholder
+
+from margin_jax.training import objectives
 
 
 def get_config():
@@ -34,51 +35,19 @@ def get_config():
   config.feature_dim = 0  # 0 = the table's feature width
   config.use_bias = False  # class bias b in W^T x + b
 
-  # Loss (margin_jax.training.objectives.LOSSES) and its hyperparameters.
+  # Loss (margin_jax.losses.TABLE) and its keyword arguments: one sub-config
+  # per loss under the loss's own keyword names, the papers' typical values
+  # (margin_jax.training.objectives.loss_kwargs_config), e.g.
+  #   --config.loss=arcface --config.loss_kwargs.arcface.margin=0.3
+  # L-/A-Softmax's lam is the settings of its published lambda schedule
+  # max(base (1 + gamma t S/N)^-power, lambda_min) (losses.lambda_schedule),
+  # stretched to this run's N steps from the S = schedule_steps it was
+  # published for, e.g. --config.loss_kwargs.l_softmax.lam.lambda_min=0.5.
+  # Noisy Softmax's alpha is the square root of the alpha^2 its tables report.
   config.loss = "softmax"
-  config.margin = 4  # L-/A-Softmax integer m
-  # L-/A-Softmax lambda schedule max(base (1 + gamma t S/N)^-power, lambda_min)
-  # (margin_jax.losses.lambda_schedule), stretched to this run's N steps from
-  # the S = lambda_schedule_steps it was published for. None = the loss's
-  # published value (losses.PUBLISHED_LAMBDA: L-Softmax 1000, 2.5e-5, 35, 0
-  # over 18k steps; A-Softmax 1000, 0.12, 1, 5 over 28k).
-  config.lambda_base = placeholder(float)
-  config.lambda_gamma = placeholder(float)
-  config.lambda_power = placeholder(float)
-  config.lambda_min = placeholder(float)
-  config.lambda_schedule_steps = placeholder(int)
-  config.alpha_squared = 0.1  # Noisy Softmax alpha^2 (Tables 1, 3, 4)
-  config.noise = "annealed"  # annealed|amplitude|free|normal|negative
-  config.soft_margin = 0.5  # M-/EM-Softmax m (EM eq 4)
+  config.loss_kwargs = objectives.loss_kwargs_config(scale=16.0)  # s = 16 for tens of classes
+  config.loss_kwargs.center.center_weight = 0.01  # softmax + lambda * center loss (Wen eq 5)
   config.num_classifiers = 0  # EM-/E-Softmax ensemble size V (EM suggests 2)
-  config.diversity = 0.1  # EM eq 8 HSIC weight lambda
-  config.uniformity_lambda = 0.3  # Kobayashi eq 11 lambda
-  config.divergence = "symmetric"  # symmetric|q_u|u_q (Kobayashi Table 1)
-  config.hinge_margin = 1.0  # Kobayashi eq 14
-  config.smoothing = 0.1  # LSR lambda (Kobayashi eq 13)
-  config.scale = 16.0  # NormFace/CosFace/ArcFace s
-  config.cos_margin = 0.35  # CosFace m
-  config.arc_margin = 0.5  # ArcFace m (radians)
-  # insightface's combined margin s (cos(m1 theta + m2) - m3), its (1, 0.3, 0.2).
-  config.combined_m1 = 1.0
-  config.combined_m2 = 0.3
-  config.combined_m3 = 0.2
-  # AdaFace m, h and the initial running mean / std of ||x|| (the authors' 20 / 100).
-  config.adaface_margin = 0.4
-  config.adaface_h = 0.333
-  config.adaface_norm_mean = 20.0
-  config.adaface_norm_std = 100.0
-  # MagFace margins l_m..u_m over norms l_a..u_a and the regulariser's lambda_g.
-  config.magface_lower_margin = 0.45
-  config.magface_upper_margin = 0.8
-  config.magface_lower_norm = 10.0
-  config.magface_upper_norm = 110.0
-  config.magface_lambda_g = 35.0
-  config.curricular_t = 0.0  # CurricularFace's initial t (its margin: arc_margin)
-  # ElasticFace: arc (margin arc_margin) or cos (margin cos_margin), sigma of the margins.
-  config.elastic_kind = "arc"
-  config.elastic_sigma = 0.05
-  config.center_weight = 0.01  # softmax + lambda * center loss (Wen eq 5)
   config.center_alpha = 0.5  # Wen eq 4 center update rate
   config.saturation_threshold = 0.99  # P(y|x) counted as saturated (Noisy)
 

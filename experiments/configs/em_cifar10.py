@@ -22,8 +22,8 @@ def get_config():
   config = lsoftmax_cifar10.get_config()
   config.loss = "em_softmax"
   config.num_classifiers = 2
-  config.diversity = 0.1
-  config.soft_margin = 0.5
+  config.loss_kwargs.em_softmax.diversity = 0.1
+  config.loss_kwargs.em_softmax.margin = 0.5
   config.lr_boundaries = (8000, 14000)
   config.num_train_steps = 20000
   return config

@@ -23,6 +23,7 @@ streamed and sharded heads through `class_chunk_size` and `mesh_shape`.
 """
 
 from experiments.configs import default
+from margin_jax.training import objectives
 
 EPOCH = 490_623 // 512  # CASIA-WebFace's images per step of 512
 
@@ -36,6 +37,11 @@ def get_config():
   config.train_data = ""
   config.val_pairs = ""
   config.model = "iresnet50"
+  # The losses' typical values (the face margins' s = 64 for 10^4 identities,
+  # where default.py has s = 16 for tens of classes).
+  typical = objectives.loss_kwargs_config()
+  for name, kwargs in config.loss_kwargs.items():
+    kwargs.update(typical[name])
   config.preprocess = "face"
   config.batch_size = 512
   config.eval_batch_size = 512

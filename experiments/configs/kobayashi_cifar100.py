@@ -5,7 +5,7 @@ log-linearly from 0.1 to 0.0001 over 50 epochs (19,531 iterations);
 uniformity regulariser lambda = 0.3, symmetric divergence (eq 11). The paper's
 13-layer network (Tarvainen & Valpola's) is not in margin_jax.models: this
 uses L-Softmax's CIFAR-100 net instead, so compare losses, not numbers.
---config.divergence=q_u|u_q for Table 1, --config.loss=lsr for Table 2,
+--config.loss_kwargs.uniformity.divergence=q_u|u_q for Table 1, --config.loss=lsr for Table 2,
 --config.train_fraction / --config.label_noise for Table 3.
 
 Command:

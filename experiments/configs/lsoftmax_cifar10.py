@@ -2,7 +2,8 @@
 
 Command:
   python -m experiments.train --config experiments/configs/lsoftmax_cifar10.py \
-      --workdir /tmp/lsoftmax_cifar10 --config.loss=l_softmax --config.margin=4
+      --workdir /tmp/lsoftmax_cifar10 --config.loss=l_softmax \
+      --config.loss_kwargs.l_softmax.margin=4
 
 Offline here the data is the JPEG copy ("cifar10_jpeg", report it as
 "CIFAR-10 (JPEG q75 copy)"); use --config.dataset=cifar10 where tfds can

@@ -2,7 +2,8 @@
 
 Command:
   python -m experiments.train --config experiments/configs/lsoftmax_cifar100.py \
-      --workdir /tmp/lsoftmax_cifar100 --config.loss=l_softmax --config.margin=4
+      --workdir /tmp/lsoftmax_cifar100 --config.loss=l_softmax \
+      --config.loss_kwargs.l_softmax.margin=4
 
 Needs tfds' cifar100 (no offline copy here).
 Expected time: ~60 h on a 2-core CPU, ~1 h on one modern GPU.

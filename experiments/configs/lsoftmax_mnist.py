@@ -2,7 +2,7 @@
 
 Command:
   python -m experiments.train --config experiments/configs/lsoftmax_mnist.py \
-      --workdir /tmp/lsoftmax_mnist --config.loss=l_softmax --config.margin=4
+      --workdir /tmp/lsoftmax_mnist --config.loss=l_softmax --config.loss_kwargs.l_softmax.margin=4
 
 Expected time: ~10 h on a 2-core CPU, ~15 min on one modern GPU.
 Target: L-Softmax Table 2 test error: softmax 0.40%, m=2 0.32%, m=3/4 0.31%.

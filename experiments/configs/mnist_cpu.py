@@ -2,7 +2,7 @@
 
 Command:
   python -m experiments.train --config experiments/configs/mnist_cpu.py \
-      --workdir /tmp/mnist_cpu --config.loss=l_softmax --config.margin=2
+      --workdir /tmp/mnist_cpu --config.loss=l_softmax --config.loss_kwargs.l_softmax.margin=2
 
 Expected time: ~35 s per loss on an idle 2-core CPU, seconds on a GPU.
 Target: <= 2% MNIST test error for softmax, L-Softmax (m=2) and Virtual
@@ -23,7 +23,7 @@ def get_config():
   config.num_train_steps = 1000
   # L-Softmax's 12k/15k of 18k iterations, rescaled to 1,000.
   config.lr_boundaries = (667, 833)
-  config.margin = 2
+  config.loss_kwargs.l_softmax.margin = config.loss_kwargs.a_softmax.margin = 2
   config.log_every_steps = 50
   config.eval_every_steps = 100
   config.checkpoint_every_steps = 1000

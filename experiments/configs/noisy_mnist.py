@@ -3,7 +3,7 @@
 Batch 256, weight decay 0.001, lr 0.1 /10 at 12k, stop at 16k, mean
 subtraction. For Sec 5.4's small training sets use
 --config.model=noisy_mnist_subset --config.train_fraction=0.01 (or 0.1)
---config.alpha_squared=0.5.
+--config.loss_kwargs.noisy_softmax.alpha=0.7071067811865476 (alpha^2 = 0.5).
 
 Command:
   python -m experiments.train --config experiments/configs/noisy_mnist.py \

@@ -2,7 +2,7 @@
 
 Command: (one run; the campaign's records hold each run's exact command)
   python -m experiments.train --config experiments/configs/repro_fmnist.py \
-      --workdir /tmp/fmnist --config.loss=l_softmax --config.margin=2 \
+      --workdir /tmp/fmnist --config.loss=l_softmax --config.loss_kwargs.l_softmax.margin=2 \
       --config.seed=0
 
 Expected time: ~14 min per run on an idle 2-core CPU.

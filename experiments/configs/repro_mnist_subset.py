@@ -3,7 +3,8 @@
 Command: (one run; the campaign's records hold each run's exact command)
   python -m experiments.train --config experiments/configs/repro_mnist_subset.py \
       --workdir /tmp/mnist_subset --config.loss=noisy_softmax \
-      --config.alpha_squared=0.5 --config.train_fraction=0.01 --config.seed=0
+      --config.loss_kwargs.noisy_softmax.alpha=0.7071067811865476 \
+      --config.train_fraction=0.01 --config.seed=0
 
 Expected time: ~9 min per run on a 2-core CPU shared with one other training run
 (0.17 s per step measured so).

@@ -9,8 +9,7 @@ Target: the loss falls and the training accuracy rises far above chance (1e-5); 
 (docs/guides/millions_of_classes.md): loss 25.7 over steps 1-30 -> 0.15 over 271-300, training
 accuracy 0.000 at step 30 (first pass) -> 1.000 from step 150.
 
-Builds on default.py for the loss fields (``loss``, ``scale``, ``cos_margin``,
-``arc_margin``, ``margin``, ``soft_margin``, ``diversity``, ``num_classifiers``...),
+Builds on default.py for the loss fields (``loss``, ``loss_kwargs``, ``num_classifiers``),
 ``mesh_shape``, ``learning_rate``, ``momentum``, ``batch_size``, ``num_train_steps``,
 ``log_every_steps`` and ``seed``; its dataset, model, schedule and weight-decay fields are
 not read by `experiments/sharded_head.py`. L-/A-Softmax anneal lambda over the run, as in training.
@@ -24,8 +23,8 @@ from experiments.configs import default
 def get_config():
   config = default.get_config()
   config.loss = "cosface"
-  config.scale = 30.0
-  config.cos_margin = 0.35
+  config.loss_kwargs.cosface.scale = 30.0
+  config.loss_kwargs.cosface.margin = 0.35
   config.mesh_shape = (2, 4)  # (data, model): batch split in 2, classes in 4
   # Synthetic class-conditional data: class c's mean is a fixed Gaussian vector
   # drawn from fold_in(key, c); an example is its class mean + noise. The

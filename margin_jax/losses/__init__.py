@@ -37,7 +37,6 @@ from margin_jax.losses._logit_losses import softmax_loss
 from margin_jax.losses._logit_losses import uniformity_regularized_softmax_loss
 from margin_jax.losses._noisy_virtual import noisy_softmax_loss
 from margin_jax.losses._noisy_virtual import virtual_softmax_loss
-from margin_jax.losses._schedules import PUBLISHED_LAMBDA
 from margin_jax.losses._schedules import lambda_schedule
 from margin_jax.losses._spec import LossSpec
 from margin_jax.losses._streamed import StreamedHead
@@ -45,6 +44,7 @@ from margin_jax.losses._subcenter import dominant_subcenters
 from margin_jax.losses._subcenter import far_from_dominant_subcenter
 from margin_jax.losses._subcenter import subcenter_arcface_loss
 from margin_jax.losses._subcenter import subcenter_cosines
+from margin_jax.losses._table import PUBLISHED_LAMBDA
 from margin_jax.losses._table import TABLE
 from margin_jax.losses._table import BoundLoss
 from margin_jax.losses._table import by_name

@@ -268,7 +268,14 @@ SPECS = (
     large_margin_softmax_loss,
     "features",
     typical={"margin": 4, "lam": 0.0},
-    lambda_schedule=True,
+    # The Caffe layer settings of the authors' MNIST/CIFAR models, 18k iterations (Sec 5.1).
+    lambda_schedule={
+      "base": 1000.0,
+      "gamma": 2.5e-5,
+      "power": 35.0,
+      "lambda_min": 0.0,
+      "schedule_steps": 18_000,
+    },
     paper="L-Softmax (Liu et al., ICML 2016) eqs 4-13, Sec 5.1",
     streamed=_large_margin_streamed,
     checks=_lambda_checks,
@@ -279,7 +286,14 @@ SPECS = (
     "features",
     "cosine",
     typical={"margin": 4, "lam": 0.0},
-    lambda_schedule=True,
+    # The authors' released SphereFace-20 prototxt, for their 28k iterations (Sec 4.1).
+    lambda_schedule={
+      "base": 1000.0,
+      "gamma": 0.12,
+      "power": 1.0,
+      "lambda_min": 5.0,
+      "schedule_steps": 28_000,
+    },
     paper="SphereFace (Liu et al., CVPR 2017) eq 7 (L-Softmax 6 with unit W)",
     streamed=_a_softmax_streamed,
     checks=_lambda_checks,

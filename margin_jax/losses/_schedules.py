@@ -11,28 +11,6 @@ from jax.typing import ArrayLike
 # A hyperparameter schedule, optax-style: step -> value (an ``optax.Schedule``).
 Schedule = Callable[[ArrayLike], jax.Array]
 
-# The authors' released constants of the lambda annealing, with the length of
-# the run they were set for. L-Softmax (Liu et al., ICML 2016, Sec. 5.1): the
-# Caffe layer settings of the authors' MNIST/CIFAR models, 18k iterations.
-# A-Softmax (Liu et al., SphereFace, CVPR 2017): the authors' released
-# SphereFace-20 prototxt, lambda_min 5, for their 28k iterations (Sec. 4.1).
-PUBLISHED_LAMBDA = {
-  "l_softmax": {
-    "base": 1000.0,
-    "gamma": 2.5e-5,
-    "power": 35.0,
-    "lambda_min": 0.0,
-    "schedule_steps": 18_000,
-  },
-  "a_softmax": {
-    "base": 1000.0,
-    "gamma": 0.12,
-    "power": 1.0,
-    "lambda_min": 5.0,
-    "schedule_steps": 28_000,
-  },
-}
-
 
 def lambda_schedule(
   base: float = 1000.0,

@@ -36,8 +36,11 @@ class LossSpec:
     typical: the papers' typical keyword arguments (tests and benchmarks use
       them; the noise key is passed separately). L-/A-Softmax's ``lam`` is the
       pure margin here; training anneals it (``lambda_schedule``).
-    lambda_schedule: takes the L-/A-Softmax ``lam``, annealed by
-      `margin_jax.losses.lambda_schedule` in training.
+    lambda_schedule: for a loss whose ``lam`` is annealed in training
+      (L-/A-Softmax), the authors' released settings of
+      `margin_jax.losses.lambda_schedule` (``base``, ``gamma``, ``power``,
+      ``lambda_min``, ``schedule_steps``: the run length they were set for);
+      ``None`` for the others.
     needs_key: takes a PRNG key after the labels (Noisy Softmax, ElasticFace).
     state: the keywords that are training state (AdaFace's norm statistics,
       CurricularFace's t): their initial values are in ``typical``, and
@@ -61,7 +64,7 @@ class LossSpec:
   inputs: str
   classify: str = "plain"
   typical: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-  lambda_schedule: bool = False
+  lambda_schedule: Mapping[str, Any] | None = None
   needs_key: bool = False
   state: tuple[str, ...] = ()
   update_state: Callable[..., dict] | None = None

@@ -43,6 +43,9 @@ _FAMILIES = (
   _centers,
 )
 TABLE: dict[str, LossSpec] = {spec.name: spec for family in _FAMILIES for spec in family.SPECS}
+# The authors' released lambda annealing settings of the built-in L-/A-Softmax
+# (their declarations' ``lambda_schedule``), for `lambda_schedule(**settings, num_steps=N)`.
+PUBLISHED_LAMBDA = {name: dict(s.lambda_schedule) for name, s in TABLE.items() if s.lambda_schedule}
 
 
 def register(spec: LossSpec) -> LossSpec:

@@ -28,8 +28,11 @@ class ConfigMismatchError(ValueError):
 
 
 def config_identity(config) -> dict:
-  """The config fields a checkpoint belongs to (all but run control)."""
+  """The config fields a checkpoint belongs to: all but run control, and of
+  ``loss_kwargs`` only the trained loss's."""
   fields = json.loads(config.to_json())
+  if "loss_kwargs" in fields:
+    fields["loss_kwargs"] = {config.loss: fields["loss_kwargs"].get(config.loss, {})}
   return {k: v for k, v in sorted(fields.items()) if k not in RUN_CONTROL_FIELDS}
 
 

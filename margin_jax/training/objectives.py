@@ -1,7 +1,8 @@
 """Training objectives built from the one table of losses.
 
-The config's loss fields become a loss's keywords here (`loss_keywords`, the
-only place that knows both), and `bound_loss` turns ``config.loss`` into a
+A loss's keyword arguments live in the config under their own names, one
+sub-config per loss (``config.loss_kwargs.<loss>``, `loss_kwargs_config`), and
+`bound_loss` turns ``config.loss`` into a
 `margin_jax.losses.BoundLoss` (no loss math here), which the trainer calls on
 the model outputs of :class:`margin_jax.models.MarginNet` (``features`` [B, d],
 ``weights`` [d, C] or [V, d, C], optional ``bias`` and ``centers``). An
@@ -11,11 +12,12 @@ the model outputs of :class:`margin_jax.models.MarginNet` (``features`` [B, d],
 from __future__ import annotations
 
 import dataclasses
-import math
+import inspect
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from margin_jax import losses
 
@@ -24,42 +26,71 @@ LOSSES = tuple(losses.TABLE)
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-  """A named loss with its test-time logits and diagnostics.
+  """The config's loss, resolved once (`get_objective`), called on the model
+  outputs, with its test-time prediction and the diagnostics of the metrics log.
 
   Attributes:
     name: the config string.
-    loss: ``(outputs, labels, *, step, key, state=None, shard=None) -> [B]``
-      per-example loss; ``step`` (traced) feeds hyperparameter schedules,
-      ``key`` the Noisy Softmax noise and ElasticFace's margins, ``state`` the
-      loss's training state (``None``: its initial values), ``shard`` the
-      class shard of a class-sharded step (`margin_jax.sharding.ClassShard`;
-      the methods take it too).
-    update_state: ``(outputs, labels, state, *, axis_name=None, shard=None) -> state``,
-      the loss's training state after this batch (AdaFace's norm
-      statistics, CurricularFace's t; ``{}`` for the others), computed before
-      the loss as the authors do, global over the mapped ``axis_name``.
-    initial_state: the training state at step 0 (float32 scalars).
-    lam: the L-/A-Softmax lambda schedule (``step -> lambda``), else ``None``.
+    bound: the loss with the config's keyword arguments
+      (`margin_jax.losses.BoundLoss`), streamed over blocks of
+      ``config.class_chunk_size`` classes when that is set.
     saturation_threshold: P(y|x) above which an example counts as saturated.
+
+  Every method takes ``shard``, the class shard of a class-sharded step
+  (`margin_jax.sharding.ClassShard`).
   """
 
   name: str
-  loss: Callable[..., jax.Array]
-  update_state: Callable[..., dict]
-  initial_state: dict
-  lam: Callable[[jax.Array], jax.Array] | None = None
+  bound: losses.BoundLoss
   saturation_threshold: float = 0.99
-  class_chunk_size: int = 0
 
   @property
-  def _bound(self) -> losses.BoundLoss:
-    bound = losses.by_name(self.name)
-    return bound.streamed(chunk_size=self.class_chunk_size) if self.class_chunk_size else bound
+  def class_chunk_size(self) -> int:
+    return self.bound.chunk_size or 0
+
+  @property
+  def takes_centers(self) -> bool:
+    """Whether the model keeps class centers for it (the center row)."""
+    return self.bound.spec.inputs == "centers"
+
+  @property
+  def initial_state(self) -> dict:
+    """The loss's training state at step 0 (float32 scalars; ``{}`` for most)."""
+    return {k: jnp.float32(v) for k, v in self.bound.initial_state.items()}
+
+  @property
+  def lam(self) -> Callable[[jax.Array], jax.Array] | None:
+    """The L-/A-Softmax lambda schedule (``step -> lambda``), else ``None``."""
+    return self.bound.hyperparameters.get("lam") if self.bound.spec.lambda_schedule else None
+
+  def loss(self, outputs, labels, *, step, key, state=None, shard=None) -> jax.Array:
+    """The per-example loss [B]; ``step`` (traced) feeds hyperparameter
+    schedules, ``key`` the Noisy Softmax noise and ElasticFace's margins,
+    ``state`` the loss's training state (``None``: its initial values)."""
+    return self.bound(
+      outputs["features"],
+      outputs["weights"],
+      labels,
+      key=key,
+      bias=outputs.get("bias"),
+      centers=outputs.get("centers"),
+      step=step,
+      state=state,
+      shard=shard,
+    )
+
+  def update_state(self, outputs, labels, state, *, axis_name=None, shard=None) -> dict:
+    """The loss's training state after this batch (AdaFace's norm statistics,
+    CurricularFace's t; ``{}`` for the others), computed before the loss as
+    the authors do, global over the mapped ``axis_name``."""
+    return self.bound.update_state(
+      outputs["features"], outputs["weights"], labels, state, axis_name=axis_name, shard=shard
+    )
 
   def predicted_class(self, outputs, *, shard=None) -> jax.Array:
     """The test-time prediction [B] (`margin_jax.losses.BoundLoss.predicted_class`),
     over class blocks when ``class_chunk_size`` is set."""
-    return self._bound.predicted_class(
+    return self.bound.predicted_class(
       outputs["features"], outputs["weights"], bias=outputs.get("bias"), shard=shard
     )
 
@@ -77,7 +108,7 @@ class Objective:
     """
     outputs = jax.lax.stop_gradient(outputs)
     x, w = outputs["features"], outputs["weights"]
-    classify = losses.TABLE[self.name].classify
+    classify = self.bound.spec.classify
     w_plain = losses.ensemble_weights(w) if w.ndim == 3 else w  # x @ w_plain: the plain logits
     if classify == "subcenter":  # The angle to the closest sub-centre of the class.
       cos = losses.take_target(losses.subcenter_cosines(x, w), labels, shard=shard)
@@ -104,78 +135,50 @@ class Objective:
     return out
 
 
-def lambda_schedule(config):
-  """The config's L-/A-Softmax lambda schedule over its ``num_train_steps``.
+# Keywords every loss takes from the engine, not from the config.
+_ENGINE_KEYWORDS = ("where", "shard", "bias")
 
-  Each ``lambda_*`` field left ``None`` takes the loss's published value
-  (`margin_jax.losses.PUBLISHED_LAMBDA`).
+
+def loss_kwargs_config(**common) -> ml_collections.ConfigDict:
+  """One sub-config per loss of `margin_jax.losses.TABLE`, holding its keyword
+  arguments under their own names: its declaration's ``typical`` values and
+  the defaults of its other keyword-only hyperparameters; a loss whose ``lam``
+  is annealed (L-/A-Softmax) holds the settings of its published
+  `margin_jax.losses.lambda_schedule` instead, stretched to the run's
+  ``num_train_steps`` in training. A keyword of ``common`` (e.g.
+  ``scale=16.0``) is set for every loss that takes it.
+
+  Example:
+    >>> kwargs = loss_kwargs_config(scale=16.0)
+    >>> kwargs.arcface.to_dict()
+    {'margin': 0.5, 'scale': 16.0, 'theta_overflow': 'plain'}
+    >>> kwargs.l_softmax.lam.lambda_min
+    0.0
   """
-  published = losses.PUBLISHED_LAMBDA[config.loss]
-  fields = {
-    "base": "lambda_base",
-    "gamma": "lambda_gamma",
-    "power": "lambda_power",
-    "lambda_min": "lambda_min",
-    "schedule_steps": "lambda_schedule_steps",
-  }
-  settings = {k: published[k] if config[f] is None else config[f] for k, f in fields.items()}
-  return losses.lambda_schedule(**settings, num_steps=config.num_train_steps)
-
-
-# Each loss's keywords from the config fields of ``experiments/configs/default.py``
-# (the losses take keywords only and know no config).
-_KEYWORDS = {
-  "softmax": lambda c: {},
-  "l_softmax": lambda c: {"margin": c.margin, "lam": lambda_schedule(c)},
-  "a_softmax": lambda c: {"margin": c.margin, "lam": lambda_schedule(c)},
-  "noisy_softmax": lambda c: {"alpha": math.sqrt(c.alpha_squared), "noise": c.noise},
-  "virtual_softmax": lambda c: {},
-  "m_softmax": lambda c: {"margin": c.soft_margin},
-  "e_softmax": lambda c: {"margin": 0.0, "diversity": c.diversity},
-  "em_softmax": lambda c: {"margin": c.soft_margin, "diversity": c.diversity},
-  "uniformity": lambda c: {"lam": c.uniformity_lambda, "divergence": c.divergence},
-  "hinge": lambda c: {"margin": c.hinge_margin},
-  "lsr": lambda c: {"smoothing": c.smoothing},
-  "normface": lambda c: {"scale": c.scale},
-  "cosface": lambda c: {"scale": c.scale, "margin": c.cos_margin},
-  "arcface": lambda c: {"scale": c.scale, "margin": c.arc_margin},
-  "combined_margin": lambda c: {
-    "scale": c.scale,
-    "m1": c.combined_m1,
-    "m2": c.combined_m2,
-    "m3": c.combined_m3,
-  },
-  "subcenter_arcface": lambda c: {"scale": c.scale, "margin": c.arc_margin},
-  "adaface": lambda c: {
-    "scale": c.scale,
-    "margin": c.adaface_margin,
-    "h": c.adaface_h,
-    "norm_mean": c.adaface_norm_mean,
-    "norm_std": c.adaface_norm_std,
-  },
-  "magface": lambda c: {
-    "scale": c.scale,
-    "lower_margin": c.magface_lower_margin,
-    "upper_margin": c.magface_upper_margin,
-    "lower_norm": c.magface_lower_norm,
-    "upper_norm": c.magface_upper_norm,
-    "lambda_g": c.magface_lambda_g,
-  },
-  "curricularface": lambda c: {"scale": c.scale, "margin": c.arc_margin, "t": c.curricular_t},
-  "elasticface": lambda c: {
-    "scale": c.scale,
-    "margin": c.arc_margin if c.elastic_kind == "arc" else c.cos_margin,
-    "sigma": c.elastic_sigma,
-    "kind": c.elastic_kind,
-  },
-  "center": lambda c: {"center_weight": c.center_weight},
-}
+  out = ml_collections.ConfigDict()
+  for name, spec in losses.TABLE.items():
+    defaults = {
+      k: p.default
+      for k, p in inspect.signature(spec.fn).parameters.items()
+      if p.kind == p.KEYWORD_ONLY and p.default is not p.empty and k not in _ENGINE_KEYWORDS
+    }
+    kwargs = {**defaults, **spec.typical}
+    if spec.lambda_schedule:
+      kwargs["lam"] = dict(spec.lambda_schedule)
+    kwargs.update((k, v) for k, v in common.items() if k in kwargs)
+    out[name] = dict(sorted(kwargs.items()))
+  return out
 
 
 def loss_keywords(config) -> dict:
-  """The keyword arguments ``config`` gives its loss ``config.loss`` (Noisy's
-  alpha from the alpha^2 its tables report; L-/A-Softmax's lambda schedule)."""
-  return _KEYWORDS.get(config.loss, lambda c: {})(config)
+  """The keyword arguments of ``config.loss``: its sub-config
+  ``config.loss_kwargs.<loss>`` (`loss_kwargs_config`), with an annealed
+  ``lam``'s settings turned into its schedule over ``config.num_train_steps``."""
+  kwargs = config.loss_kwargs.get(config.loss)
+  kwargs = {} if kwargs is None else kwargs.to_dict()
+  if isinstance(kwargs.get("lam"), dict):
+    kwargs["lam"] = losses.lambda_schedule(**kwargs["lam"], num_steps=config.num_train_steps)
+  return kwargs
 
 
 def bound_loss(config) -> losses.BoundLoss:
@@ -205,7 +208,8 @@ def bound_loss(config) -> losses.BoundLoss:
 
 
 def get_objective(config) -> Objective:
-  """The objective of ``config.loss`` with the config's hyperparameters.
+  """The objective of ``config.loss`` with the config's keyword arguments: the
+  trainer's one resolution of the loss's name.
 
   Args:
     config: a ``ConfigDict`` with the fields of ``experiments/configs/default.py``.
@@ -216,32 +220,4 @@ def get_objective(config) -> Objective:
   loss = bound_loss(config)
   if config.use_bias and not loss.spec.takes_bias:
     raise ValueError(f"config.use_bias is not supported by {config.loss!r}")
-
-  def per_example(o, y, step, key, state=None, shard=None):
-    return loss(
-      o["features"],
-      o["weights"],
-      y,
-      key=key,
-      bias=o.get("bias"),
-      centers=o.get("centers"),
-      step=step,
-      state=state,
-      shard=shard,
-    )
-
-  def update_state(o, y, state, *, axis_name=None, shard=None):
-    return loss.update_state(
-      o["features"], o["weights"], y, state, axis_name=axis_name, shard=shard
-    )
-
-  lam = loss.hyperparameters.get("lam") if loss.spec.lambda_schedule else None
-  return Objective(
-    name=config.loss,
-    loss=per_example,
-    update_state=update_state,
-    initial_state={k: jnp.float32(v) for k, v in loss.initial_state.items()},
-    lam=lam,
-    saturation_threshold=config.saturation_threshold,
-    class_chunk_size=config.class_chunk_size,
-  )
+  return Objective(config.loss, loss, saturation_threshold=config.saturation_threshold)

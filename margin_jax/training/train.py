@@ -62,7 +62,8 @@ class TrainingInterrupted(KeyboardInterrupt):
   """Training was stopped (Ctrl-C or SIGTERM); its message names the checkpoint to resume from."""
 
 
-def create_model(config, num_classes: int) -> models.MarginNet:
+def create_model(config, num_classes: int, *, objective) -> models.MarginNet:
+  """The config's network; class centers kept for a loss that takes them."""
   return models.margin_net(
     config.model,
     num_classes=num_classes,
@@ -70,28 +71,28 @@ def create_model(config, num_classes: int) -> models.MarginNet:
     feature_dim=config.feature_dim or None,
     num_classifiers=config.num_classifiers,
     use_bias=config.use_bias,
-    center_alpha=config.center_alpha if config.loss == "center" else 0.0,
+    center_alpha=config.center_alpha if objective.takes_centers else 0.0,
     axis_name=sharding.DATA_AXIS,
     class_axis=sharding.MODEL_AXIS if config.mesh_shape else None,
   )
 
 
-def new_train_state(config, model, variables) -> TrainState:
+def new_train_state(config, model, variables, *, objective) -> TrainState:
   """The state of a run starting from the model's ``variables``: the config's
   SGD (`margin_jax.training.optim`) with its learning-rate schedule and the
-  loss's initial training state."""
+  initial training state of the ``objective``'s loss."""
   learning_rate = optim.learning_rate_schedule(config)
   return TrainState.create(
     apply_fn=model.apply,
     params=variables["params"],
     tx=optim.create_optimizer(config, learning_rate),
     batch_stats=variables.get("batch_stats", {}),
-    loss_state=objectives.get_objective(config).initial_state,
+    loss_state=objective.initial_state,
     learning_rate=learning_rate,
   )
 
 
-def create_train_state(config, model, image_shape, key) -> tuple[TrainState, Any]:
+def create_train_state(config, model, image_shape, key, *, objective) -> tuple[TrainState, Any]:
   """Initialises the model on ``[1, *image_shape]`` inputs (one jit).
 
   Returns the host state and a PartitionSpec per leaf: the head's class
@@ -99,7 +100,8 @@ def create_train_state(config, model, image_shape, key) -> tuple[TrainState, Any
   everything else replicated.
   """
   init = jax.jit(functools.partial(model.init, train=False))
-  state = new_train_state(config, model, jax.device_get(init(key, jnp.zeros((1, *image_shape)))))
+  variables = jax.device_get(init(key, jnp.zeros((1, *image_shape))))
+  state = new_train_state(config, model, variables, objective=objective)
   specs = jax.tree.map(
     lambda s: s if isinstance(s, PartitionSpec) else PartitionSpec(),  # None for scalars
     nn.get_partition_spec(state),
@@ -349,12 +351,12 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   objective = objectives.get_objective(config)
   preprocess = functools.partial(transforms.preprocess, recipe=config.preprocess, mean=dataset.mean)
 
-  model = create_model(config, dataset.num_classes)
+  model = create_model(config, dataset.num_classes, objective=objective)
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   image_shape = jax.eval_shape(
     lambda: preprocess(jax.random.key(0), dataset.sample, train=True)
   ).shape[1:]
-  state, specs = create_train_state(config, model, image_shape, init_key)
+  state, specs = create_train_state(config, model, image_shape, init_key, objective=objective)
   place = placement(config, specs, dataset.num_classes)
 
   checkpointer = Checkpointer(f"{workdir}/checkpoints", config)

@@ -20,6 +20,7 @@ import numpy as np
 from margin_jax import models
 from margin_jax.data import transforms
 from margin_jax.training import checkpoint
+from margin_jax.training import objectives
 from margin_jax.training import train
 from margin_jax.training import verification
 
@@ -103,13 +104,16 @@ def restore(workdir: str, *, data_dir: str | None = None) -> TrainedRun:
   config.keep_checkpoints = 1
   config.mesh_shape = ()  # inference runs unsharded, whatever mesh trained the run
   data = train.training_data(config)
-  model = train.create_model(config, data.num_classes)
+  objective = objectives.get_objective(config)
+  model = train.create_model(config, data.num_classes, objective=objective)
   image_shape = jax.eval_shape(
     lambda: transforms.preprocess(
       None, data.sample, recipe=config.preprocess, mean=data.mean, train=False
     )
   ).shape[1:]
-  state, _ = train.create_train_state(config, model, image_shape, jax.random.key(0))
+  state, _ = train.create_train_state(
+    config, model, image_shape, jax.random.key(0), objective=objective
+  )
   checkpointer = checkpoint.Checkpointer(f"{workdir}/checkpoints", config)
   try:
     state = checkpointer.restore(state)
