@@ -95,6 +95,64 @@ def sample_classes(
   return classes, _position_in(classes, labels)
 
 
+def sample_shard(
+  key: jax.Array,
+  labels: jax.Array,
+  shard: sharding.ClassShard,
+  local_count: int,
+  *,
+  sample_rate: float,
+  where=None,
+) -> tuple[jax.Array, jax.Array, sharding.ClassShard]:
+  """PartialFC's sampling of one class shard, inside ``shard_map``.
+
+  The shard keeps the classes of the global batch (``labels`` gathered over
+  ``shard.batch_axis``) that it owns plus random others,
+  ``max(ceil(sample_rate * local_count), min(local_count, global batch))``
+  in all (`sample_classes`; ``key`` folded with the shard's index). What
+  `shard_classes` does with a ``sample_rate``, for a training step that runs
+  inside ``shard_map`` itself.
+
+  Args:
+    key: the same on every shard of a step.
+    labels: ``[B_local]`` in the numbering of all shards' classes.
+    shard: the class shard the step runs on.
+    local_count: the shard's columns (``W.shape[-1]``).
+    sample_rate: in (0, 1].
+    where: ``[B_local]`` bool; a masked example's class is not kept for it.
+
+  Returns:
+    ``(classes, labels, shard)``: the kept local columns ``[kept]`` (take W's,
+    the bias's and the centers' with them), each label in the numbering of
+    all shards' kept classes, and the `margin_jax.sharding.ClassShard` of the
+    kept classes (pass it as the loss's ``shard=``).
+  """
+  axis = shard.axis_name
+  everyone = labels if where is None else jnp.where(where, labels, -1)
+  if shard.batch_axis is not None:
+    everyone = lax.all_gather(everyone, shard.batch_axis, tiled=True)
+  kept = min(local_count, max(math.ceil(sample_rate * local_count), everyone.shape[0]))
+  offset = lax.axis_index(axis) * local_count
+  key = jax.random.fold_in(key, lax.axis_index(axis))
+  classes, _ = sample_classes(
+    key, everyone - offset, num_classes=local_count, num_sampled=kept, valid=shard.valid
+  )
+  # Each example's label in the numbering of all shards' kept classes.
+  position = _position_in(classes, labels - offset)
+  owned = position >= 0
+  new_labels = lax.psum(jnp.where(owned, lax.axis_index(axis) * kept + position, 0), axis)
+  found = lax.psum(owned.astype(jnp.int32), axis) > 0
+  num_shards = lax.psum(1, axis)
+  valid = jnp.ones(local_count, bool) if shard.valid is None else shard.valid
+  valid = valid[classes]
+  kept_classes = lax.psum(jnp.sum(valid.astype(jnp.int32)), axis)
+  return (
+    classes,
+    jnp.where(found, new_labels, num_shards * kept),
+    sharding.ClassShard(axis, valid, kept_classes, shard.batch_axis),
+  )
+
+
 def _position_in(classes: jax.Array, labels: jax.Array) -> jax.Array:
   """Each label's index in the ascending ``classes`` (-1 if absent)."""
   position = jnp.clip(jnp.searchsorted(classes, labels), 0, classes.shape[0] - 1)
@@ -232,32 +290,14 @@ def shard_classes(
       return loss_fn(**static, **local, shard=shard)
 
     def sample(local, shard, key):
-      """This shard's kept classes (`sample_classes` on the global batch's
-      labels), the class arguments cut to them and the labels renumbered."""
-      labels = local["labels"]
-      if "where" in local:  # a masked example's class is not kept for it
-        labels = jnp.where(local["where"], labels, -1)
-      if batch_axis is not None:
-        labels = lax.all_gather(labels, batch_axis, tiled=True)
-      batch = labels.shape[0]
-      kept = min(local_count, max(math.ceil(sample_rate * local_count), batch))
-      offset = lax.axis_index(class_axis) * local_count
-      key = jax.random.fold_in(key, lax.axis_index(class_axis))
-      classes, _ = sample_classes(
-        key, labels - offset, num_classes=local_count, num_sampled=kept, valid=shard.valid
+      """The class arguments cut to this shard's kept classes, the labels renumbered."""
+      classes, labels, shard = sample_shard(
+        key, local["labels"], shard, local_count, sample_rate=sample_rate, where=local.get("where")
       )
-      # Each example's label in the numbering of all shards' kept classes.
-      position = _position_in(classes, local["labels"] - offset)
-      owned = position >= 0
-      new_offset = lax.axis_index(class_axis) * kept
-      new_labels = lax.psum(jnp.where(owned, new_offset + position, 0), class_axis)
-      found = lax.psum(owned.astype(jnp.int32), class_axis) > 0
-      local = dict(local, labels=jnp.where(found, new_labels, num_shards * kept))
+      local = dict(local, labels=labels)
       for k, axis in class_sharded.items():
         local[k] = jnp.take(local[k], classes, axis=axis)
-      valid = shard.valid[classes]
-      kept_classes = lax.psum(jnp.sum(valid.astype(jnp.int32)), class_axis)
-      return local, sharding.ClassShard(class_axis, valid, kept_classes, batch_axis)
+      return local, shard
 
     out_spec = P(batch_axis) if out.ndim == 1 else P()
     return jax.shard_map(body, mesh=mesh, in_specs=tuple(in_specs), out_specs=out_spec)(*operands)

@@ -246,3 +246,28 @@ def test_pollute_labels_errors():
     degrade.pollute_labels(np.zeros(4, int), 1.5, num_classes=10, seed=0)
   with pytest.raises(ValueError, match=r"labels span \[0, 12\]"):
     degrade.pollute_labels(np.array([0, 12]), 0.5, num_classes=10, seed=0)
+
+
+def test_many_classes_draws_only_the_classes_it_uses():
+  """`margin_jax.data.many_classes`: a function of its arguments, test classes
+  from the training set, and an example nearer its own class's examples than
+  others'."""
+  from margin_jax import data
+
+  got = data.many_classes(num_classes=10**7, num_train=64, num_test=32, seed=3)
+  again = data.many_classes(num_classes=10**7, num_train=64, num_test=32, seed=3)
+  for split in ("train", "test"):
+    for a, b in zip(got[split], again[split]):
+      np.testing.assert_array_equal(a, b)
+  (images, labels), (test_images, test_labels) = got["train"], got["test"]
+  assert images.dtype == np.uint8 and images.shape == (64, 8, 8, 1) and labels.dtype == np.int32
+  assert got["num_classes"] == 10**7 and labels.min() >= 0 and labels.max() < 10**7
+  assert set(test_labels) <= set(labels)
+  train_x = images.reshape(64, -1).astype(float)
+  test_x = test_images.reshape(32, -1).astype(float)
+  nearest = labels[np.argmin(((test_x[:, None] - train_x[None]) ** 2).sum(-1), axis=1)]
+  assert (nearest == test_labels).mean() > 0.9
+  with pytest.raises(ValueError, match="num_train=0"):
+    data.many_classes(num_classes=10, num_train=0, num_test=1)
+  with pytest.raises(ValueError, match="noise_std=-1"):
+    data.many_classes(num_classes=10, num_train=1, num_test=1, noise_std=-1)

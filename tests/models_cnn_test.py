@@ -155,3 +155,14 @@ def test_caffe_pool_sizes():
   assert models.caffe_pool(x, kind="max", window=3, stride=2).shape[1] == 3
   avg = models.caffe_pool(x, kind="avg", window=2, stride=2)
   assert avg[0, 3, 3, 0] == 48.0  # the lone in-image pixel, not 48/4
+
+
+def test_mlp_backbone_of_the_many_class_task():
+  model = models.margin_net("mlp", num_classes=50, width=0.5, feature_dim=16)
+  x = jnp.ones((2, 8, 8, 1))
+  variables = model.init(jax.random.key(0), x, train=False)
+  out = model.apply(variables, x, train=False)
+  assert out["features"].shape == (2, 16) and out["weights"].shape == (16, 50)
+  assert variables["params"]["backbone"]["Dense_0"]["kernel"].shape == (64, 128)  # 256 x 1/2
+  with pytest.raises(ValueError, match="'mlp'"):
+    models.conv_net("mpl")

@@ -8,9 +8,11 @@
    device (arguments, outputs, temporaries). A least-squares line
    ``bytes/device = a + k * C/n`` per loss gives the per-class cost k and the
    largest C that fits a memory M on n devices: ``C_max = n (M - a) / k``.
-   The same is done for the example's whole training step
-   (`experiments.sharded_head.make_train_step`: params, momentum, gradient).
-2. Step: the example's training step at C = 10^6, d = 512, B = 256 on 8
+   The same is done for the trainer's whole class-sharded step on the
+   many-class task (`mesh_step`: `margin_jax.training.train.train_step` under
+   `devices.MeshParallel`, as `experiments.train` runs
+   ``experiments/configs/sharded_head.py``: params, momentum, gradient).
+2. Step: that training step at C = 10^6, d = 512, B = 256 on 8
    devices, with and without PartialFC sampling, each in a fresh subprocess:
    W initialised, a few steps run (each blocked), the median time after a
    warm-up step, the compiled memory analysis and the process's peak RSS.
@@ -88,13 +90,14 @@ def loss_memory(loss: str, classes: int, shards: int, dim: int, batch: int) -> d
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
 
-  from experiments import sharded_head
   from margin_jax import parallel
+  from margin_jax import sharding
+  from margin_jax.training import objectives
 
   config = example_config(loss, classes, dim, batch, (1, shards))
-  mesh = sharded_head.make_mesh(config)
+  mesh = sharding.make_mesh(config.mesh_shape)
   sharded = parallel.shard_classes(
-    sharded_head.head_loss(config), mesh, class_axis="model", batch_axis="data"
+    objectives.bound_loss(config), mesh, class_axis="model", batch_axis="data"
   )
 
   def mean_loss(features, weights, labels):
@@ -126,66 +129,111 @@ def abstract_arrays(tree, shardings):
   )
 
 
-def step_memory(loss, classes, mesh_shape, dim, batch, sample_rate=None) -> dict:
-  """Compiled per-device memory of the example's training step (compile only)."""
+def mesh_step(config, *, allocate: bool = False):
+  """The trainer's class-sharded training step for ``config`` as
+  `margin_jax.training.train_and_evaluate` builds it (`train.train_step` under
+  `devices.MeshParallel`, the state donated) on `margin_jax.data.many_classes`'
+  8x8 inputs: ``(step, place, state)``, the state initialised on the mesh
+  (``allocate``) or abstract (nothing allocated)."""
+  import functools
+
   import jax
-  import jax.numpy as jnp
-  from jax.sharding import NamedSharding
-  from jax.sharding import PartitionSpec as P
+  import numpy as np
+  from flax import linen as nn
 
-  from experiments import sharded_head
+  from margin_jax.data import transforms
+  from margin_jax.training import objectives
+  from margin_jax.training import train
 
+  objective = objectives.get_objective(config)
+  model = train.create_model(config, config.num_classes, objective=objective)
+  preprocess = functools.partial(
+    transforms.preprocess, recipe=config.preprocess, mean=np.zeros(IMAGE_SHAPE, np.float32)
+  )
+  init = functools.partial(train.initial_state, config, model, IMAGE_SHAPE, objective=objective)
+  key = jax.random.key(config.seed)
+  boxed = jax.eval_shape(init, key)
+  state, specs = nn.meta.unbox(boxed), train.state_specs(boxed)
+  place = train.placement(config, specs, config.num_classes)
+  if allocate:  # as the trainer: computed onto the mesh, never on the host
+    state = place.init_state(lambda key: nn.meta.unbox(init(key)), key, state)
+  step = place.parallelize(
+    functools.partial(
+      train.train_step, objective=objective, preprocess=preprocess, key=jax.random.key(0)
+    ),
+    returns_state=True,
+  )
+  return step, place, state
+
+
+IMAGE_SHAPE = (8, 8, 1)  # margin_jax.data.many_classes' examples
+
+
+def step_memory(loss, classes, mesh_shape, dim, batch, sample_rate=None) -> dict:
+  """Compiled per-device memory of the trainer's step on the many-class task (compile only)."""
   config = example_config(loss, classes, dim, batch, mesh_shape, sample_rate)
-  mesh = sharded_head.make_mesh(config)
-  trainer = sharded_head.make_train_step(config, mesh)
-  params, opt_state = jax.eval_shape(trainer.init, 0)
-  data = NamedSharding(mesh, P("data"))
-  compiled = trainer.step.lower(
-    abstract_arrays(params, trainer.param_shardings),
-    abstract_arrays(opt_state, trainer.opt_shardings),
-    jax.ShapeDtypeStruct((batch, config.input_dim), jnp.float32, sharding=data),
-    jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data),
-    0,
-  ).compile()
   return {
     "loss": loss,
     "classes": classes,
-    "shards": mesh.shape["model"],
+    "shards": mesh_shape[1],
     "mesh": list(mesh_shape),
     "sample_rate": sample_rate,
-    **compiled_memory(compiled),
+    **compiled_memory(compile_step(config)),
   }
 
 
+def compile_step(config):
+  """The trainer's step for ``config`` lowered from abstract arguments and compiled."""
+  import jax
+  import numpy as np
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  step, place, state = mesh_step(config)
+  data = NamedSharding(place.mesh, P("data"))
+  batch = {
+    "image": jax.ShapeDtypeStruct((config.batch_size, *IMAGE_SHAPE), np.uint8, sharding=data),
+    "label": jax.ShapeDtypeStruct((config.batch_size,), np.int32, sharding=data),
+  }
+  shardings = jax.tree.map(lambda spec: NamedSharding(place.mesh, spec), place.specs)
+  return step.lower(abstract_arrays(state, shardings), batch).compile()
+
+
 def time_steps(config, steps: int, print_fn=None) -> dict:
-  """The example's trainer for ``config``: init, compile, one warm-up step and
-  ``steps`` timed steps (each blocked); times, losses, peak RSS, shardings, memory."""
+  """The trainer's step for ``config``: state init, compile, one warm-up step
+  and ``steps`` timed steps (each blocked) on batches of
+  `margin_jax.data.many_classes`; times, losses, peak RSS, shardings, memory."""
   import jax
 
-  from experiments import sharded_head
   from experiments.benchmarks import _harness
+  from margin_jax import data
 
-  mesh = sharded_head.make_mesh(config)
-  trainer = sharded_head.make_train_step(config, mesh)
   t0 = time.perf_counter()
-  params, opt_state = jax.block_until_ready(trainer.init(config.seed))
+  step, place, state = mesh_step(config, allocate=True)
+  state = jax.block_until_ready(state)
   init_s = time.perf_counter() - t0
   rss_after_init = _harness.peak_rss_mib()
-  inputs, labels = trainer.batch(0)
+  images, labels = data.many_classes(
+    num_classes=config.num_classes, num_train=config.batch_size * (steps + 1), num_test=1
+  )["train"]
+
+  def batch(t):
+    rows = slice(t * config.batch_size, (t + 1) * config.batch_size)
+    return place.put_batch({"image": images[None, rows], "label": labels[None, rows]})
+
   t0 = time.perf_counter()
-  compiled = trainer.step.lower(params, opt_state, inputs, labels, 0).compile()
+  compiled = step.lower(state, batch(0)).compile()
   compile_s = time.perf_counter() - t0
   times, step_losses = [], []
   for t in range(steps + 1):  # the first is the warm-up
-    inputs, labels = jax.block_until_ready(trainer.batch(t))
+    inputs = jax.block_until_ready(batch(t))
     t0 = time.perf_counter()
-    params, opt_state, loss_value = jax.block_until_ready(
-      trainer.step(params, opt_state, inputs, labels, t)
-    )
+    state, metrics = jax.block_until_ready(compiled(state, inputs))
     times.append(time.perf_counter() - t0)
-    step_losses.append(float(loss_value))
+    step_losses.append(float(metrics["loss"]))
     if print_fn is not None:
       print_fn(f"  step {t}: {times[-1]:.2f} s, loss {step_losses[-1]:.4f}")
+  w = state.params["head"]["kernel"]
   return {
     "init_s": init_s,
     "compile_s": compile_s,
@@ -195,8 +243,8 @@ def time_steps(config, steps: int, print_fn=None) -> dict:
     "step_losses": step_losses,
     "peak_rss_after_init_mib": rss_after_init,
     "peak_rss_mib": _harness.peak_rss_mib(),
-    "w_sharding": str(params["head"]["kernel"].sharding.spec),
-    "momentum_sharding": str(opt_state[0].trace["head"]["kernel"].sharding.spec),
+    "w_sharding": str(w.sharding.spec),
+    "momentum_sharding": str(state.opt_state[1][0].trace["head"]["kernel"].sharding.spec),
     **compiled_memory(compiled),
   }
 

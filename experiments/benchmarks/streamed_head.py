@@ -18,8 +18,9 @@ average at start and end):
    code): a minimal 2-D class-chunked softmax (the design's floor) and a
    Liger-Kernel-style row-chunked mean loss whose gradient is formed in the
    forward pass.
-3. ``scale`` (compile only): `experiments.sharded_head.make_train_step`
-   (2-layer MLP + CosFace head, SGD momentum) on 8 simulated CPU devices:
+3. ``scale`` (compile only): the trainer's class-sharded step on the
+   many-class task (`sharded_memory.mesh_step`: the 2-layer MLP + CosFace head
+   of ``experiments/configs/sharded_head.py``, SGD momentum) on 8 simulated CPU devices:
    per-device memory at a few C for the materialised head, the streamed head
    (``class_chunk_size``) and the streamed head with ``sample_rate``, a line
    ``bytes/device = a + k C/n`` per row, the largest C that fits, the streamed
@@ -398,7 +399,7 @@ def part_time(args) -> dict:
 
 
 def example_config(classes, mesh_shape, chunk, sample_rate, dim, batch):
-  """The example's config with a CosFace head streamed over blocks of ``chunk`` (0: materialised)."""
+  """The many-class config with a CosFace head streamed over blocks of ``chunk`` (0: materialised)."""
   config = sharded_memory.example_config("cosface", classes, dim, batch, mesh_shape, sample_rate)
   config.class_chunk_size = chunk
   return config
@@ -406,30 +407,13 @@ def example_config(classes, mesh_shape, chunk, sample_rate, dim, batch):
 
 def worker_step_memory(classes, mesh_shape, chunk, sample_rate, dim, batch) -> dict:
   """Compiled per-device memory of the training step (compile only)."""
-  import jax
-  import jax.numpy as jnp
-  from jax.sharding import NamedSharding
-  from jax.sharding import PartitionSpec as P
-
-  from experiments import sharded_head
-
   config = example_config(classes, mesh_shape, chunk, sample_rate, dim, batch)
-  mesh = sharded_head.make_mesh(config)
-  trainer = sharded_head.make_train_step(config, mesh)
-  params, opt_state = jax.eval_shape(trainer.init, 0)
-  data = NamedSharding(mesh, P("data"))
   t0 = time.perf_counter()
-  compiled = trainer.step.lower(
-    sharded_memory.abstract_arrays(params, trainer.param_shardings),
-    sharded_memory.abstract_arrays(opt_state, trainer.opt_shardings),
-    jax.ShapeDtypeStruct((batch, config.input_dim), jnp.float32, sharding=data),
-    jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data),
-    0,
-  ).compile()
+  compiled = sharded_memory.compile_step(config)
   return {
     "classes": classes,
     "mesh": list(mesh_shape),
-    "shards": mesh.shape["model"],
+    "shards": mesh_shape[1],
     "chunk": chunk,
     "sample_rate": sample_rate,
     "compile_s": time.perf_counter() - t0,

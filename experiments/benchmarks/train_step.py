@@ -70,9 +70,7 @@ def build_step(loss: str, width: float, batch: int, mean, seed: int = 0):
   preprocess = functools.partial(transforms.preprocess, recipe=config.preprocess, mean=mean)
   model = train.create_model(config, NUM_CLASSES, objective=objective)
   init_key, train_key = jax.random.split(jax.random.key(seed))
-  state, _ = train.create_train_state(
-    config, model, IMAGE_SHAPE, init_key, objective=objective
-  )
+  state, _ = train.create_train_state(config, model, IMAGE_SHAPE, init_key, objective=objective)
   p_train = devices.parallelize(
     functools.partial(
       train.train_step,

@@ -12,6 +12,7 @@ loss reads only its own keyword arguments, ``config.loss_kwargs.<loss>``.
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 from margin_jax.training import objectives
 
@@ -64,6 +65,10 @@ def get_config():
   # classes (per device on a mesh; `margin_jax.losses.chunked`), so the [B, C]
   # logits never form; 0: materialised. Every loss of the table streams.
   config.class_chunk_size = 0
+  # PartialFC (on a mesh): the loss runs over this fraction of each class
+  # shard's classes, every class of the batch kept (parallel.sample_shard);
+  # None = all classes.
+  config.sample_rate = placeholder(float)
   config.learning_rate = 0.1
   config.lr_schedule = "piecewise"  # piecewise|log
   config.lr_boundaries = (12000, 15000)

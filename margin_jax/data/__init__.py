@@ -15,6 +15,7 @@ from margin_jax.data.pipeline import endless_train_batches
 from margin_jax.data.pipeline import eval_batches
 from margin_jax.data.pipeline import source_train_batches
 from margin_jax.data.pipeline import train_batches
+from margin_jax.data.synthetic import many_classes
 from margin_jax.data.transforms import center_crop
 from margin_jax.data.transforms import cifar_augment
 from margin_jax.data.transforms import pixel_mean
@@ -38,6 +39,7 @@ __all__ = (
   "get_spec",
   "load_arrays",
   "load_dataset",
+  "many_classes",
   "pixel_mean",
   "source_train_batches",
   "pollute_labels",

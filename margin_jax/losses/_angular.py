@@ -18,7 +18,6 @@ from jax.typing import ArrayLike
 from margin_jax import sharding
 from margin_jax.losses import _common
 from margin_jax.losses import _streamed
-from margin_jax.losses._logit_losses import softmax_loss
 from margin_jax.losses._spec import LossSpec
 from margin_jax.numerics import NORM_FLOOR_SQ
 from margin_jax.numerics import norm_from_squared
@@ -158,7 +157,7 @@ def _lambda_checks(*, lam, **_):
 def _large_margin(logits, norm_product, labels, *, margin, lam, shard):
   """L-Softmax from the logits [B, C] and ||W_y|| ||x|| [B] (eqs. 4-8)."""
   if margin == 1:  # psi(theta) = cos(theta): the target logit is W_y^T x itself.
-    return softmax_loss(logits, labels, shard=shard)
+    return _common.cross_entropy(logits, labels, shard=shard)
   target_logit = _common.take_target(logits, labels, shard=shard)
   new_target = large_margin_target(target_logit, norm_product, margin=margin, lam=lam)
   return _common.cross_entropy_with_target(logits, labels, new_target, shard=shard)

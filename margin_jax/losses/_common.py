@@ -392,6 +392,11 @@ def target_columns(weights: jax.Array, labels: jax.Array, *, shard) -> jax.Array
   return take_classes(weights, labels, axis=1, shard=shard).T
 
 
+def cross_entropy(logits: jax.Array, labels: jax.Array, *, shard) -> jax.Array:
+  """-log softmax(logits)[y] [B]: the log-sum-exp over the classes minus the target logit."""
+  return logsumexp_classes(logits, shard=shard) - take_target(logits, labels, shard=shard)
+
+
 def cross_entropy_with_target(
   logits: jax.Array, labels: jax.Array, target_logit: jax.Array, *, shard
 ) -> jax.Array:

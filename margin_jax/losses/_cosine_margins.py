@@ -19,7 +19,6 @@ from jax.typing import ArrayLike
 from margin_jax import sharding
 from margin_jax.losses import _common
 from margin_jax.losses import _streamed
-from margin_jax.losses._logit_losses import softmax_loss
 from margin_jax.losses._spec import LossSpec
 
 # What the angular margins do where the target angle passes pi (`arcface_loss`).
@@ -114,7 +113,7 @@ def normface_loss(
     features, weights, labels, where=where, shard=shard
   )
   return _common.apply_where(
-    softmax_loss(scale * _common.cosine_logits(features, weights), labels, shard=shard),
+    _common.cross_entropy(scale * _common.cosine_logits(features, weights), labels, shard=shard),
     where,
     out_dtype,
     valid,

@@ -63,10 +63,7 @@ def softmax_loss(
   logits, labels, where, out_dtype = _common.prepare_logits(
     logits, labels, where=where, shard=shard
   )
-  loss = _common.logsumexp_classes(logits, shard=shard) - _common.take_target(
-    logits, labels, shard=shard
-  )
-  return _common.apply_where(loss, where, out_dtype)
+  return _common.apply_where(_common.cross_entropy(logits, labels, shard=shard), where, out_dtype)
 
 
 @sharding.accepts_explicit_axes
@@ -419,9 +416,9 @@ def _hinge_streamed(head, *, margin=1.0):
   # The hinge's pivot f_y - rho enters as a constant; its derivative
   # (-count, through f_y and rho) is added by a term of value 0.
   pivot = head.target_logit() - margin
-  stats = head.stats(moments=("hinge",), pivot=pivot)
+  stats = head.stats(moments=("excess",), pivot=pivot)
   live_pivot = stats.dot_y[:, 0] + head.target_bias() - margin
-  hinge = stats.hinge - jax.lax.stop_gradient(stats.count) * (
+  hinge = stats.excess - jax.lax.stop_gradient(stats.count) * (
     live_pivot - jax.lax.stop_gradient(live_pivot)
   )
   return hinge / (head.num_classes - 1)

@@ -56,7 +56,7 @@ class _Config(NamedTuple):
   chunk_size: int
   unit_columns: bool  # divide each class's dot product by ||W_j||
   # The optional statistics (`Stats`): "mean" (Kobayashi's q-weighted mean of
-  # the non-target logits), "total" (their sum), "hinge" (sum and count above a pivot).
+  # the non-target logits), "total" (their sum), "excess" (sum and count above a pivot).
   moments: tuple[str, ...]
   scale: float | None  # s when known at trace time (then no gradient for it), else an operand
   # v(u, *context): each non-target class's value before the scale, from its
@@ -72,7 +72,7 @@ class Stats(NamedTuple):
   """Per-example statistics of the logits z [B, C] (see the module docstring).
 
   ``lse``: LSE over the non-target classes; ``mean``: sum_{j != y} q_j z_j;
-  ``total``: sum_{j != y} z_j; ``hinge`` and ``count``: the sum of
+  ``total``: sum_{j != y} z_j; ``excess`` and ``count``: the sum of
   max(0, z_j - pivot) and the number of z_j > pivot over the non-target classes
   (``None`` where not asked for); ``dot_y`` and ``squared_norm_y``: a^T W_y and
   ||W_y||^2, [B, K] (K sub-centres; 1 for a classifier), NaN for an
@@ -82,7 +82,7 @@ class Stats(NamedTuple):
   lse: jax.Array
   mean: jax.Array | None
   total: jax.Array | None
-  hinge: jax.Array | None
+  excess: jax.Array | None
   count: jax.Array | None
   dot_y: jax.Array
   squared_norm_y: jax.Array
@@ -167,7 +167,7 @@ def _varying_like(tree, *operands):
 
 def _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot, context):
   def step(start, size, carry):
-    peak, total_exp, moment, total, hinge, count = carry
+    peak, total_exp, moment, total, excess, count = carry
     *_, z = _block_logits(config, a, weights, bias, scale, context, start, size)
     others = _non_target(local_labels, inside, valid, start, size)
     kept = jnp.where(others, z, -jnp.inf)
@@ -181,17 +181,17 @@ def _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot
       moment = moment * rescale + jnp.sum(e * jnp.where(others, z, 0.0), axis=-1)
     if "total" in config.moments:
       total = total + jnp.sum(jnp.where(others, z, 0.0), axis=-1)
-    if "hinge" in config.moments:
+    if "excess" in config.moments:
       above = others & (z > pivot[:, None])
-      hinge = hinge + jnp.sum(jnp.where(above, z - pivot[:, None], 0.0), axis=-1)
+      excess = excess + jnp.sum(jnp.where(above, z - pivot[:, None], 0.0), axis=-1)
       count = count + jnp.sum(above, axis=-1).astype(a.dtype)
-    return new_peak, total_exp, moment, total, hinge, count
+    return new_peak, total_exp, moment, total, excess, count
 
   shape = (weights.shape[0], a.shape[0]) if config.each_row else (a.shape[0],)
   zeros = jnp.zeros(shape, a.dtype)
   init = (jnp.full(shape, -jnp.inf, a.dtype), zeros, zeros, zeros, zeros, zeros)
   init = _varying_like(init, a, weights, bias, scale, local_labels, inside, valid, pivot, *context)
-  peak, total_exp, moment, total, hinge, count = _over_blocks(
+  peak, total_exp, moment, total, excess, count = _over_blocks(
     step, weights.shape[2], config.chunk_size, init
   )
   has_others = total_exp > 0
@@ -207,8 +207,8 @@ def _forward(config, a, weights, bias, scale, local_labels, inside, valid, pivot
     lse,
     mean if "mean" in wanted else None,
     total if "total" in wanted else None,
-    hinge if "hinge" in wanted else None,
-    count if "hinge" in wanted else None,
+    excess if "excess" in wanted else None,
+    count if "excess" in wanted else None,
     dot_y,
     squared_norm_y,
   )
@@ -228,7 +228,7 @@ def _class_stats_fwd(config, a, weights, bias, scale, local_labels, inside, vali
 def _class_stats_bwd(config, residuals, cotangents):
   # With q_j = e^{z_j - LSE} over the non-target classes:
   #   dLSE/dz_j = q_j, d(sum q z)/dz_j = q_j (1 + z_j - sum q z), d(sum z)/dz_j = 1,
-  #   d hinge/dz_j = [z_j > pivot];
+  #   d excess/dz_j = [z_j > pivot];
   # z = s v(u) + b, u = a^T W_j / n_j: du/da = W_j / n_j, du/dW_j = a / n_j - u W_j / n_j^2
   # (the second term 0 where n_j is floored). The target's a^T W_y and ||W_y||^2
   # add g a + 2 g' W_y to column y and g W_y to a, after the loop (a scatter-add).
@@ -249,8 +249,8 @@ def _class_stats_bwd(config, residuals, cotangents):
       d_z = d_z + g.mean[..., None] * q * (1.0 + z - mean[..., None])
     if g.total is not None:
       d_z = d_z + jnp.where(others, g.total[..., None], 0.0)
-    if g.hinge is not None:
-      d_z = d_z + jnp.where(others & (z > pivot[:, None]), g.hinge[:, None], 0.0)
+    if g.excess is not None:
+      d_z = d_z + jnp.where(others & (z > pivot[:, None]), g.excess[:, None], 0.0)
     d_closest = s * d_z
     if config.negatives is not None:  # elementwise: dv/du is the JVP along ones
       slope = jax.jvp(
@@ -317,7 +317,7 @@ def _combine(stats: Stats, inside: jax.Array, shard) -> Stats:
       peak + jnp.log(total_weight),
       None if stats.mean is None else lax.psum(weight * stats.mean, axis) / total_weight,
       psum(stats.total),
-      psum(stats.hinge),
+      psum(stats.excess),
       psum(stats.count),
       psum(stats.dot_y),
       psum(stats.squared_norm_y),
@@ -361,7 +361,7 @@ class StreamedHead(NamedTuple):
 
     ``cosine``: a = x / ||x|| and n_j = ||W_j||; ``unit_columns``: a = x and
     n_j = ||W_j||; else a = x, n_j = 1. ``moments``: the optional statistics
-    (``"mean"``, ``"total"``, ``"hinge"`` with its ``pivot`` [B]).
+    (``"mean"``, ``"total"``, ``"excess"`` with its ``pivot`` [B]).
     ``negatives(u, *context)``: the non-target classes' v, elementwise
     (default v = u; ``context`` [B] arrays take no gradient). Stacked
     weights [K, d, C]: ``each_row``, every row's statistics (``lse`` [K, B],

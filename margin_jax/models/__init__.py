@@ -8,6 +8,7 @@ The heads work in any model: `ClassifierHead` (Linen) and
 
 from margin_jax.models.cnn import ARCHITECTURES
 from margin_jax.models.cnn import ConvNet
+from margin_jax.models.cnn import MLP
 from margin_jax.models.cnn import PReLU
 from margin_jax.models.cnn import caffe_pool
 from margin_jax.models.cnn import conv_net
@@ -27,6 +28,7 @@ __all__ = [
   "ConvNet",
   "FACE_NETS",
   "IResNet",
+  "MLP",
   "MarginNet",
   "PReLU",
   "SphereFaceNet",

@@ -137,6 +137,21 @@ ARCHITECTURES = {
 }
 
 
+class MLP(nn.Module):
+  """Flatten -> Dense(hidden_dim) -> ReLU -> Dense(feature_dim): the
+  network of the many-class task (``experiments/configs/sharded_head.py``,
+  `margin_jax.data.synthetic`), where the classifier head is the point."""
+
+  hidden_dim: int = 256
+  feature_dim: int = 128
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    del train  # no batch norm or dropout
+    hidden = nn.relu(nn.Dense(self.hidden_dim)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(self.feature_dim)(hidden)
+
+
 def conv_net(
   name: str, *, width: float = 1.0, feature_dim: int | None = None, bn_axis_name: str | None = None
 ) -> nn.Module:
@@ -145,8 +160,8 @@ def conv_net(
   :func:`~margin_jax.models.face_net`): every backbone name resolves here.
 
   Args:
-    name: e.g. ``"lsoftmax_cifar10"`` (L-Softmax Table 1, CIFAR10 column) or
-      ``"iresnet50"``.
+    name: e.g. ``"lsoftmax_cifar10"`` (L-Softmax Table 1, CIFAR10 column),
+      ``"iresnet50"``, or ``"mlp"`` (`MLP`, hidden width 256).
     width: filter multiplier (Virtual Softmax's t; < 1 for CPU-scaled runs).
     feature_dim: overrides the table's feature width when given.
     bn_axis_name: pmap axis for synchronised batch norm.
@@ -156,8 +171,10 @@ def conv_net(
 
   if name in face_nets.FACE_NETS:
     return face_nets.face_net(name, width=width, feature_dim=feature_dim, bn_axis_name=bn_axis_name)
+  if name == "mlp":
+    return MLP(hidden_dim=round(256 * width), feature_dim=feature_dim or 128)
   if name not in ARCHITECTURES:
-    names = sorted([*ARCHITECTURES, *face_nets.FACE_NETS])
+    names = sorted([*ARCHITECTURES, *face_nets.FACE_NETS, "mlp"])
     raise ValueError(f"unknown architecture {name!r}; expected one of {names}")
   stages, dim, window, last_pool = ARCHITECTURES[name]
   return ConvNet(

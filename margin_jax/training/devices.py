@@ -93,6 +93,11 @@ class DataParallel:
   def parallelize(self, fn, *, returns_state: bool):
     return parallelize(fn, donate_state=returns_state)
 
+  def init_state(self, init, key, like):
+    """``init(key)``, a train state, computed on a device and brought to the host."""
+    del like
+    return jax.device_get(jax.jit(init)(key))
+
   def put_state(self, state):
     return replicate(state)
 
@@ -154,6 +159,13 @@ class MeshParallel:
     )
     return jax.jit(mapped, donate_argnums=(0,) if returns_state else ())
 
+  def init_state(self, init, key, like):
+    """``init(key)``, a train state of ``like``'s structure, computed onto this
+    mesh's shardings: a head of 10^7 classes never passes through the host."""
+    shardings = jax.tree.leaves(self._state_sharding)
+    leaves = jax.jit(lambda key: jax.tree.leaves(init(key)), out_shardings=shardings)(key)
+    return jax.tree.unflatten(jax.tree.structure(like), leaves)
+
   def put_state(self, state):
     return jax.device_put(state, self._state_sharding)
 
@@ -169,11 +181,13 @@ class MeshParallel:
   def for_checkpoint(self, state):
     return state  # orbax writes each shard from the process that holds it
 
-  def restore_target(self, host_state):
+  def restore_target(self, state):
     """Abstract arrays with this mesh's shardings: orbax restores onto them,
     whatever mesh or device count wrote the checkpoint."""
     return jax.tree.map(
-      lambda x, s: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype, sharding=s),
-      host_state,
+      lambda x, s: jax.ShapeDtypeStruct(
+        np.shape(x), np.dtype(getattr(x, "dtype", type(x))), sharding=s
+      ),
+      state,
       self._state_sharding,
     )

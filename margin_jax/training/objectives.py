@@ -20,8 +20,13 @@ import jax.numpy as jnp
 import ml_collections
 
 from margin_jax import losses
+from margin_jax import parallel
 
 LOSSES = tuple(losses.TABLE)
+
+
+# The class axis of the model outputs a loss reads per class.
+_CLASS_AXIS = {"weights": -1, "bias": 0, "centers": 0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +40,10 @@ class Objective:
       (`margin_jax.losses.BoundLoss`), streamed over blocks of
       ``config.class_chunk_size`` classes when that is set.
     saturation_threshold: P(y|x) above which an example counts as saturated.
+    sample_rate: PartialFC's negative-class sampling in a class-sharded step:
+      the loss runs over a sample of each shard's classes
+      (`margin_jax.parallel.sample_shard`; the accuracy and the evaluation
+      over all of them); ``None``: all classes.
 
   Every method takes ``shard``, the class shard of a class-sharded step
   (`margin_jax.sharding.ClassShard`).
@@ -43,6 +52,7 @@ class Objective:
   name: str
   bound: losses.BoundLoss
   saturation_threshold: float = 0.99
+  sample_rate: float | None = None
 
   @property
   def class_chunk_size(self) -> int:
@@ -67,6 +77,15 @@ class Objective:
     """The per-example loss [B]; ``step`` (traced) feeds hyperparameter
     schedules, ``key`` the Noisy Softmax noise and ElasticFace's margins,
     ``state`` the loss's training state (``None``: its initial values)."""
+    if self.sample_rate is not None:
+      local_count = outputs["weights"].shape[-1]
+      classes, labels, shard = parallel.sample_shard(
+        jax.random.fold_in(key, 1), labels, shard, local_count, sample_rate=self.sample_rate
+      )
+      outputs = {
+        k: v if v is None or k not in _CLASS_AXIS else jnp.take(v, classes, axis=_CLASS_AXIS[k])
+        for k, v in outputs.items()
+      }
     return self.bound(
       outputs["features"],
       outputs["weights"],
@@ -220,4 +239,15 @@ def get_objective(config) -> Objective:
   loss = bound_loss(config)
   if config.use_bias and not loss.spec.takes_bias:
     raise ValueError(f"config.use_bias is not supported by {config.loss!r}")
-  return Objective(config.loss, loss, saturation_threshold=config.saturation_threshold)
+  sample_rate = config.get("sample_rate")
+  if sample_rate is not None:
+    if not config.mesh_shape:
+      raise ValueError(
+        f"config.sample_rate={sample_rate} samples each class shard's classes: it needs a"
+        ' class-sharded step, e.g. --config.mesh_shape="(2, 4)".'
+      )
+    if not 0.0 < sample_rate <= 1.0:
+      raise ValueError(f"config.sample_rate={sample_rate} must be in (0, 1] or None.")
+  return Objective(
+    config.loss, loss, saturation_threshold=config.saturation_threshold, sample_rate=sample_rate
+  )

@@ -92,22 +92,31 @@ def new_train_state(config, model, variables, *, objective) -> TrainState:
   )
 
 
-def create_train_state(config, model, image_shape, key, *, objective) -> tuple[TrainState, Any]:
-  """Initialises the model on ``[1, *image_shape]`` inputs (one jit).
+def initial_state(config, model, image_shape, key, *, objective) -> TrainState:
+  """The train state at step 0, the model initialised on ``[1, *image_shape]``
+  inputs, still boxed by ``nn.with_partitioning`` (traceable: under ``jit``
+  or ``jax.eval_shape``)."""
+  variables = model.init(key, jnp.zeros((1, *image_shape)), train=False)
+  return new_train_state(config, model, variables, objective=objective)
 
-  Returns the host state and a PartitionSpec per leaf: the head's class
-  weights and their optimiser state on their ``nn.with_partitioning`` axis,
-  everything else replicated.
-  """
-  init = jax.jit(functools.partial(model.init, train=False))
-  variables = jax.device_get(init(key, jnp.zeros((1, *image_shape))))
-  state = new_train_state(config, model, variables, objective=objective)
-  specs = jax.tree.map(
+
+def create_train_state(config, model, image_shape, key, *, objective) -> tuple[TrainState, Any]:
+  """`initial_state` on the host (one jit) and a PartitionSpec per leaf (`state_specs`)."""
+  init = functools.partial(initial_state, config, model, image_shape, objective=objective)
+  state = jax.device_get(jax.jit(init)(key))
+  return nn.meta.unbox(state), state_specs(state)
+
+
+def state_specs(boxed_state) -> Any:
+  """A PartitionSpec per leaf of a train state still boxed by
+  ``nn.with_partitioning`` (concrete or from ``jax.eval_shape``): the head's
+  class weights and their optimiser state on their class axis, everything
+  else replicated."""
+  return jax.tree.map(
     lambda s: s if isinstance(s, PartitionSpec) else PartitionSpec(),  # None for scalars
-    nn.get_partition_spec(state),
+    nn.get_partition_spec(boxed_state),
     is_leaf=lambda s: s is None or isinstance(s, PartitionSpec),
   )
-  return nn.meta.unbox(state), specs
 
 
 def train_step(state, batch, *, objective, preprocess, key, shard=None):
@@ -186,7 +195,17 @@ def eval_step(state, batch, *, objective, preprocess, shard=None):
 
 def load_dataset(config) -> dict:
   """`margin_jax.data.load_dataset` with the config's dataset, data directory,
-  training fraction, label noise and seed."""
+  training fraction, label noise and seed; for ``"many_classes"``
+  `margin_jax.data.many_classes` with the config's ``num_classes``,
+  ``num_examples``, ``num_test_examples`` and ``noise_std``."""
+  if config.dataset == "many_classes":
+    return data.many_classes(
+      num_classes=config.num_classes,
+      num_train=config.num_examples,
+      num_test=config.num_test_examples,
+      noise_std=config.noise_std,
+      seed=config.seed,
+    )
   return data.load_dataset(
     config.dataset,
     data_dir=config.data_dir or None,
@@ -356,8 +375,12 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   image_shape = jax.eval_shape(
     lambda: preprocess(jax.random.key(0), dataset.sample, train=True)
   ).shape[1:]
-  state, specs = create_train_state(config, model, image_shape, init_key, objective=objective)
-  place = placement(config, specs, dataset.num_classes)
+  # Specs from the abstract state, then the state computed where it lives (on
+  # a mesh: W split over "model" from the start, never on the host).
+  init = functools.partial(initial_state, config, model, image_shape, objective=objective)
+  boxed = jax.eval_shape(init, init_key)
+  place = placement(config, state_specs(boxed), dataset.num_classes)
+  state = place.init_state(lambda key: nn.meta.unbox(init(key)), init_key, nn.meta.unbox(boxed))
 
   checkpointer = Checkpointer(f"{workdir}/checkpoints", config)
   if checkpointer.latest_step() is not None:
