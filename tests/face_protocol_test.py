@@ -91,6 +91,7 @@ def test_the_face_command_trains_and_evaluates(face_data, tmp_path, source):
     f"--config.val_pairs={pairs}",
     *("--config.model=iresnet18", "--config.width=0.0625", "--config.batch_size=16"),
     *("--config.num_train_steps=20", "--config.lr_boundaries=(15,)", "--config.loss=arcface"),
+    "--config.loss_kwargs.arcface.scale=16.0",  # the protocol's s = 64 is for 10^4 identities
     *("--config.log_every_steps=10", "--config.eval_every_steps=20"),
     "--config.checkpoint_every_steps=20",
   )

@@ -159,7 +159,11 @@ def mesh_step(config, *, allocate: bool = False):
     state = place.init_state(lambda key: nn.meta.unbox(init(key)), key, state)
   step = place.parallelize(
     functools.partial(
-      train.train_step, objective=objective, preprocess=preprocess, key=jax.random.key(0)
+      train.train_step,
+      objective=objective,
+      preprocess=preprocess,
+      key=jax.random.key(0),
+      logged=functools.partial(train.is_logged_step, config),  # the timed steps are not
     ),
     returns_state=True,
   )

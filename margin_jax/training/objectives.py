@@ -234,7 +234,8 @@ def get_objective(config) -> Objective:
     config: a ``ConfigDict`` with the fields of ``experiments/configs/default.py``.
 
   Raises:
-    ValueError: as `bound_loss`; a bias with a loss that takes none.
+    ValueError: as `bound_loss`; a bias with a loss that takes none; a
+      ``sample_rate`` outside (0, 1] or without a mesh.
   """
   loss = bound_loss(config)
   if config.use_bias and not loss.spec.takes_bias:

@@ -119,7 +119,18 @@ def state_specs(boxed_state) -> Any:
   )
 
 
-def train_step(state, batch, *, objective, preprocess, key, shard=None):
+def is_logged_step(config, step):
+  """Whether the trainer logs ``step`` (1-based): every ``log_every_steps``,
+  every evaluation and checkpoint, and the last step. ``step`` may be traced."""
+  return (
+    (step == config.num_train_steps)
+    | (step % config.log_every_steps == 0)
+    | (step % config.eval_every_steps == 0)
+    | (step % config.checkpoint_every_steps == 0)
+  )
+
+
+def train_step(state, batch, *, objective, preprocess, key, shard=None, logged=None):
   """One SGD step on one device's shard; collectives over axis ``"data"``.
 
   Args:
@@ -132,6 +143,10 @@ def train_step(state, batch, *, objective, preprocess, key, shard=None):
       reproducible.
     shard: the class shard of a class-sharded step
       (`margin_jax.training.devices.MeshParallel` passes it), else ``None``.
+    logged: ``step -> bool`` (traced, the 1-based step this one completes):
+      the training accuracy and the diagnostics are computed only when true
+      (zeros otherwise: with 10^6 classes they cost as much as a sampled
+      loss); ``None``: every step.
 
   Returns:
     The new state and the device-averaged metrics.
@@ -168,12 +183,19 @@ def train_step(state, batch, *, objective, preprocess, key, shard=None):
   params = jax.lax.pcast(state.params, sharding.DATA_AXIS, to="varying")
   (loss, (outputs, new_model_state, loss_state)), grads = grad_fn(params)
   grads = jax.lax.pmean(grads, sharding.DATA_AXIS)
-  metrics = {
-    "loss": loss,
-    "accuracy": (objective.predicted_class(outputs, shard=shard) == labels).mean(),
-    "learning_rate": state.learning_rate(state.step),
-    **objective.diagnostics(outputs, labels, state.step, shard=shard),
-  }
+
+  def statistics():
+    return {
+      "accuracy": (objective.predicted_class(outputs, shard=shard) == labels).mean(),
+      **objective.diagnostics(outputs, labels, state.step, shard=shard),
+    }
+
+  if logged is None:
+    extra = statistics()
+  else:
+    skipped = lambda: jax.tree.map(jnp.zeros_like, jax.eval_shape(statistics))  # noqa: E731
+    extra = jax.lax.cond(logged(state.step + 1), statistics, skipped)
+  metrics = {"loss": loss, "learning_rate": state.learning_rate(state.step), **extra}
   metrics = {**jax.lax.pmean(metrics, sharding.DATA_AXIS), **loss_state}
   state = state.apply_gradients(
     grads=grads, batch_stats=new_model_state["batch_stats"], loss_state=loss_state
@@ -400,7 +422,13 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   start_step = int(state.step)
 
   p_train = place.parallelize(
-    functools.partial(train_step, objective=objective, preprocess=preprocess, key=train_key),
+    functools.partial(
+      train_step,
+      objective=objective,
+      preprocess=preprocess,
+      key=train_key,
+      logged=functools.partial(is_logged_step, config),
+    ),
     returns_state=True,
   )
   p_eval = place.parallelize(
@@ -428,11 +456,11 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
         jax.block_until_ready(metrics)
       if stop.requested:
         _stop(step, state, checkpointer, place, workdir)
+      if not is_logged_step(config, step):
+        continue
       final = step == config.num_train_steps
       save = final or step % config.checkpoint_every_steps == 0
       evaluate_now = final or step % config.eval_every_steps == 0
-      if not (save or evaluate_now or step % config.log_every_steps == 0):
-        continue
       scalars = {k: float(v) for k, v in place.to_host(metrics).items()}
       if not math.isfinite(scalars["loss"]):
         raise NonFiniteLossError(
