@@ -161,9 +161,19 @@ class MeshParallel:
 
   def init_state(self, init, key, like):
     """``init(key)``, a train state of ``like``'s structure, computed onto this
-    mesh's shardings: a head of 10^7 classes never passes through the host."""
-    shardings = jax.tree.leaves(self._state_sharding)
-    leaves = jax.jit(lambda key: jax.tree.leaves(init(key)), out_shardings=shardings)(key)
+    mesh's shardings: a head of 10^7 classes never passes through the host.
+
+    In two programs, so that W's random initialisation and the optimiser's
+    W-sized state are never live together: the parameters, then the rest
+    around them (the parameters donated; XLA drops the second program's
+    unused initialisation).
+    """
+    params = jax.jit(lambda key: init(key).params, out_shardings=self._state_sharding.params)(key)
+    leaves = jax.jit(
+      lambda key, params: jax.tree.leaves(init(key).replace(params=params)),
+      out_shardings=jax.tree.leaves(self._state_sharding),
+      donate_argnums=1,
+    )(key, params)
     return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
   def put_state(self, state):
