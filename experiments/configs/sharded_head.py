@@ -11,9 +11,11 @@ devices; on 8 GPUs leave it out). The data are `margin_jax.data.many_classes`:
 class c's mean is a Gaussian vector drawn from (seed, c), an example its
 class mean plus noise, so 10^7 classes cost no table.
 
-Expected time: ~3 min on a 2-core CPU (8 simulated devices, mostly the 10^5-class head).
+Expected time: ~2 min on a 2-core CPU (8 simulated devices, mostly the 10^5-class head).
 Target: the loss falls and the training accuracy (logged before each update,
-on its batch) rises far above chance (1e-5) once examples recur (32 steps a pass).
+on its batch) rises far above chance (1e-5) once examples recur (32 steps a
+pass); measured (docs/guides/millions_of_classes.md): loss 31.3 at step 30 ->
+0.55 at 300, accuracy 0.99, test error 1.6%.
 """
 
 from experiments.configs import default
