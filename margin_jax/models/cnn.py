@@ -140,7 +140,7 @@ ARCHITECTURES = {
 class MLP(nn.Module):
   """Flatten -> Dense(hidden_dim) -> ReLU -> Dense(feature_dim): the
   network of the many-class task (``experiments/configs/sharded_head.py``,
-  `margin_jax.data.synthetic`), where the classifier head is the point."""
+  `margin_jax.data.many_classes`), where the classifier head is the point."""
 
   hidden_dim: int = 256
   feature_dim: int = 128
