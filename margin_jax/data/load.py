@@ -41,6 +41,12 @@ def _ensure_prepared(name, spec, data_dir, source_dir) -> None:
     ) from e
 
 
+# The splits already read, by (dataset, data directory), as read-only arrays: a
+# process that trains several runs (the demo, a sweep, a test session) reads
+# and decodes a dataset once.
+_LOADED: dict[tuple[str, str], dict] = {}
+
+
 def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
   """Loads the train and test splits of a dataset as whole uint8 arrays.
 
@@ -61,7 +67,9 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
   Returns:
     A dict with ``"train"`` and ``"test"``, each ``(images, labels)`` with
     images uint8 ``[N, H, W, C]`` and labels int32 ``[N]`` in tfds' stored
-    order, ``"num_classes"`` (an int) and ``"name"``.
+    order, ``"num_classes"`` (an int) and ``"name"``. The arrays are
+    read-only and shared by later calls in the process for the same dataset
+    and ``data_dir`` (copy one to change it).
 
   Usage (prepares or downloads MNIST on first use)::
 
@@ -70,6 +78,9 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
   """
   spec = registry.get_spec(name)
   data_dir = str(data_dir or prepare.default_data_dir())
+  key = (name, os.path.abspath(data_dir))
+  if key in _LOADED:
+    return dict(_LOADED[key])
   source_dir = source_dir or os.environ.get("MARGIN_JAX_DATA")
   _ensure_prepared(name, spec, data_dir, source_dir)
   result = {"num_classes": spec.num_classes, "name": name}
@@ -78,8 +89,12 @@ def load_arrays(name: str, *, data_dir=None, source_dir=None) -> dict:
     examples = source.__getitems__(range(len(source)))
     images = np.stack([e["image"] for e in examples]).astype(np.uint8, copy=False)
     labels = np.array([e["label"] for e in examples], np.int32)
-    result[split] = (images.reshape(-1, *spec.image_shape), labels)
-  return result
+    images = images.reshape(-1, *spec.image_shape)
+    for array in (images, labels):
+      array.setflags(write=False)
+    result[split] = (images, labels)
+  _LOADED[key] = result
+  return dict(result)
 
 
 def load_dataset(
