@@ -26,11 +26,11 @@ demo: $(STAMP)
 	$(PY) -m experiments.demo
 
 # Two workers (this project's machines have 2 cores), a test file to each in turn;
-# the longest file (8 devices in a subprocess) first, so the other files share the rest
-# (--no-loadscope-reorder: xdist would otherwise start the files with most tests first,
-# and this one-test file last).
+# the longest file (8 devices in a subprocess) first, so the other files share the rest:
+# tests/conftest.py puts it first, and --no-loadscope-reorder keeps that order (xdist
+# would start the files with most tests first, and this one-test file last).
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests/parallel_test.py tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 
 # Warnings are errors; then every public name must have an entry.
 docs: $(STAMP)

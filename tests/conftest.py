@@ -61,3 +61,9 @@ def tiny_mnist(tmp_path_factory):
   data_dir = root / "tfds"
   data.load_arrays("mnist", data_dir=str(data_dir), source_dir=str(root / "raw"))
   return str(root / "raw"), str(data_dir)
+
+
+def pytest_collection_modifyitems(items):
+  """tests/parallel_test.py (8 devices in a subprocess, the longest file) first:
+  `make test`'s two workers then share the other files while it runs."""
+  items.sort(key=lambda item: item.path.name != "parallel_test.py")
