@@ -83,7 +83,7 @@ def get_config(table: campaign.Table, overrides: dict):
 
 
 def step_flops(config, image_shape=None, num_classes=None) -> float:
-  """FLOPs of one training step of ``config`` (``train.train_step`` on one
+  """FLOPs of one training step of ``config`` (``train.training_step`` on one
   device, the whole batch), from XLA's cost analysis of its lowering; the
   data's image shape and classes are its dataset's unless given."""
   import jax
@@ -115,11 +115,8 @@ def step_flops(config, image_shape=None, num_classes=None) -> float:
     "image": one_device((config.batch_size, *image_shape), np.uint8),
     "label": one_device((config.batch_size,), np.int32),
   }
-  step = functools.partial(
-    train.train_step,
-    objective=objective,
-    preprocess=preprocess,
-    key=jax.random.key(0),
+  step = train.training_step(
+    config, objective=objective, preprocess=preprocess, key=jax.random.key(0)
   )
   p_step = jax.pmap(step, axis_name=sharding.DATA_AXIS, devices=jax.local_devices()[:1])
   cost = p_step.lower(state, batch).cost_analysis()

@@ -9,17 +9,22 @@ flat fields of earlier configs (``--config.margin=2``, ``--config.alpha_squared=
 ..., as the commands of ``experiments/results/runs`` have them) are translated.
 
 ``--resume`` continues from the latest checkpoint in ``--workdir``; Ctrl-C
-(SIGINT) or SIGTERM saves the last completed step and exits with status 0. For a
-multi-host run start one process per host with ``--coordinator_address``,
-``--num_processes`` and ``--process_id``; each process reads its own shard.
+(SIGINT) or SIGTERM saves the last completed step and exits with status 0. The
+run's curves are plotted to ``WORKDIR/curves.png`` (`experiments.curves`) when
+it ends or stops. For a multi-host run start one process per host with
+``--coordinator_address``, ``--num_processes`` and ``--process_id``; each
+process reads its own shard.
 """
 
 import math
+import os
 import sys
 
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from experiments import curves
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Path to a config file (experiments/configs/*.py).", lock_config=True
@@ -106,6 +111,8 @@ def main(argv):
 
   if _COORDINATOR.value:
     devices.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  import jax
+
   from margin_jax import training
 
   try:
@@ -114,6 +121,9 @@ def main(argv):
     sys.exit(f"error: {e}")
   except training.TrainingInterrupted as e:
     print(e, flush=True)  # a stop asked for, its work saved: exit status 0
+  finally:
+    if jax.process_index() == 0 and os.path.exists(f"{_WORKDIR.value}/metrics.jsonl"):
+      curves.plot(_WORKDIR.value)
 
 
 if __name__ == "__main__":

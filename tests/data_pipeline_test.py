@@ -73,6 +73,28 @@ def test_train_batches_processes_take_their_shard_of_the_global_batch():
 
 
 @pytest.mark.parametrize("process_count", [1, 2])
+def test_source_batches_are_the_array_batches_per_process(process_count):
+  """A random-access source (the face readers) is read in the batches the
+  in-memory pipeline draws, each process its slice, across epochs and from a
+  resumed step."""
+  images, labels = _ids(50)
+  source = [(image, label) for image, label in zip(images, labels)]
+  kw = dict(batch_size=8, seed=3, start_step=4, process_count=process_count)
+  for p in range(process_count):
+    want = pipeline.endless_train_batches(images, labels, num_devices=2, process_index=p, **kw)
+    got = list(
+      pipeline.source_train_batches(
+        source, num_devices=2, num_steps=14, process_index=p, num_threads=2, **kw
+      )
+    )
+    assert len(got) == 10
+    for batch in got:
+      expected = next(want)
+      for key in ("image", "label"):
+        np.testing.assert_array_equal(batch[key], expected[key])
+
+
+@pytest.mark.parametrize("process_count", [1, 2])
 @pytest.mark.parametrize("num_devices", [1, 2, 3])
 def test_eval_batches_visit_every_example_exactly_once(num_devices, process_count):
   images, labels = _ids(37)

@@ -4,6 +4,7 @@
 IResNet-18 at small width from each format and `experiments.evaluate
 --pairs` scores the pairs."""
 
+import json
 import pathlib
 import pickle
 import re
@@ -13,6 +14,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
+
+from experiments import curves
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 IDENTITIES, PER_IDENTITY = 12, 4
@@ -81,6 +84,28 @@ def face_data(tmp_path_factory):
   return root
 
 
+def test_both_formats_read_the_written_faces(face_data):
+  """Exactly the written pixels (the JPEG files' decoding) and labels 0..11 in
+  identity-name order, from the folder and from the pack."""
+  from margin_jax.data import faces
+
+  want = [
+    (
+      cv2.imdecode(np.frombuffer(_jpeg(_face(label, j)), np.uint8), cv2.IMREAD_COLOR)[..., ::-1],
+      label,
+    )
+    for label in range(IDENTITIES)
+    for j in range(PER_IDENTITY)
+  ]
+  for source in ("train", "pack/train.rec"):
+    dataset = faces.open_source(face_data / source)
+    assert len(dataset) == len(want) and dataset.num_classes == IDENTITIES, source
+    for i, (image, label) in enumerate(want):
+      got_image, got_label = dataset[i]
+      assert got_label == label, (source, i)
+      np.testing.assert_array_equal(got_image, image, err_msg=f"{source} image {i}")
+
+
 @pytest.mark.parametrize("source", ["train", "pack/train.rec"], ids=["folder", "recordio"])
 def test_the_face_command_trains_and_evaluates(face_data, tmp_path, source):
   workdir = tmp_path / "run"
@@ -100,9 +125,14 @@ def test_the_face_command_trains_and_evaluates(face_data, tmp_path, source):
     == f"train_data: {IDENTITIES * PER_IDENTITY} images, {IDENTITIES} identities"
   )
   assert (workdir / "checkpoints" / "20").is_dir()
-  logged = (workdir / "metrics.jsonl").read_text().splitlines()[-1]
+  logged = (workdir / "metrics.jsonl").read_text().splitlines()
   for name in ("agedb", "pairs"):  # each set logged under its file's stem
-    assert f'"{name}_accuracy": 1.0' in logged and f'"{name}_tar_far_1e-3"' in logged
+    assert f'"{name}_accuracy": 1.0' in logged[-1] and f'"{name}_tar_far_1e-3"' in logged[-1]
+  # ... and plotted with the other curves, a line per set.
+  assert (workdir / "curves.png").stat().st_size > 0
+  drawn = dict(curves.panels([json.loads(line) for line in logged]))
+  assert [label for label, *_ in drawn["verification accuracy (10-fold)"]] == ["agedb", "pairs"]
+  assert {"loss", "training accuracy", "TAR@FAR=1e-3"} <= set(drawn)
   lines = _run(
     "experiments.evaluate",
     "--workdir",

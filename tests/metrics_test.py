@@ -526,6 +526,22 @@ def test_verification_with_given_folds_and_pca_matches_numpy(float64):
     metrics.verification_accuracy(scores, same, folds=np.zeros(n, int))
   with pytest.raises(ValueError, match="dim must be in"):
     metrics.pca_fold_scores(a, b, dim=7)
+  # The trainer's and `experiments.evaluate`'s numbers (--pca DIM): the
+  # accuracy after the per-fold PCA, TAR and EER on the plain cosine scores.
+  from margin_jax.training import verification
+
+  pairs = np.stack([a, b], 1).reshape(2 * n, d)
+  numbers = verification.report(pairs, same, folds, pca_dim=3)
+  np.testing.assert_allclose(
+    [numbers["accuracy"], numbers["accuracy_std"]], np_verification_accuracy(want, same, 4, folds)
+  )
+  plain = verification.report(pairs, same, folds)
+  np.testing.assert_allclose(
+    [plain["accuracy"], plain["accuracy_std"]], np_verification_accuracy(scores, same, 4, folds)
+  )
+  assert {k: numbers[k] for k in ("tar_far_1e-3", "eer")} == {
+    k: plain[k] for k in ("tar_far_1e-3", "eer")
+  }
 
 
 @pytest.mark.parametrize("axis_type", ["Explicit", "Auto"])

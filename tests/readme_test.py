@@ -25,6 +25,8 @@ def test_readme_is_short_and_installs_first():
   lines = README.splitlines()
   assert len(lines) <= 180, len(lines)
   assert any("pip install" in line for line in lines[:40])
+  example = re.search(r"<!-- readme-example -->\n```python\n(.*?)```", README, re.DOTALL)
+  assert 10 <= len([line for line in example.group(1).splitlines() if line.strip()]) <= 20
 
 
 def test_readme_python_blocks_run_top_to_bottom():
@@ -92,3 +94,22 @@ def test_docs_page_check_names_a_missing_entry(tmp_path):
   assert check_pages.main([str(tmp_path)]) == 1
   (tmp_path / "index.html").write_text(page + '<dt id="margin_jax.metrics.tar_at_far"></dt>')
   assert check_pages.main([str(tmp_path)]) == 0
+
+
+def test_every_public_name_has_an_api_entry():
+  """`make docs` checks the built site; the suite checks its source: every
+  public name of the documented packages has an autodoc or ``py:data``
+  directive in a page of docs/."""
+  sys.path.insert(0, str(ROOT / "docs"))
+  import check_pages
+
+  pages = "\n".join(p.read_text() for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts)
+  entries = set(re.findall(r"^\.\. auto\w+:: (margin_jax\.[\w.]+)", pages, re.MULTILINE))
+  entries |= {
+    f"{module}.{name}"
+    for name, module in re.findall(
+      r"^\.\. py:data:: (\w+)\n\s+:module: (margin_jax[\w.]*)", pages, re.MULTILINE
+    )
+  }
+  names = [f"{m}.{n}" for m in check_pages.PACKAGES for n in check_pages.public_names(m)]
+  assert [name for name in names if name not in entries] == []

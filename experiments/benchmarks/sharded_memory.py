@@ -131,15 +131,14 @@ def abstract_arrays(tree, shardings):
 
 def mesh_step(config, *, allocate: bool = False):
   """The trainer's class-sharded training step for ``config`` as
-  `margin_jax.training.train_and_evaluate` builds it (`train.train_step` under
-  `devices.MeshParallel`, the state donated) on `margin_jax.data.many_classes`'
+  `margin_jax.training.train_and_evaluate` builds it (`train.placed_initial_state`,
+  `train.training_step` under `devices.MeshParallel`, the state donated) on `margin_jax.data.many_classes`'
   8x8 inputs: ``(step, place, state)``, the state initialised on the mesh
   (``allocate``) or abstract (nothing allocated)."""
   import functools
 
   import jax
   import numpy as np
-  from flax import linen as nn
 
   from margin_jax.data import transforms
   from margin_jax.training import objectives
@@ -150,21 +149,18 @@ def mesh_step(config, *, allocate: bool = False):
   preprocess = functools.partial(
     transforms.preprocess, recipe=config.preprocess, mean=np.zeros(IMAGE_SHAPE, np.float32)
   )
-  init = functools.partial(train.initial_state, config, model, IMAGE_SHAPE, objective=objective)
-  key = jax.random.key(config.seed)
-  boxed = jax.eval_shape(init, key)
-  state, specs = nn.meta.unbox(boxed), train.state_specs(boxed)
-  place = train.placement(config, specs, config.num_classes)
-  if allocate:  # as the trainer: computed onto the mesh, never on the host
-    state = place.init_state(lambda key: nn.meta.unbox(init(key)), key, state)
+  place, state = train.placed_initial_state(
+    config,
+    model,
+    IMAGE_SHAPE,
+    config.num_classes,
+    jax.random.key(config.seed),
+    objective=objective,
+    allocate=allocate,
+  )
   step = place.parallelize(
-    functools.partial(
-      train.train_step,
-      objective=objective,
-      preprocess=preprocess,
-      key=jax.random.key(0),
-      logged=functools.partial(train.is_logged_step, config),  # the timed steps are not
-    ),
+    # the timed steps are not logged, as in the trainer
+    train.training_step(config, objective=objective, preprocess=preprocess, key=jax.random.key(0)),
     returns_state=True,
   )
   return step, place, state

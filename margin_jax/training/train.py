@@ -130,6 +130,36 @@ def is_logged_step(config, step):
   )
 
 
+def placed_initial_state(
+  config, model, image_shape, num_classes: int, key, *, objective, allocate: bool = True
+):
+  """The trainer's placement for ``config`` and its train state at step 0.
+
+  The specs come from the abstract state, then the state is computed where it
+  lives (on a mesh: W split over ``"model"`` from the start, never on the
+  host). ``allocate=False`` returns the abstract state (nothing allocated).
+  """
+  init = functools.partial(initial_state, config, model, image_shape, objective=objective)
+  boxed = jax.eval_shape(init, key)
+  place = placement(config, state_specs(boxed), num_classes)
+  state = nn.meta.unbox(boxed)
+  if allocate:
+    state = place.init_state(lambda key: nn.meta.unbox(init(key)), key, state)
+  return place, state
+
+
+def training_step(config, *, objective, preprocess, key):
+  """`train_step` as the trainer runs it for ``config``: its statistics only
+  on the steps it logs (`is_logged_step`); for a placement's ``parallelize``."""
+  return functools.partial(
+    train_step,
+    objective=objective,
+    preprocess=preprocess,
+    key=key,
+    logged=functools.partial(is_logged_step, config),
+  )
+
+
 def train_step(state, batch, *, objective, preprocess, key, shard=None, logged=None):
   """One SGD step on one device's shard; collectives over axis ``"data"``.
 
@@ -397,12 +427,9 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   image_shape = jax.eval_shape(
     lambda: preprocess(jax.random.key(0), dataset.sample, train=True)
   ).shape[1:]
-  # Specs from the abstract state, then the state computed where it lives (on
-  # a mesh: W split over "model" from the start, never on the host).
-  init = functools.partial(initial_state, config, model, image_shape, objective=objective)
-  boxed = jax.eval_shape(init, init_key)
-  place = placement(config, state_specs(boxed), dataset.num_classes)
-  state = place.init_state(lambda key: nn.meta.unbox(init(key)), init_key, nn.meta.unbox(boxed))
+  place, state = placed_initial_state(
+    config, model, image_shape, dataset.num_classes, init_key, objective=objective
+  )
 
   checkpointer = Checkpointer(f"{workdir}/checkpoints", config)
   if checkpointer.latest_step() is not None:
@@ -422,13 +449,7 @@ def train_and_evaluate(config, workdir: str, *, resume: bool = False):
   start_step = int(state.step)
 
   p_train = place.parallelize(
-    functools.partial(
-      train_step,
-      objective=objective,
-      preprocess=preprocess,
-      key=train_key,
-      logged=functools.partial(is_logged_step, config),
-    ),
+    training_step(config, objective=objective, preprocess=preprocess, key=train_key),
     returns_state=True,
   )
   p_eval = place.parallelize(

@@ -45,7 +45,7 @@ def embedder(model, preprocess, *, crop_to=None, batch_size: int = 500):
   return embed
 
 
-def report(embeddings, same, folds=None) -> dict[str, float]:
+def report(embeddings, same, folds=None, *, pca_dim: int | None = None) -> dict[str, float]:
   """The verification numbers of pairs ``(embeddings[2k], embeddings[2k + 1])``.
 
   Args:
@@ -53,13 +53,20 @@ def report(embeddings, same, folds=None) -> dict[str, float]:
     same: ``[N]`` booleans, True for a pair of one identity.
     folds: optional ``[N]`` fold of each pair (LFW's own); else 10
       consecutive folds.
+    pca_dim: the accuracy's scores after a PCA to ``pca_dim`` dimensions
+      fitted on the other folds (`margin_jax.metrics.pca_fold_scores`, as
+      L-Softmax and Noisy Softmax evaluate LFW); ``None``: plain cosine.
 
   Returns:
     ``accuracy`` and ``accuracy_std`` (10-fold), ``tar_far_1e-3``,
-    ``tar_far_1e-4`` and ``eer``.
+    ``tar_far_1e-4`` and ``eer`` (these three on the plain cosine scores).
   """
-  scores = metrics.cosine_scores(embeddings[0::2], embeddings[1::2])
-  mean, std = metrics.verification_accuracy(scores, same, folds=folds)
+  first, second = embeddings[0::2], embeddings[1::2]
+  scores = metrics.cosine_scores(first, second)
+  fold_scores = scores
+  if pca_dim is not None:
+    fold_scores = metrics.pca_fold_scores(first, second, dim=pca_dim, folds=folds)
+  mean, std = metrics.verification_accuracy(fold_scores, same, folds=folds)
   tars = metrics.tar_at_far(scores, same, FAR_TARGETS)
   return {
     "accuracy": float(mean),
