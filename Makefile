@@ -26,9 +26,10 @@ demo: $(STAMP)
 	$(PY) -m experiments.demo
 
 # Two workers (this project's machines have 2 cores), a test file to each in turn;
-# the longest file (8 devices in a subprocess) first, so the other files share the rest:
-# tests/conftest.py puts it first, and --no-loadscope-reorder keeps that order (xdist
-# would start the files with most tests first, and this one-test file last).
+# the two longest files (8 devices in a subprocess; a training run per loss) first,
+# one to each worker, so the other files share the rest: tests/conftest.py orders
+# them, and --no-loadscope-reorder keeps that order (xdist would start the files
+# with most tests first, and the one-test 8-device file last).
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15 tests
 

@@ -122,8 +122,8 @@ def sample_shard(
     where: ``[B_local]`` bool; a masked example's class is not kept for it.
 
   Returns:
-    ``(classes, labels, shard)``: the kept local columns ``[kept]`` (take W's,
-    the bias's and the centers' with them), each label in the numbering of
+    ``(classes, labels, shard)``: the kept local columns ``[kept]``
+    (`take_classes` cuts W, the bias and the centers to them), each label in the numbering of
     all shards' kept classes, and the `margin_jax.sharding.ClassShard` of the
     kept classes (pass it as the loss's ``shard=``).
   """
@@ -151,6 +151,16 @@ def sample_shard(
     jnp.where(found, new_labels, num_shards * kept),
     sharding.ClassShard(axis, valid, kept_classes, shard.batch_axis),
   )
+
+
+def take_classes(arrays: dict, classes: jax.Array) -> dict:
+  """A loss's arguments by name, each class-indexed one (``weights`` on its
+  last axis, ``bias``, ``centers``, ``logits``) cut to the local ``classes``
+  that `sample_shard` kept; the others, and ``None``, as given."""
+  return {
+    k: v if v is None or k not in _CLASS_AXIS else jnp.take(v, classes, axis=_class_axis(k, v))
+    for k, v in arrays.items()
+  }
 
 
 def _position_in(classes: jax.Array, labels: jax.Array) -> jax.Array:
@@ -294,10 +304,7 @@ def shard_classes(
       classes, labels, shard = sample_shard(
         key, local["labels"], shard, local_count, sample_rate=sample_rate, where=local.get("where")
       )
-      local = dict(local, labels=labels)
-      for k, axis in class_sharded.items():
-        local[k] = jnp.take(local[k], classes, axis=axis)
-      return local, shard
+      return take_classes(dict(local, labels=labels), classes), shard
 
     out_spec = P(batch_axis) if out.ndim == 1 else P()
     return jax.shard_map(body, mesh=mesh, in_specs=tuple(in_specs), out_specs=out_spec)(*operands)

@@ -63,7 +63,13 @@ def tiny_mnist(tmp_path_factory):
   return str(root / "raw"), str(data_dir)
 
 
+# The two longest files (8 devices in a subprocess; a training run per loss),
+# in the order `make test`'s two workers should start them.
+_FIRST = ("parallel_test.py", "training_trainability_test.py")
+
+
 def pytest_collection_modifyitems(items):
-  """tests/parallel_test.py (8 devices in a subprocess, the longest file) first:
-  `make test`'s two workers then share the other files while it runs."""
-  items.sort(key=lambda item: item.path.name != "parallel_test.py")
+  """The longest files first, one to each of `make test`'s two workers (xdist
+  hands each worker one file, then a second, in this order): the other files
+  then share the workers while they run, instead of one of them running last."""
+  items.sort(key=lambda item: _FIRST.index(item.path.name) if item.path.name in _FIRST else 2)

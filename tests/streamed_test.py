@@ -234,8 +234,11 @@ def test_errors_name_the_loss_and_the_value():
     jax.jvp(lambda w: streamed(x, w, y, scale=16.0, margin=0.35), (w,), (w,))
   with pytest.raises(TypeError, match="reverse mode only"):
     jax.jacfwd(lambda x: streamed(x, w, y, scale=16.0, margin=0.35))(x)
-  # Reverse over reverse works: the Hessian w.r.t. one feature row.
-  hessian = jax.hessian(lambda row: streamed(x.at[0].set(row), w, y, scale=16.0, margin=0.35)[0])
+  # Reverse over reverse works: the Hessian w.r.t. one feature row (jitted:
+  # eagerly its scan's operations take 20 s to dispatch).
+  hessian = jax.jit(
+    jax.hessian(lambda row: streamed(x.at[0].set(row), w, y, scale=16.0, margin=0.35)[0])
+  )
   want = jax.hessian(
     lambda row: losses.cosface_loss(x.at[0].set(row), w, y, scale=16.0, margin=0.35)[0]
   )

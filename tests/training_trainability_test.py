@@ -1,11 +1,13 @@
 """Every objective learns MNIST through the real training path.
 
 Each loss of `objectives.LOSSES` trains the demo's network (L-Softmax's MNIST
-net at 1/8 width, experiments/configs/mnist_cpu.py) for 200 SGD steps of
-batch 64 at the papers' learning rate 0.1, about a fifth of an epoch of real
-MNIST, and must end at <= 10% test error (chance is 90%). In this budget the
-losses reached 2.5-4.2% (10 of them measured at 200 steps). L-/A-Softmax
-also run at m = 4 with their published lambda schedules stretched to the run.
+net at 1/8 width, experiments/configs/mnist_cpu.py) for 150 SGD steps of
+batch 64 at the papers' learning rate 0.1, about a sixth of an epoch of real
+MNIST, and must end at <= 10% test error (chance is 90%). L-/A-Softmax also
+run at m = 4 with their published lambda schedules stretched to the run, for
+200 steps: at 150 the stretched schedule leaves L-Softmax m = 4 at 12.7%. At
+100 steps every loss but Virtual Softmax (10.7%) and L-Softmax m = 4 (27%)
+was at 4.0-7.2%; at 150 Virtual Softmax reached 6.5%.
 """
 
 import json
@@ -23,7 +25,6 @@ SHARED = pathlib.Path(
   os.environ.get("MARGIN_JAX_DATA")
   or pathlib.Path(__file__).resolve().parents[2] / "shared" / "datasets"
 )
-STEPS = 200
 MAX_TEST_ERROR = 0.10
 MARGIN_LOSSES = ("l_softmax", "a_softmax")
 CASES = [(loss, 2) for loss in objectives.LOSSES] + [(loss, 4) for loss in MARGIN_LOSSES]
@@ -50,12 +51,13 @@ def test_every_loss_learns_mnist(mnist_data_dir, tmp_path, loss, margin):
   if loss in MARGIN_LOSSES:
     config.loss_kwargs[loss].margin = margin
   config.num_classifiers = 2 if losses.TABLE[loss].inputs == "stacked" else 0
-  config.num_train_steps = STEPS
-  config.lr_boundaries = (2 * STEPS // 3, 5 * STEPS // 6)
-  config.eval_every_steps = config.checkpoint_every_steps = STEPS
+  steps = 200 if margin == 4 else 150
+  config.num_train_steps = steps
+  config.lr_boundaries = (2 * steps // 3, 5 * steps // 6)
+  config.eval_every_steps = config.checkpoint_every_steps = steps
   training.train_and_evaluate(config, str(tmp_path))
   with open(tmp_path / "metrics.jsonl") as f:
     final = [json.loads(line) for line in f][-1]
   print(f"{loss} m={margin}: test error {final['test_error']:.4f}")
-  assert final["step"] == STEPS
+  assert final["step"] == steps
   assert final["test_error"] <= MAX_TEST_ERROR, final

@@ -91,9 +91,8 @@ def large_margin_softmax_loss(
 
   .. math::
     f_{y} = \frac{\lambda \|W_y\| \|x\| \cos\theta_y + \|W_y\| \|x\| \psi(\theta_y)}{1 + \lambda},
-    \qquad f_j = W_j^\top x \ (j \ne y),
 
-    \ell = -\log \frac{e^{f_y}}{\sum_j e^{f_j}}
+    f_j = W_j^\top x \ (j \ne y), \qquad \ell = -\log \frac{e^{f_y}}{\sum_j e^{f_j}}
 
   with :func:`psi`. ``lam`` is the paper's blend that eases the margin in
   (Sec. 5.1): a large lambda is plain softmax; feed :func:`lambda_schedule`

@@ -25,10 +25,6 @@ from margin_jax import parallel
 LOSSES = tuple(losses.TABLE)
 
 
-# The class axis of the model outputs a loss reads per class.
-_CLASS_AXIS = {"weights": -1, "bias": 0, "centers": 0}
-
-
 @dataclasses.dataclass(frozen=True)
 class Objective:
   """The config's loss, resolved once (`get_objective`), called on the model
@@ -82,10 +78,7 @@ class Objective:
       classes, labels, shard = parallel.sample_shard(
         jax.random.fold_in(key, 1), labels, shard, local_count, sample_rate=self.sample_rate
       )
-      outputs = {
-        k: v if v is None or k not in _CLASS_AXIS else jnp.take(v, classes, axis=_CLASS_AXIS[k])
-        for k, v in outputs.items()
-      }
+      outputs = parallel.take_classes(outputs, classes)
     return self.bound(
       outputs["features"],
       outputs["weights"],
