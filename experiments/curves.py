@@ -54,7 +54,8 @@ def plot(workdir) -> pathlib.Path:
 
   workdir = pathlib.Path(workdir)
   with open(workdir / "metrics.jsonl") as f:
-    drawn = panels([json.loads(line) for line in f])
+    # A line without its newline is one an interrupted run left half-written.
+    drawn = panels([json.loads(line) for line in f if line.endswith("\n")])
   fig, axes = plt.subplots(1, max(len(drawn), 1), figsize=(4 * max(len(drawn), 1), 3.2))
   for ax, (title, series) in zip(getattr(axes, "flat", [axes]), drawn):
     for label, steps, values in series:
