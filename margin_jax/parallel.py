@@ -123,9 +123,10 @@ def sample_shard(
 
   Returns:
     ``(classes, labels, shard)``: the kept local columns ``[kept]``
-    (`take_classes` cuts W, the bias and the centers to them), each label in the numbering of
-    all shards' kept classes, and the `margin_jax.sharding.ClassShard` of the
-    kept classes (pass it as the loss's ``shard=``).
+    (`take_classes` cuts W, the bias and the centers to them), each label in
+    the numbering of all shards' kept classes, and the
+    `margin_jax.sharding.ClassShard` of the kept classes (pass it as the
+    loss's ``shard=``).
   """
   axis = shard.axis_name
   everyone = labels if where is None else jnp.where(where, labels, -1)
@@ -156,7 +157,12 @@ def sample_shard(
 def take_classes(arrays: dict, classes: jax.Array) -> dict:
   """A loss's arguments by name, each class-indexed one (``weights`` on its
   last axis, ``bias``, ``centers``, ``logits``) cut to the local ``classes``
-  that `sample_shard` kept; the others, and ``None``, as given."""
+  that `sample_shard` kept; the others, and ``None``, as given.
+
+  Like `sample_shard`, inside ``shard_map``: ``classes`` index this class
+  shard's own columns, so the arrays are the shard's local blocks (on arrays
+  placed over a mesh outside ``shard_map`` local indices mean nothing, and
+  Explicit axes refuse the gather)."""
   return {
     k: v if v is None or k not in _CLASS_AXIS else jnp.take(v, classes, axis=_class_axis(k, v))
     for k, v in arrays.items()

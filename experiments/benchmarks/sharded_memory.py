@@ -131,10 +131,12 @@ def abstract_arrays(tree, shardings):
 
 def mesh_step(config, *, allocate: bool = False):
   """The trainer's class-sharded training step for ``config`` as
-  `margin_jax.training.train_and_evaluate` builds it (`train.placed_initial_state`,
-  `train.training_step` under `devices.MeshParallel`, the state donated) on `margin_jax.data.many_classes`'
-  8x8 inputs: ``(step, place, state)``, the state initialised on the mesh
-  (``allocate``) or abstract (nothing allocated)."""
+  `margin_jax.training.train_and_evaluate` builds it
+  (`train.placed_initial_state`, `train.training_step` under
+  `devices.MeshParallel`, the state donated) on
+  `margin_jax.data.many_classes`' 8x8 inputs: ``(step, place, state)``, the
+  state initialised on the mesh (``allocate``) or abstract (nothing
+  allocated)."""
   import functools
 
   import jax
